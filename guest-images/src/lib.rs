@@ -1,0 +1,3 @@
+pub mod kernel;
+pub mod initramfs;
+pub mod cache;
