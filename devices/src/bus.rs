@@ -106,7 +106,9 @@ impl Bus {
 
 /// Lock a device, recovering from a poisoned lock: a device that panicked on one vCPU must
 /// not take the whole VMM down with it on the next access.
-fn lock<'a>(m: &'a Mutex<dyn BusDevice + 'static>) -> std::sync::MutexGuard<'a, dyn BusDevice + 'static> {
+fn lock<'a>(
+    m: &'a Mutex<dyn BusDevice + 'static>,
+) -> std::sync::MutexGuard<'a, dyn BusDevice + 'static> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
@@ -149,10 +151,19 @@ mod tests {
         let mut bus = Bus::new();
         let d = || Arc::new(Mutex::new(Recorder::default())) as Arc<Mutex<dyn BusDevice>>;
         bus.insert(0x60, 5, d()).unwrap();
-        assert!(matches!(bus.insert(0x64, 1, d()), Err(BusError::Overlap { .. })));
-        assert!(matches!(bus.insert(0x5c, 5, d()), Err(BusError::Overlap { .. })));
+        assert!(matches!(
+            bus.insert(0x64, 1, d()),
+            Err(BusError::Overlap { .. })
+        ));
+        assert!(matches!(
+            bus.insert(0x5c, 5, d()),
+            Err(BusError::Overlap { .. })
+        ));
         bus.insert(0x5c, 4, d()).unwrap();
-        assert_eq!(bus.insert(0, 0, d()), Err(BusError::BadRange { base: 0, len: 0 }));
+        assert_eq!(
+            bus.insert(0, 0, d()),
+            Err(BusError::BadRange { base: 0, len: 0 })
+        );
         assert!(bus.insert(u64::MAX, 2, d()).is_err());
     }
 }

@@ -1,1 +1,390 @@
+//! The control page: a 4 KiB MMIO page through which the guest agent reports events to the VMM.
+//! Protocol: docs/control-protocol.md (version 1).
+//!
+//! The bus hands every MMIO access inside the page to [`ControlPage::read`] /
+//! [`ControlPage::write`] with the offset relative to the page start. Registers are 32 bits
+//! wide; any access that is not 4 bytes wide and 4-byte aligned is ignored (reads return
+//! zeros) and counted in [`ControlPage::bad_accesses`]. Each write to EVENT produces one
+//! [`ControlEvent`] on the channel given to [`ControlPage::new`], timestamped on arrival, with
+//! the STATUS and LEN written before it and the first LEN mailbox bytes as its message. After
+//! an EVENT, STATUS and LEN are reset to 0, so an event without an argument or message needs
+//! only the EVENT write. Nothing here panics, whatever the guest writes.
 
+use std::sync::mpsc::Sender;
+use std::time::Instant;
+
+/// Size of the control page in guest-physical address space.
+pub const CONTROL_PAGE_SIZE: u64 = 0x1000;
+/// Default guest-physical address (first page of the MMIO window), announced to the guest as
+/// `pinvm.ctl=0x<hex>` on the kernel command line.
+pub const CONTROL_PAGE_DEFAULT_ADDR: u64 = 0xd000_0000;
+/// Value of the MAGIC register: "PNVM" little-endian.
+pub const CONTROL_MAGIC: u32 = 0x4d56_4e50;
+/// Protocol version reported in the VERSION register.
+pub const CONTROL_VERSION: u32 = 1;
+
+/// Register offsets.
+pub mod reg {
+    pub const MAGIC: u64 = 0x000;
+    pub const VERSION: u64 = 0x004;
+    pub const EVENT: u64 = 0x008;
+    pub const STATUS: u64 = 0x00c;
+    pub const LEN: u64 = 0x010;
+    pub const MAILBOX: u64 = 0x800;
+    /// Mailbox capacity in bytes (0x800..0x1000).
+    pub const MAILBOX_SIZE: u64 = 0x800;
+}
+
+/// What the agent reported.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ControlEventKind {
+    /// 1: `/init` started (marks "time to guest init").
+    AgentStarted,
+    /// 2: the command was spawned.
+    CmdStarted,
+    /// 3: the command ended; `status` is its shell-style status (exit code or 128+signal).
+    CmdDone,
+    /// 4: the agent hit an error; `status` is an errno or 0, `message` says what went wrong.
+    AgentError,
+    /// 5: a line for the host's log.
+    Log,
+    /// Any other code the guest wrote to EVENT.
+    Unknown(u32),
+}
+
+impl ControlEventKind {
+    pub fn from_code(code: u32) -> Self {
+        match code {
+            1 => Self::AgentStarted,
+            2 => Self::CmdStarted,
+            3 => Self::CmdDone,
+            4 => Self::AgentError,
+            5 => Self::Log,
+            c => Self::Unknown(c),
+        }
+    }
+
+    pub fn code(self) -> u32 {
+        match self {
+            Self::AgentStarted => 1,
+            Self::CmdStarted => 2,
+            Self::CmdDone => 3,
+            Self::AgentError => 4,
+            Self::Log => 5,
+            Self::Unknown(c) => c,
+        }
+    }
+}
+
+/// One event reported by the guest.
+#[derive(Clone, Debug)]
+pub struct ControlEvent {
+    pub kind: ControlEventKind,
+    /// Value of STATUS when EVENT was written (0 if not written since the previous event).
+    pub status: u32,
+    /// The first LEN mailbox bytes (LEN clamped to 2048), invalid UTF-8 replaced lossily.
+    pub message: String,
+    /// When the EVENT write reached the VMM.
+    pub at: Instant,
+}
+
+/// The device behind the control page.
+pub struct ControlPage {
+    sink: Sender<ControlEvent>,
+    status: u32,
+    len: u32,
+    mailbox: [u8; reg::MAILBOX_SIZE as usize],
+    bad_accesses: u64,
+}
+
+impl ControlPage {
+    /// Events are sent to `sink`; if its receiver is gone they are dropped silently.
+    pub fn new(sink: Sender<ControlEvent>) -> Self {
+        ControlPage {
+            sink,
+            status: 0,
+            len: 0,
+            mailbox: [0; reg::MAILBOX_SIZE as usize],
+            bad_accesses: 0,
+        }
+    }
+
+    /// Number of accesses ignored so far because of their width, alignment or offset.
+    pub fn bad_accesses(&self) -> u64 {
+        self.bad_accesses
+    }
+
+    /// A 4-byte aligned in-page register offset, or None (counted) for anything else.
+    fn check(&mut self, offset: u64, width: usize) -> Option<u64> {
+        if width == 4 && offset.is_multiple_of(4) && offset < CONTROL_PAGE_SIZE {
+            Some(offset)
+        } else {
+            self.bad_accesses += 1;
+            None
+        }
+    }
+
+    /// MMIO read at `offset` from the page start. MAGIC and VERSION read their values; every
+    /// other offset (including the write-only registers) reads as zero.
+    pub fn read(&mut self, offset: u64, data: &mut [u8]) {
+        data.fill(0);
+        let value = match self.check(offset, data.len()) {
+            Some(reg::MAGIC) => CONTROL_MAGIC,
+            Some(reg::VERSION) => CONTROL_VERSION,
+            _ => return,
+        };
+        data.copy_from_slice(&value.to_le_bytes());
+    }
+
+    /// MMIO write at `offset` from the page start.
+    pub fn write(&mut self, offset: u64, data: &[u8]) {
+        let Some(offset) = self.check(offset, data.len()) else {
+            return;
+        };
+        let Ok(bytes) = <[u8; 4]>::try_from(data) else {
+            return; // unreachable: check() guarantees 4 bytes
+        };
+        let value = u32::from_le_bytes(bytes);
+        match offset {
+            reg::EVENT => self.event(value),
+            reg::STATUS => self.status = value,
+            reg::LEN => self.len = value.min(reg::MAILBOX_SIZE as u32),
+            o if o >= reg::MAILBOX => {
+                let i = (o - reg::MAILBOX) as usize;
+                if let Some(dst) = self.mailbox.get_mut(i..i + 4) {
+                    dst.copy_from_slice(&bytes);
+                }
+            }
+            _ => {} // MAGIC, VERSION and unknown offsets ignore writes
+        }
+    }
+
+    fn event(&mut self, code: u32) {
+        let at = Instant::now();
+        let len = (self.len as usize).min(self.mailbox.len());
+        let event = ControlEvent {
+            kind: ControlEventKind::from_code(code),
+            status: self.status,
+            message: String::from_utf8_lossy(&self.mailbox[..len]).into_owned(),
+            at,
+        };
+        self.status = 0;
+        self.len = 0;
+        let _ = self.sink.send(event);
+    }
+}
+
+impl crate::bus::BusDevice for ControlPage {
+    fn read(&mut self, offset: u64, data: &mut [u8]) {
+        ControlPage::read(self, offset, data)
+    }
+
+    fn write(&mut self, offset: u64, data: &[u8]) {
+        ControlPage::write(self, offset, data)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::mpsc::{channel, Receiver};
+
+    fn page() -> (ControlPage, Receiver<ControlEvent>) {
+        let (tx, rx) = channel();
+        (ControlPage::new(tx), rx)
+    }
+
+    fn w32(p: &mut ControlPage, off: u64, v: u32) {
+        p.write(off, &v.to_le_bytes());
+    }
+
+    fn r32(p: &mut ControlPage, off: u64) -> u32 {
+        let mut b = [0xffu8; 4];
+        p.read(off, &mut b);
+        u32::from_le_bytes(b)
+    }
+
+    /// Writes a message the way the agent does: 32-bit words, last one zero padded.
+    fn mailbox(p: &mut ControlPage, msg: &[u8]) {
+        for (i, c) in msg.chunks(4).enumerate() {
+            let mut w = [0u8; 4];
+            w[..c.len()].copy_from_slice(c);
+            p.write(reg::MAILBOX + 4 * i as u64, &w);
+        }
+        w32(p, reg::LEN, msg.len() as u32);
+    }
+
+    #[test]
+    fn identification_registers() {
+        let (mut p, _rx) = page();
+        assert_eq!(r32(&mut p, reg::MAGIC), 0x4d56_4e50);
+        let mut b = [0u8; 4];
+        p.read(0, &mut b);
+        assert_eq!(&b, b"PNVM");
+        assert_eq!(r32(&mut p, reg::VERSION), 1);
+        for off in [
+            reg::EVENT,
+            reg::STATUS,
+            reg::LEN,
+            0x14,
+            0x7fc,
+            reg::MAILBOX,
+            0xffc,
+        ] {
+            assert_eq!(r32(&mut p, off), 0, "offset {off:#x}");
+        }
+        assert_eq!(p.bad_accesses(), 0);
+    }
+
+    #[test]
+    fn event_sequence_like_the_agent() {
+        let (mut p, rx) = page();
+        let t0 = Instant::now();
+        w32(&mut p, reg::EVENT, 1);
+        let e = rx.try_recv().unwrap();
+        assert_eq!(e.kind, ControlEventKind::AgentStarted);
+        assert_eq!((e.status, e.message.as_str()), (0, ""));
+        assert!(e.at >= t0);
+
+        w32(&mut p, reg::EVENT, 2);
+        assert_eq!(rx.try_recv().unwrap().kind, ControlEventKind::CmdStarted);
+
+        mailbox(&mut p, b"cannot run 'x': No such file or directory");
+        w32(&mut p, reg::STATUS, 2);
+        w32(&mut p, reg::EVENT, 4);
+        let e = rx.try_recv().unwrap();
+        assert_eq!(e.kind, ControlEventKind::AgentError);
+        assert_eq!(e.status, 2);
+        assert_eq!(e.message, "cannot run 'x': No such file or directory");
+
+        // STATUS and LEN were consumed by the previous event.
+        w32(&mut p, reg::STATUS, 137);
+        w32(&mut p, reg::EVENT, 3);
+        let e = rx.try_recv().unwrap();
+        assert_eq!(
+            (e.kind, e.status, e.message.as_str()),
+            (ControlEventKind::CmdDone, 137, "")
+        );
+
+        mailbox(&mut p, "log é line".as_bytes());
+        w32(&mut p, reg::EVENT, 5);
+        let e = rx.try_recv().unwrap();
+        assert_eq!(
+            (e.kind, e.message.as_str()),
+            (ControlEventKind::Log, "log é line")
+        );
+
+        w32(&mut p, reg::EVENT, 0xdead);
+        assert_eq!(
+            rx.try_recv().unwrap().kind,
+            ControlEventKind::Unknown(0xdead)
+        );
+        assert!(rx.try_recv().is_err());
+        assert_eq!(p.bad_accesses(), 0);
+    }
+
+    #[test]
+    fn works_behind_the_bus() {
+        use crate::bus::Bus;
+        use std::sync::{Arc, Mutex};
+        let (p, rx) = page();
+        let mut bus = Bus::new();
+        bus.insert(
+            CONTROL_PAGE_DEFAULT_ADDR,
+            CONTROL_PAGE_SIZE,
+            Arc::new(Mutex::new(p)),
+        )
+        .unwrap();
+        let mut b = [0u8; 4];
+        assert!(bus.read(CONTROL_PAGE_DEFAULT_ADDR, &mut b));
+        assert_eq!(&b, b"PNVM");
+        assert!(bus.write(CONTROL_PAGE_DEFAULT_ADDR + reg::EVENT, &1u32.to_le_bytes()));
+        assert_eq!(rx.try_recv().unwrap().kind, ControlEventKind::AgentStarted);
+    }
+
+    #[test]
+    fn kind_codes_round_trip() {
+        for code in 0..10 {
+            assert_eq!(ControlEventKind::from_code(code).code(), code);
+        }
+        assert_eq!(ControlEventKind::from_code(3), ControlEventKind::CmdDone);
+    }
+
+    #[test]
+    fn odd_widths_and_alignment_are_ignored_and_counted() {
+        let (mut p, rx) = page();
+        p.write(reg::EVENT, &[1]);
+        p.write(reg::EVENT, &[1, 0]);
+        p.write(reg::EVENT, &[1, 0, 0, 0, 0, 0, 0, 0]);
+        p.write(reg::EVENT + 1, &[1, 0, 0, 0]);
+        p.write(reg::EVENT, &[]);
+        assert!(rx.try_recv().is_err());
+        assert_eq!(p.bad_accesses(), 5);
+
+        let mut b = [0xffu8; 2];
+        p.read(reg::MAGIC, &mut b);
+        assert_eq!(b, [0, 0]);
+        let mut b = [0xffu8; 8];
+        p.read(reg::MAGIC, &mut b);
+        assert_eq!(b, [0; 8]);
+        let mut b = [0xffu8; 4];
+        p.read(reg::MAGIC + 2, &mut b);
+        assert_eq!(b, [0; 4]);
+        p.read(0, &mut []);
+        assert_eq!(p.bad_accesses(), 9);
+
+        // Outside the page: zero reads, ignored writes, counted.
+        assert_eq!(r32(&mut p, 0x1000), 0);
+        w32(&mut p, 0x1000, 1);
+        w32(&mut p, u64::MAX - 3, 1);
+        assert_eq!(r32(&mut p, u64::MAX - 3), 0);
+        assert!(rx.try_recv().is_err());
+        assert_eq!(p.bad_accesses(), 13);
+    }
+
+    #[test]
+    fn len_is_clamped_and_utf8_is_lossy() {
+        let (mut p, rx) = page();
+        for i in 0..512u64 {
+            w32(&mut p, reg::MAILBOX + 4 * i, u32::from_le_bytes(*b"abcd"));
+        }
+        w32(&mut p, reg::LEN, u32::MAX);
+        w32(&mut p, reg::EVENT, 5);
+        let e = rx.try_recv().unwrap();
+        assert_eq!(e.message.len(), 2048);
+        assert_eq!(&e.message[..8], "abcdabcd");
+
+        w32(
+            &mut p,
+            reg::MAILBOX,
+            u32::from_le_bytes([b'o', b'k', 0xff, 0xfe]),
+        );
+        w32(&mut p, reg::LEN, 4);
+        w32(&mut p, reg::EVENT, 4);
+        assert_eq!(rx.try_recv().unwrap().message, "ok\u{fffd}\u{fffd}");
+    }
+
+    #[test]
+    fn hostile_sequence_never_panics() {
+        let (mut p, rx) = page();
+        // EVENT before anything else, with a huge LEN but an empty mailbox.
+        w32(&mut p, reg::LEN, 0x8000_0000);
+        w32(&mut p, reg::EVENT, 4);
+        let e = rx.try_recv().unwrap();
+        assert_eq!(e.message, "\0".repeat(2048));
+        // Every offset with every width, as reads and writes.
+        for off in (0..0x1010u64).step_by(1) {
+            for width in [0usize, 1, 2, 3, 4, 5, 8, 16] {
+                let mut buf = vec![0xa5u8; width];
+                p.read(off, &mut buf);
+                p.write(off, &buf);
+            }
+        }
+        // Drop the receiver: events are silently discarded.
+        drop(rx);
+        w32(&mut p, reg::LEN, 7);
+        w32(&mut p, reg::EVENT, 3);
+        assert!(p.bad_accesses() > 0);
+        assert_eq!(r32(&mut p, reg::MAGIC), CONTROL_MAGIC);
+    }
+}

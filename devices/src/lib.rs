@@ -1,4 +1,4 @@
-pub mod serial;
-pub mod i8042;
-pub mod control;
 pub mod bus;
+pub mod control;
+pub mod i8042;
+pub mod serial;

@@ -169,7 +169,11 @@ mod tests {
     fn output_reaches_record_and_raises_thre() {
         let (mut s, rec, irq) = uart();
         s.write(IER, &[0x02]); // THRI
-        assert_eq!(irq.read().unwrap(), 1, "enabling THRI must raise THRE at once");
+        assert_eq!(
+            irq.read().unwrap(),
+            1,
+            "enabling THRI must raise THRE at once"
+        );
         assert_eq!(rd(&mut s, IIR) & 0x0f, 0x02, "IIR reports THRE");
         for b in b"hi\n" {
             s.write(DATA, &[*b]);

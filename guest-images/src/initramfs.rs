@@ -1,1 +1,416 @@
+//! The guest initramfs: a newc ("070701") cpio writer, the cached base archive (agent as
+//! `/init`, device nodes, optional busybox) and the tiny per-run job archive.
+//!
+//! The kernel unpacks concatenated archives in order, so a run's initramfs is
+//! `base archive ++ job_archive(argv, env)`. Both are uncompressed: decompression code runs
+//! emulated in the guest kernel and costs seconds (shared/research/kvm-on-these-machines.md).
+//! Every archive this module writes is deterministic (mtime 0, uid/gid 0, inode numbers in
+//! order of insertion) and its length is a multiple of 4, so concatenation is always valid.
 
+use anyhow::{bail, Context, Result};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeSet;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Bump when the layout of the base archive changes: it is part of the cache key.
+pub const BASE_FORMAT_VERSION: u32 = 1;
+
+const NEWC_MAGIC: &str = "070701";
+const TRAILER: &str = "TRAILER!!!";
+const HEADER_LEN: usize = 110;
+
+const S_IFDIR: u32 = 0o040000;
+const S_IFREG: u32 = 0o100000;
+const S_IFLNK: u32 = 0o120000;
+const S_IFCHR: u32 = 0o020000;
+
+/// Why an entry cannot be written.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum CpioError {
+    #[error("invalid archive path {path:?}: {reason}")]
+    InvalidPath { path: String, reason: &'static str },
+    #[error("duplicate archive path {0:?}")]
+    Duplicate(String),
+    #[error("invalid symlink target {target:?} for {path:?}: {reason}")]
+    InvalidTarget {
+        path: String,
+        target: String,
+        reason: &'static str,
+    },
+    #[error("{path:?} is too large for a newc archive ({len} bytes)")]
+    TooLarge { path: String, len: usize },
+    #[error("too many entries for a newc archive")]
+    TooManyEntries,
+}
+
+/// Writes a newc cpio archive into memory. Paths may be given with or without a leading `/`;
+/// they are stored relative (`dev/console`), the way the kernel and `cpio -i` expect them.
+/// Parents must be added before their children (the kernel does not create missing parents).
+pub struct CpioWriter {
+    out: Vec<u8>,
+    next_ino: u32,
+    paths: BTreeSet<String>,
+}
+
+impl Default for CpioWriter {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl CpioWriter {
+    /// A new archive whose inode numbers start at 1.
+    pub fn new() -> Self {
+        Self::with_first_ino(1)
+    }
+
+    /// A new archive whose inode numbers start at `ino` (use distinct ranges for archives that
+    /// are concatenated, so no two entries of one initramfs share an inode number).
+    pub fn with_first_ino(ino: u32) -> Self {
+        CpioWriter {
+            out: Vec::new(),
+            next_ino: ino,
+            paths: BTreeSet::new(),
+        }
+    }
+
+    /// Whether `path` has been added.
+    pub fn contains(&self, path: &str) -> bool {
+        self.paths.contains(path.trim_start_matches('/'))
+    }
+
+    /// A directory; `perm` holds the permission bits (e.g. 0o755).
+    pub fn dir(&mut self, path: &str, perm: u32) -> Result<(), CpioError> {
+        self.entry(path, S_IFDIR | (perm & 0o7777), 2, (0, 0), b"")
+    }
+
+    /// A regular file with the given contents.
+    pub fn file(&mut self, path: &str, perm: u32, data: &[u8]) -> Result<(), CpioError> {
+        self.entry(path, S_IFREG | (perm & 0o7777), 1, (0, 0), data)
+    }
+
+    /// A symbolic link to `target` (stored verbatim; absolute targets are fine).
+    pub fn symlink(&mut self, path: &str, target: &str) -> Result<(), CpioError> {
+        let reason = if target.is_empty() {
+            Some("empty")
+        } else if target.contains('\0') {
+            Some("contains NUL")
+        } else {
+            None
+        };
+        if let Some(reason) = reason {
+            return Err(CpioError::InvalidTarget {
+                path: path.to_string(),
+                target: target.to_string(),
+                reason,
+            });
+        }
+        self.entry(path, S_IFLNK | 0o777, 1, (0, 0), target.as_bytes())
+    }
+
+    /// A character device node `major:minor`.
+    pub fn char_dev(
+        &mut self,
+        path: &str,
+        perm: u32,
+        major: u32,
+        minor: u32,
+    ) -> Result<(), CpioError> {
+        self.entry(path, S_IFCHR | (perm & 0o7777), 1, (major, minor), b"")
+    }
+
+    /// Appends the trailer and returns the archive (its length is a multiple of 4).
+    pub fn finish(mut self) -> Vec<u8> {
+        self.header(TRAILER, 0, 0, 1, 0, (0, 0));
+        self.out.extend_from_slice(TRAILER.as_bytes());
+        self.out.push(0);
+        self.pad();
+        self.out
+    }
+
+    fn entry(
+        &mut self,
+        path: &str,
+        mode: u32,
+        nlink: u32,
+        rdev: (u32, u32),
+        data: &[u8],
+    ) -> Result<(), CpioError> {
+        let name = validate_path(path)?;
+        if self.paths.contains(name) {
+            return Err(CpioError::Duplicate(name.to_string()));
+        }
+        let size = u32::try_from(data.len()).map_err(|_| CpioError::TooLarge {
+            path: name.to_string(),
+            len: data.len(),
+        })?;
+        let ino = self.next_ino;
+        self.next_ino = ino.checked_add(1).ok_or(CpioError::TooManyEntries)?;
+        self.paths.insert(name.to_string());
+        self.header(name, ino, mode, nlink, size, rdev);
+        self.out.extend_from_slice(name.as_bytes());
+        self.out.push(0);
+        self.pad();
+        self.out.extend_from_slice(data);
+        self.pad();
+        Ok(())
+    }
+
+    fn header(&mut self, name: &str, ino: u32, mode: u32, nlink: u32, size: u32, rdev: (u32, u32)) {
+        let namesize = name.len() as u32 + 1; // including the NUL
+        let fields: [u32; 13] = [
+            ino, mode, 0, // uid
+            0, // gid
+            nlink, 0, // mtime: fixed for reproducible archives
+            size, 0,      // devmajor
+            0,      // devminor
+            rdev.0, // rdevmajor
+            rdev.1, // rdevminor
+            namesize, 0, // check (only used by the "070702" format)
+        ];
+        let start = self.out.len();
+        self.out.extend_from_slice(NEWC_MAGIC.as_bytes());
+        for f in fields {
+            // Infallible: writing to a Vec.
+            let _ = write!(self.out, "{f:08x}");
+        }
+        debug_assert_eq!(self.out.len() - start, HEADER_LEN);
+    }
+
+    fn pad(&mut self) {
+        while !self.out.len().is_multiple_of(4) {
+            self.out.push(0);
+        }
+    }
+}
+
+/// Checks an archive path and returns it without its leading `/`.
+fn validate_path(path: &str) -> Result<&str, CpioError> {
+    let err = |reason| CpioError::InvalidPath {
+        path: path.to_string(),
+        reason,
+    };
+    if path.contains('\0') {
+        return Err(err("contains NUL"));
+    }
+    let name = path.trim_start_matches('/');
+    if name.is_empty() {
+        return Err(err("empty"));
+    }
+    if name == TRAILER {
+        return Err(err("reserved for the trailer"));
+    }
+    for component in name.split('/') {
+        match component {
+            "" => return Err(err("empty component (double or trailing slash)")),
+            "." | ".." => return Err(err("'.' or '..' component")),
+            _ => {}
+        }
+    }
+    Ok(name)
+}
+
+/// Directories of the base archive, parents first.
+const BASE_DIRS: [&str; 13] = [
+    "dev", "proc", "sys", "tmp", "mnt", "root", "pinvm", "bin", "sbin", "usr", "usr/bin",
+    "usr/sbin", "etc",
+];
+
+/// The base initramfs: directories, `/dev/console`, `/dev/null`, `/dev/mem`, the agent as
+/// `/init` and, if given, `/bin/busybox` with a symlink for each of its applets (as listed by
+/// running `busybox --list-full`), skipping `/init` and paths that already exist.
+pub fn base_initramfs(agent: &[u8], busybox: Option<&Path>) -> Result<Vec<u8>> {
+    let busybox = match busybox {
+        Some(path) => {
+            let bytes = std::fs::read(path)
+                .with_context(|| format!("reading busybox {}", path.display()))?;
+            Some((bytes, busybox_applets(path)?))
+        }
+        None => None,
+    };
+    build_base(
+        agent,
+        busybox.as_ref().map(|(b, a)| (b.as_slice(), a.as_slice())),
+    )
+}
+
+fn build_base(agent: &[u8], busybox: Option<(&[u8], &[String])>) -> Result<Vec<u8>> {
+    if agent.is_empty() {
+        bail!("the agent binary is empty");
+    }
+    let mut w = CpioWriter::new();
+    for dir in BASE_DIRS {
+        let perm = match dir {
+            "tmp" => 0o1777,
+            "root" => 0o700,
+            _ => 0o755,
+        };
+        w.dir(dir, perm)?;
+    }
+    w.char_dev("dev/console", 0o600, 5, 1)?;
+    w.char_dev("dev/null", 0o666, 1, 3)?;
+    w.char_dev("dev/mem", 0o640, 1, 1)?;
+    w.file("init", 0o755, agent)?;
+    if let Some((bytes, applets)) = busybox {
+        w.file("bin/busybox", 0o755, bytes)?;
+        for applet in applets {
+            let name = applet.trim_start_matches('/');
+            if name == "init" || w.contains(name) {
+                continue;
+            }
+            // Parents of unusual applet locations (all of Debian's are in BASE_DIRS).
+            let mut parent = String::new();
+            let components: Vec<&str> = name.split('/').collect();
+            for c in &components[..components.len().saturating_sub(1)] {
+                if !parent.is_empty() {
+                    parent.push('/');
+                }
+                parent.push_str(c);
+                if !w.contains(&parent) {
+                    w.dir(&parent, 0o755)?;
+                }
+            }
+            w.symlink(name, "/bin/busybox")?;
+        }
+    }
+    Ok(w.finish())
+}
+
+/// The applet paths of a busybox binary (`busybox --list-full`, e.g. `bin/ls`), sorted.
+pub fn busybox_applets(busybox: &Path) -> Result<Vec<String>> {
+    let out = Command::new(busybox)
+        .arg("--list-full")
+        .output()
+        .with_context(|| format!("running {} --list-full", busybox.display()))?;
+    if !out.status.success() {
+        bail!(
+            "{} --list-full failed ({}): {}",
+            busybox.display(),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    let list = String::from_utf8(out.stdout)
+        .with_context(|| format!("{} --list-full printed invalid UTF-8", busybox.display()))?;
+    let mut applets: Vec<String> = list
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(str::to_string)
+        .collect();
+    applets.sort();
+    applets.dedup();
+    if applets.is_empty() {
+        bail!("{} --list-full listed no applets", busybox.display());
+    }
+    Ok(applets)
+}
+
+/// The per-run job archive: `/pinvm/argv` (each argument followed by NUL) and, if `env` is not
+/// empty, `/pinvm/env` (`KEY=VALUE` entries each followed by NUL). It relies on the base
+/// archive for the `/pinvm` directory and is meant to be appended to it.
+pub fn job_archive(argv: &[String], env: &[(String, String)]) -> Result<Vec<u8>> {
+    if argv.is_empty() || argv[0].is_empty() {
+        bail!("the command is empty");
+    }
+    let mut argv_bytes = Vec::new();
+    for arg in argv {
+        if arg.contains('\0') {
+            bail!("command argument {arg:?} contains a NUL byte");
+        }
+        argv_bytes.extend_from_slice(arg.as_bytes());
+        argv_bytes.push(0);
+    }
+    let mut env_bytes = Vec::new();
+    for (key, value) in env {
+        if key.is_empty() || key.contains('=') || key.contains('\0') {
+            bail!("invalid environment variable name {key:?}");
+        }
+        if value.contains('\0') {
+            bail!("environment variable {key} contains a NUL byte");
+        }
+        env_bytes.extend_from_slice(key.as_bytes());
+        env_bytes.push(b'=');
+        env_bytes.extend_from_slice(value.as_bytes());
+        env_bytes.push(0);
+    }
+    // Inode numbers far from the base archive's.
+    let mut w = CpioWriter::with_first_ino(0x4000_0000);
+    w.file("pinvm/argv", 0o644, &argv_bytes)?;
+    if !env_bytes.is_empty() {
+        w.file("pinvm/env", 0o644, &env_bytes)?;
+    }
+    Ok(w.finish())
+}
+
+/// Cache key of a base archive: sha256 over the format version, the agent and busybox.
+fn base_key(agent: &[u8], busybox: Option<&[u8]>) -> String {
+    let mut h = Sha256::new();
+    h.update(b"pinvm-initramfs-base\0");
+    h.update(BASE_FORMAT_VERSION.to_le_bytes());
+    h.update((agent.len() as u64).to_le_bytes());
+    h.update(agent);
+    match busybox {
+        Some(b) => {
+            h.update([1]);
+            h.update((b.len() as u64).to_le_bytes());
+            h.update(b);
+        }
+        None => h.update([0]),
+    }
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Returns the path of the base archive for `agent` (+ `busybox`) in `cache_dir`, building it
+/// if it is not cached yet. The file name holds a sha256 over the agent and busybox bytes and
+/// [`BASE_FORMAT_VERSION`]; it is written to a temporary file and renamed into place, so
+/// concurrent callers never see a partial archive.
+pub fn cached_base_initramfs(
+    cache_dir: &Path,
+    agent: &Path,
+    busybox: Option<&Path>,
+) -> Result<PathBuf> {
+    let agent_bytes =
+        std::fs::read(agent).with_context(|| format!("reading agent {}", agent.display()))?;
+    let busybox_bytes = busybox
+        .map(|p| std::fs::read(p).with_context(|| format!("reading busybox {}", p.display())))
+        .transpose()?;
+    let key = base_key(&agent_bytes, busybox_bytes.as_deref());
+    let path = cache_dir.join(format!("initramfs-base-{key}.cpio"));
+    if path.is_file() {
+        return Ok(path);
+    }
+    let busybox = match (busybox, busybox_bytes) {
+        (Some(p), Some(bytes)) => Some((bytes, busybox_applets(p)?)),
+        _ => None,
+    };
+    let archive = build_base(
+        &agent_bytes,
+        busybox.as_ref().map(|(b, a)| (b.as_slice(), a.as_slice())),
+    )?;
+    std::fs::create_dir_all(cache_dir)
+        .with_context(|| format!("creating cache directory {}", cache_dir.display()))?;
+    static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+    let tmp = cache_dir.join(format!(
+        ".initramfs-base-{key}.{}.{}.tmp",
+        std::process::id(),
+        TMP_COUNTER.fetch_add(1, Ordering::Relaxed)
+    ));
+    let write = || -> std::io::Result<()> {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(&archive)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, &path)
+    };
+    if let Err(e) = write() {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e).with_context(|| format!("writing {}", path.display()));
+    }
+    Ok(path)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,3 +1,4 @@
-pub mod kernel;
-pub mod initramfs;
+pub mod agent;
 pub mod cache;
+pub mod initramfs;
+pub mod kernel;

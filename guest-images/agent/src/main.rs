@@ -1,1 +1,161 @@
-fn main() {}
+//! pinvm-agent: `/init` of the pinvm guest initramfs.
+//!
+//! Sequence (docs/control-protocol.md): mount /proc, map the control page named by
+//! `pinvm.ctl=` and report AGENT_STARTED, mount /sys and /dev, read the job from /pinvm,
+//! run the command while reaping orphans, report CMD_DONE with its status, sync and reboot.
+//!
+//! PID 1 must never exit: every failure is printed to the console (`pinvm-agent: ...`) and,
+//! when possible, reported as AGENT_ERROR; the agent always ends in reboot (or pause forever).
+//! `main` is a plain C `main` (`no_main`): std's runtime start-up (stdio polling, SIGPIPE and
+//! stack-guard set-up) costs syscalls, which are slow in the guest.
+#![cfg_attr(not(test), no_main)]
+// The host-side unit tests exercise the pure parts only; the sequence itself is unused there.
+#![cfg_attr(test, allow(dead_code))]
+
+/// Prints `pinvm-agent: <msg>` on the console with a single write (each console byte is slow
+/// in the guest and eprintln! would issue one write per formatting fragment).
+macro_rules! say {
+    ($($arg:tt)*) => {
+        $crate::console_line(&format!($($arg)*))
+    };
+}
+
+mod ctl;
+mod job;
+mod mounts;
+mod run;
+mod sys;
+
+use ctl::{Ctl, Event};
+use std::io;
+
+/// Where the control page is when the command line does not say (docs/control-protocol.md).
+const DEFAULT_CTL_ADDR: u64 = 0xd000_0000;
+
+#[cfg(not(test))]
+#[no_mangle]
+pub extern "C" fn main(_argc: libc::c_int, _argv: *const *const libc::c_char) -> libc::c_int {
+    if sys::getpid() != 1 {
+        say!("not PID 1: this is the guest's /init; refusing to mount or reboot");
+        return 1;
+    }
+    // A panic must not kill PID 1 (the kernel would panic): whatever the panic strategy, the
+    // hook runs first and never returns.
+    std::panic::set_hook(Box::new(|info| {
+        say!("internal error: {info}");
+        shutdown()
+    }));
+    agent();
+    shutdown()
+}
+
+/// The control page, if it could be mapped; without it events are dropped.
+struct Reporter(Option<Ctl>);
+
+impl Reporter {
+    fn send(&self, event: Event, status: u32, msg: &str) {
+        if let Some(ctl) = &self.0 {
+            ctl.send(event, status, msg);
+        }
+    }
+
+    /// Prints `pinvm-agent: msg` on the console and reports AGENT_ERROR.
+    fn error(&self, errno: u32, msg: &str) {
+        say!("{msg}");
+        self.send(Event::AgentError, errno, msg);
+    }
+}
+
+fn agent() {
+    mounts::mount_proc();
+    let reporter = Reporter(map_ctl());
+    reporter.send(Event::AgentStarted, 0, "");
+    mounts::mount_rest();
+
+    let job = match job::read() {
+        Ok(job) => job,
+        Err(msg) => return reporter.error(0, &msg),
+    };
+    let status = match run::spawn(&job) {
+        Ok(pid) => {
+            reporter.send(Event::CmdStarted, 0, "");
+            match run::wait_for(pid) {
+                Ok(raw) => run::status_code(raw),
+                Err(e) => {
+                    reporter.error(errno(&e), &format!("waitpid: {}", describe(&e)));
+                    255
+                }
+            }
+        }
+        Err(e) => {
+            let prog = job.argv[0].to_string_lossy();
+            reporter.error(errno(&e), &format!("cannot run '{prog}': {}", describe(&e)));
+            run::spawn_error_status(&e)
+        }
+    };
+    reporter.send(Event::CmdDone, status, "");
+}
+
+fn map_ctl() -> Option<Ctl> {
+    let addr = match job::read_small("/proc/cmdline") {
+        Ok(cmdline) => ctl::parse_cmdline(&String::from_utf8_lossy(&cmdline)),
+        Err(e) => {
+            say!("cannot read /proc/cmdline: {}", describe(&e));
+            None
+        }
+    };
+    let addr = addr.unwrap_or_else(|| {
+        say!("no pinvm.ctl= on the command line, trying {DEFAULT_CTL_ADDR:#x}");
+        DEFAULT_CTL_ADDR
+    });
+    match Ctl::map(addr) {
+        Ok(ctl) => Some(ctl),
+        Err(msg) => {
+            say!("control page unavailable, the host will see no status: {msg}");
+            None
+        }
+    }
+}
+
+fn console_line(msg: &str) {
+    use std::io::Write;
+    let line = format!("pinvm-agent: {msg}\n");
+    let _ = io::stderr().write_all(line.as_bytes());
+}
+
+fn errno(e: &io::Error) -> u32 {
+    e.raw_os_error().unwrap_or(0) as u32
+}
+
+/// An io::Error without std's " (os error N)" suffix.
+fn describe(e: &io::Error) -> String {
+    let s = e.to_string();
+    match s.find(" (os error ") {
+        Some(i) if s.ends_with(')') => s[..i].to_string(),
+        _ => s,
+    }
+}
+
+fn shutdown() -> ! {
+    sys::sync();
+    let e = sys::reboot();
+    say!("reboot failed: {}", describe(&e));
+    loop {
+        sys::pause();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn describe_strips_os_error() {
+        let e = io::Error::from_raw_os_error(libc::ENOENT);
+        assert_eq!(describe(&e), "No such file or directory");
+        assert_eq!(errno(&e), 2);
+        let e = io::Error::other("plain (message)");
+        assert_eq!(describe(&e), "plain (message)");
+        assert_eq!(errno(&e), 0);
+    }
+}

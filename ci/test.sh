@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# The test command: install, build, lint, build both guest kernels (cached by content hash),
+# then run unit and integration tests. Integration tests boot real kernels under /dev/kvm and
+# print a loud SKIP line where there is none.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ci/setup.sh
+
+cargo fmt --all -- --check
+cargo clippy --release --workspace --all-targets -- -D warnings
+
+PINVM=target/release/pinvm
+# Build both guest kernels up front (each is a no-op when cached).
+for v in debian-6.12 debian-6.1; do
+  "$PINVM" kernel build --source "$v" --print-path
+done
+
+# Boot tests share two cores with emulated guest kernels: run them one at a time.
+export PINVM_BIN="$PWD/$PINVM"
+cargo test --release --workspace --exclude pinvm-agent -- --test-threads=1
+cargo test --release -p pinvm-agent

@@ -1,0 +1,176 @@
+//! `manifest.json`: what a published kernel was built from, and when.
+
+use super::patches::PatchGroup;
+use super::source::SourceInfo;
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// File name of the manifest inside a published kernel directory.
+pub const MANIFEST_FILE: &str = "manifest.json";
+
+/// A config fragment that went into the build.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FragmentRecord {
+    /// `pinvm:pinvm.config` for embedded fragments, else the path given.
+    pub name: String,
+    pub sha256: String,
+}
+
+/// A patch that was applied, in application order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PatchRecord {
+    /// `pinvm:<file>` for embedded patches, else the path given.
+    pub name: String,
+    pub group: PatchGroup,
+    pub sha256: String,
+}
+
+/// Whether the kvm_pvm platform fix was applied, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlatformFixRecord {
+    pub applied: bool,
+    pub reason: String,
+}
+
+/// One published file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArtefactRecord {
+    /// File name inside the kernel directory (`vmlinux`, `bzImage`, …).
+    pub name: String,
+    pub size: u64,
+}
+
+/// Everything recorded about a published kernel.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// Format of this file and of the build recipe (part of the cache key).
+    pub format: u32,
+    /// The cache key (the directory name under `<cache>/kernels/`).
+    pub key: String,
+    /// `make kernelrelease`, e.g. `6.12.117`.
+    pub kernelrelease: String,
+    /// VERSION.PATCHLEVEL, e.g. `6.12`.
+    pub version: String,
+    pub source: SourceInfo,
+    pub fragments: Vec<FragmentRecord>,
+    pub patches: Vec<PatchRecord>,
+    pub platform_fix: PlatformFixRecord,
+    /// `gcc --version`, first line.
+    pub compiler: String,
+    /// `make --version`, first line.
+    pub make: String,
+    /// `make -j` used.
+    pub jobs: usize,
+    /// RFC 3339 UTC.
+    pub build_started: String,
+    pub build_finished: String,
+    pub build_seconds: f64,
+    /// The build tree kept for incremental rebuilds (`<cache>/build/<key>`).
+    pub build_dir: PathBuf,
+    pub artefacts: Vec<ArtefactRecord>,
+}
+
+impl Manifest {
+    pub fn read(dir: &Path) -> Result<Manifest> {
+        let path = dir.join(MANIFEST_FILE);
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+    }
+
+    pub fn write(&self, dir: &Path) -> Result<()> {
+        let path = dir.join(MANIFEST_FILE);
+        let mut text = serde_json::to_string_pretty(self)?;
+        text.push('\n');
+        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))
+    }
+}
+
+/// `SystemTime` as RFC 3339 UTC with seconds (`2025-11-25T15:23:00Z`).
+pub fn rfc3339(t: SystemTime) -> String {
+    let secs = t
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0) as i64;
+    let (days, rem) = (secs.div_euclid(86400), secs.rem_euclid(86400));
+    // Civil-from-days (Howard Hinnant's algorithm), proleptic Gregorian calendar.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn rfc3339_dates() {
+        let at = |s| rfc3339(UNIX_EPOCH + Duration::from_secs(s));
+        assert_eq!(at(0), "1970-01-01T00:00:00Z");
+        assert_eq!(at(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(at(1_764_084_180), "2025-11-25T15:23:00Z");
+        assert_eq!(at(4_107_542_399), "2100-02-28T23:59:59Z");
+    }
+
+    #[test]
+    fn manifest_round_trips() {
+        let m = Manifest {
+            format: 1,
+            key: "k".into(),
+            kernelrelease: "6.12.117".into(),
+            version: "6.12".into(),
+            source: SourceInfo::GitTree {
+                path: "/src".into(),
+                commit: "c".into(),
+                diff_sha256: "d".into(),
+                untracked_sha256: "u".into(),
+                dirty: false,
+            },
+            fragments: vec![FragmentRecord {
+                name: "pinvm:pinvm.config".into(),
+                sha256: "s".into(),
+            }],
+            patches: vec![PatchRecord {
+                name: "p".into(),
+                group: PatchGroup::UnderTest,
+                sha256: "s".into(),
+            }],
+            platform_fix: PlatformFixRecord {
+                applied: false,
+                reason: "never".into(),
+            },
+            compiler: "gcc".into(),
+            make: "make".into(),
+            jobs: 2,
+            build_started: "a".into(),
+            build_finished: "b".into(),
+            build_seconds: 1.5,
+            build_dir: "/c/build/k".into(),
+            artefacts: vec![ArtefactRecord {
+                name: "vmlinux".into(),
+                size: 3,
+            }],
+        };
+        let json = serde_json::to_value(&m).unwrap();
+        assert_eq!(json["source"]["kind"], "git-tree");
+        assert_eq!(json["patches"][0]["group"], "under-test");
+        let t = crate::cache::TestDir::new("manifest");
+        m.write(t.path()).unwrap();
+        assert_eq!(Manifest::read(t.path()).unwrap(), m);
+    }
+}

@@ -1,0 +1,559 @@
+//! Building guest kernels: source → work copy → patches → config → `make` → cache.
+//!
+//! # API (used by `pinvm kernel build`)
+//!
+//! ```no_run
+//! use guest_images::kernel::{self, BuildRequest, KernelSource, PlatformFix};
+//! use guest_images::kernel::progress::ProgressRenderer;
+//! # fn main() -> anyhow::Result<()> {
+//! let req = BuildRequest {
+//!     source: "debian-6.12".parse::<KernelSource>()?,      // --source
+//!     fragments: vec!["extra.config".into()],                  // --config (repeatable)
+//!     patches: vec!["fix.patch".into()],                       // --patch (repeatable)
+//!     platform_fix: "auto".parse::<PlatformFix>()?,            // --platform-fix
+//!     jobs: None,                                              // default: all CPUs
+//! };
+//! let cache = guest_images::cache::cache_dir()?;
+//! if let Some(k) = kernel::lookup(&req, &cache)? {              // never builds
+//!     println!("cached: {}", k.vmlinux.display());
+//! }
+//! let mut r = ProgressRenderer::stderr();
+//! let built = kernel::build(&req, &cache, &mut |ev| r.event(ev));
+//! r.finish();
+//! let k = built?;                                              // errors are human-readable
+//! println!("{} ({})", k.vmlinux.display(), k.manifest.kernelrelease);
+//! # Ok(()) }
+//! ```
+//!
+//! # What a build does
+//! 1. **Resolve** the source identity ([`source`]) and compute the cache key; if
+//!    `<cache>/kernels/<key>/` exists, return it at once (`cached: true`, no `make`).
+//! 2. Take `<cache>/build/<key>.lock` (flock), so two processes never build one key at
+//!    the same time; the second waits and then finds the published result.
+//! 3. **Work copy** `<cache>/build/<key>/src`: a hard-link farm of the extracted Debian
+//!    tree (extracted once into `<cache>/src/`), or a copy of the user's tree.
+//! 4. **Patches**, in groups: platform fix (when enabled), driver, then `--patch` files.
+//! 5. **Config** in `<cache>/build/<key>/out`: `make tinyconfig`, append pinvm's fragment
+//!    (`pinvm.config`, then `pinvm-<major.minor>.config` if there is one), then the
+//!    `--config` fragments in order, `make olddefconfig`, then the **survival check**: every
+//!    requested option must hold in the final `.config` (see [`config`]).
+//! 6. **Compile** `make -j<N> vmlinux bzImage` (log: `<cache>/build/<key>/out/build.log`).
+//! 7. **Publish** `vmlinux`, `bzImage`, `System.map`, `config`, `build.log` and
+//!    `manifest.json` into `<cache>/kernels/<key>/` (temp dir + rename).
+//!
+//! The build tree `<cache>/build/<key>/` is kept: if the published directory is deleted,
+//! or a build was interrupted, the next build of the same key reuses the patched work
+//! copy and kbuild's objects, so only what is missing is rebuilt. Any build tree may be
+//! deleted when no pinvm is running; only `<cache>/kernels/` is needed to boot.
+//!
+//! The cache key ([`cache_key`]) covers: the source identity, every fragment's bytes
+//! (pinvm's embedded ones included), every patch's bytes and group, the platform-fix
+//! decision, `gcc --version` and `make --version` (first lines), and
+//! [`BUILD_FORMAT_VERSION`].
+
+pub mod config;
+pub mod embedded;
+pub mod make;
+pub mod manifest;
+pub mod patches;
+pub mod progress;
+pub mod source;
+
+pub use manifest::Manifest;
+pub use patches::PatchGroup;
+pub use progress::{BuildProgress, Phase};
+pub use source::{DebianVersion, KernelSource};
+
+use crate::cache::{self, FileLock, KeyBuilder};
+use anyhow::{anyhow, bail, Context, Result};
+use config::Fragment;
+use manifest::{ArtefactRecord, FragmentRecord, PatchRecord, PlatformFixRecord};
+use patches::{Patch, PatchSeries};
+use source::ResolvedSource;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::{Instant, SystemTime};
+
+/// Version of the build recipe and manifest format; part of the cache key. Bump it when
+/// a change here would make a kernel built before it differ from one built after it.
+pub const BUILD_FORMAT_VERSION: u32 = 1;
+
+/// Where the host tells that its KVM is kvm_pvm.
+const KVM_PVM_MODULE: &str = "/sys/module/kvm_pvm";
+
+/// Whether to apply the kvm_pvm platform fix (`--platform-fix`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PlatformFix {
+    /// Apply it when the build host's `/dev/kvm` is kvm_pvm (`/sys/module/kvm_pvm` exists).
+    #[default]
+    Auto,
+    Always,
+    Never,
+}
+
+impl FromStr for PlatformFix {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "auto" => Ok(PlatformFix::Auto),
+            "always" => Ok(PlatformFix::Always),
+            "never" => Ok(PlatformFix::Never),
+            _ => bail!("unknown --platform-fix {s:?}: expected auto, always or never"),
+        }
+    }
+}
+
+impl fmt::Display for PlatformFix {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            PlatformFix::Auto => "auto",
+            PlatformFix::Always => "always",
+            PlatformFix::Never => "never",
+        })
+    }
+}
+
+/// What to build.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct BuildRequest {
+    pub source: KernelSource,
+    /// User config fragments, applied after pinvm's, in order.
+    pub fragments: Vec<PathBuf>,
+    /// User patches (group [`PatchGroup::UnderTest`]), applied after pinvm's, in order.
+    pub patches: Vec<PathBuf>,
+    pub platform_fix: PlatformFix,
+    /// `make -j`; default: `std::thread::available_parallelism()`.
+    pub jobs: Option<usize>,
+}
+
+/// A published kernel in the cache.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BuiltKernel {
+    /// `<cache>/kernels/<key>/`.
+    pub dir: PathBuf,
+    /// Uncompressed ELF (what pinvm boots).
+    pub vmlinux: PathBuf,
+    pub bzimage: PathBuf,
+    pub system_map: PathBuf,
+    pub manifest: Manifest,
+    /// True when it was already in the cache (nothing was built).
+    pub cached: bool,
+}
+
+/// The platform-fix decision for a build.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlatformDecision {
+    pub apply: bool,
+    pub reason: String,
+}
+
+/// Decides whether to apply the platform fix; `host_is_pvm` is whether the build host's
+/// KVM is kvm_pvm.
+pub fn decide_platform_fix(fix: PlatformFix, host_is_pvm: bool) -> PlatformDecision {
+    let (apply, reason) = match (fix, host_is_pvm) {
+        (PlatformFix::Always, _) => (true, "--platform-fix always".to_string()),
+        (PlatformFix::Never, _) => (false, "--platform-fix never".to_string()),
+        (PlatformFix::Auto, true) => (
+            true,
+            format!("auto: this host's KVM is kvm_pvm ({KVM_PVM_MODULE} exists)"),
+        ),
+        (PlatformFix::Auto, false) => (
+            false,
+            format!("auto: this host's KVM is not kvm_pvm (no {KVM_PVM_MODULE})"),
+        ),
+    };
+    PlatformDecision { apply, reason }
+}
+
+/// Everything that determines a build, resolved without building anything.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub key: String,
+    pub source: ResolvedSource,
+    /// pinvm's fragments, then the user's.
+    pub fragments: Vec<Fragment>,
+    pub series: PatchSeries,
+    pub platform: PlatformDecision,
+    pub compiler: String,
+    pub make: String,
+}
+
+/// The cache key of a build (see the module docs for what it covers). Names of
+/// fragments and patches are not part of it: the same bytes under another path hit.
+pub fn cache_key(
+    source: &source::SourceInfo,
+    fragments: &[Fragment],
+    series: &PatchSeries,
+    platform_applied: bool,
+    compiler: &str,
+    make: &str,
+) -> String {
+    let mut k = KeyBuilder::new("pinvm-kernel", BUILD_FORMAT_VERSION);
+    source.add_to_key(&mut k);
+    k.field("fragments", &(fragments.len() as u64).to_le_bytes());
+    for f in fragments {
+        k.str_field("fragment", &f.text);
+    }
+    k.field("patches", &(series.patches().len() as u64).to_le_bytes());
+    for p in series.patches() {
+        k.str_field("patch-group", p.group.as_str());
+        k.field("patch", &p.text);
+    }
+    k.field("platform-fix", &[u8::from(platform_applied)]);
+    k.str_field("compiler", compiler);
+    k.str_field("make", make);
+    k.finish()
+}
+
+/// pinvm's fragments for a version: the base one, then `pinvm-<major.minor>.config`.
+fn pinvm_fragments(major_minor: &str) -> Result<Vec<Fragment>> {
+    let mut out = Vec::new();
+    let (name, text) = embedded::BASE_FRAGMENT;
+    out.push(config::parse_fragment(&format!("pinvm:{name}"), text)?);
+    if let Some((name, text)) = embedded::version_fragment(major_minor) {
+        out.push(config::parse_fragment(&format!("pinvm:{name}"), text)?);
+    }
+    Ok(out)
+}
+
+/// The patch series: platform fix (if decided), then the user's patches.
+fn patch_series(
+    req: &BuildRequest,
+    major_minor: &str,
+    platform: &PlatformDecision,
+) -> Result<PatchSeries> {
+    let mut list = Vec::new();
+    if platform.apply {
+        let (name, text) = embedded::platform_patch(major_minor).ok_or_else(|| {
+            anyhow!(
+                "the kvm_pvm platform fix ({}) is needed but pinvm has none for Linux {major_minor} \
+                 (it has: {}); pass --platform-fix never to build without it \
+                 (the guest's user space will not run on a kvm_pvm host)",
+                platform.reason,
+                embedded::platform_patch_versions().join(", ")
+            )
+        })?;
+        list.push(Patch::new(
+            format!("pinvm:{name}"),
+            PatchGroup::Platform,
+            text.as_bytes().to_vec(),
+        )?);
+    }
+    for p in &req.patches {
+        list.push(Patch::from_file(p, PatchGroup::UnderTest)?);
+    }
+    Ok(PatchSeries::new(list))
+}
+
+/// Resolves a request into a [`Plan`] (source identity, fragments, patches, key).
+/// `host_is_pvm` decides `PlatformFix::Auto`.
+pub fn plan_with(req: &BuildRequest, cache_root: &Path, host_is_pvm: bool) -> Result<Plan> {
+    let source = source::resolve(&req.source, cache_root)?;
+    let mm = source.major_minor_str();
+    let mut fragments = pinvm_fragments(&mm)?;
+    for path in &req.fragments {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading config fragment {}", path.display()))?;
+        fragments.push(config::parse_fragment(&path.display().to_string(), &text)?);
+    }
+    let platform = decide_platform_fix(req.platform_fix, host_is_pvm);
+    let series = patch_series(req, &mm, &platform)?;
+    let compiler = make::tool_version("gcc")?;
+    let make = make::tool_version("make")?;
+    let key = cache_key(
+        &source.info,
+        &fragments,
+        &series,
+        platform.apply,
+        &compiler,
+        &make,
+    );
+    Ok(Plan {
+        key,
+        source,
+        fragments,
+        series,
+        platform,
+        compiler,
+        make,
+    })
+}
+
+/// [`plan_with`] for this host.
+pub fn plan(req: &BuildRequest, cache_root: &Path) -> Result<Plan> {
+    plan_with(req, cache_root, Path::new(KVM_PVM_MODULE).exists())
+}
+
+/// `<cache>/kernels/<key>`.
+pub fn kernel_dir(cache_root: &Path, key: &str) -> PathBuf {
+    cache_root.join("kernels").join(key)
+}
+
+/// `<cache>/build/<key>`.
+pub fn build_dir(cache_root: &Path, key: &str) -> PathBuf {
+    cache_root.join("build").join(key)
+}
+
+/// The published kernel with this key, if there is one.
+pub fn lookup_key(cache_root: &Path, key: &str) -> Result<Option<BuiltKernel>> {
+    let dir = kernel_dir(cache_root, key);
+    if !dir.join(manifest::MANIFEST_FILE).is_file() {
+        return Ok(None);
+    }
+    let manifest = Manifest::read(&dir)?;
+    let k = BuiltKernel {
+        vmlinux: dir.join("vmlinux"),
+        bzimage: dir.join("bzImage"),
+        system_map: dir.join("System.map"),
+        manifest,
+        dir,
+        cached: true,
+    };
+    for f in [&k.vmlinux, &k.bzimage, &k.system_map] {
+        if !f.is_file() {
+            bail!(
+                "cache entry {} is damaged ({} is missing): delete that directory",
+                k.dir.display(),
+                f.display()
+            );
+        }
+    }
+    Ok(Some(k))
+}
+
+/// The published kernel for `req`, without building. Computing the key runs
+/// `gcc --version`, `make --version` and `dpkg-query` (or git, for a tree).
+pub fn lookup(req: &BuildRequest, cache_root: &Path) -> Result<Option<BuiltKernel>> {
+    let p = plan(req, cache_root)?;
+    lookup_key(cache_root, &p.key)
+}
+
+/// Builds (or finds in the cache) the kernel described by `req`. See the module docs.
+pub fn build(
+    req: &BuildRequest,
+    cache_root: &Path,
+    progress: &mut dyn FnMut(BuildProgress),
+) -> Result<BuiltKernel> {
+    progress(BuildProgress::Phase(Phase::Resolving));
+    let plan = plan(req, cache_root)?;
+    build_plan(&plan, req.jobs, cache_root, progress)
+}
+
+/// Builds a resolved [`Plan`] (or returns its cached result).
+pub fn build_plan(
+    plan: &Plan,
+    jobs: Option<usize>,
+    cache_root: &Path,
+    progress: &mut dyn FnMut(BuildProgress),
+) -> Result<BuiltKernel> {
+    if let Some(k) = lookup_key(cache_root, &plan.key)? {
+        return Ok(k);
+    }
+    let bdir = build_dir(cache_root, &plan.key);
+    let lock_path = cache::lock_path(&bdir);
+    let _lock = FileLock::acquire(&lock_path, || {
+        progress(BuildProgress::Note(format!(
+            "another pinvm is building this kernel; waiting for {}",
+            lock_path.display()
+        )))
+    })?;
+    if let Some(k) = lookup_key(cache_root, &plan.key)? {
+        return Ok(k);
+    }
+    progress(BuildProgress::Note(format!(
+        "kernel cache key {}",
+        plan.key
+    )));
+    let jobs = jobs
+        .or_else(|| std::thread::available_parallelism().ok().map(|n| n.get()))
+        .unwrap_or(1)
+        .max(1);
+    let started = SystemTime::now();
+    let t0 = Instant::now();
+    let src = bdir.join("src");
+    let out = bdir.join("out");
+    prepare_work_copy(plan, cache_root, &bdir, &src, progress)?;
+
+    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    let log = out.join("build.log");
+    std::fs::write(&log, "").with_context(|| format!("creating {}", log.display()))?;
+    let mk = make::Make {
+        src: &src,
+        out: &out,
+        log: &log,
+    };
+    progress(BuildProgress::Phase(Phase::Configuring));
+    configure(plan, &mk)?;
+
+    progress(BuildProgress::Phase(Phase::Compiling));
+    let mut count = 0u64;
+    // Tools built by their own makefiles (objtool) print absolute paths under `out`.
+    let out_prefix = format!("{}/", out.display());
+    mk.run(
+        &[format!("-j{jobs}"), "vmlinux".into(), "bzImage".into()],
+        &mut |line| {
+            if let Some((_, target)) = make::parse_kbuild_line(line) {
+                count += 1;
+                progress(BuildProgress::Compiled {
+                    count,
+                    file: target
+                        .strip_prefix(&out_prefix)
+                        .unwrap_or(target)
+                        .to_string(),
+                });
+            }
+        },
+    )?;
+    let kernelrelease = mk.capture(&["kernelrelease".into()])?;
+
+    progress(BuildProgress::Phase(Phase::Publishing));
+    let manifest = Manifest {
+        format: BUILD_FORMAT_VERSION,
+        key: plan.key.clone(),
+        kernelrelease,
+        version: plan.source.major_minor_str(),
+        source: plan.source.info.clone(),
+        fragments: plan
+            .fragments
+            .iter()
+            .map(|f| FragmentRecord {
+                name: f.name.clone(),
+                sha256: cache::sha256_hex(f.text.as_bytes()),
+            })
+            .collect(),
+        patches: plan
+            .series
+            .patches()
+            .iter()
+            .map(|p| PatchRecord {
+                name: p.name.clone(),
+                group: p.group,
+                sha256: p.sha256(),
+            })
+            .collect(),
+        platform_fix: PlatformFixRecord {
+            applied: plan.platform.apply,
+            reason: plan.platform.reason.clone(),
+        },
+        compiler: plan.compiler.clone(),
+        make: plan.make.clone(),
+        jobs,
+        build_started: manifest::rfc3339(started),
+        build_finished: manifest::rfc3339(SystemTime::now()),
+        build_seconds: (t0.elapsed().as_millis() as f64) / 1000.0,
+        build_dir: bdir.clone(),
+        artefacts: Vec::new(),
+    };
+    publish(cache_root, &out, manifest)?;
+    let mut k = lookup_key(cache_root, &plan.key)?
+        .ok_or_else(|| anyhow!("published kernel {} vanished", plan.key))?;
+    k.cached = false;
+    Ok(k)
+}
+
+/// Marker written into the build dir once the work copy is complete and patched.
+const WORK_COPY_READY: &str = "src.ready";
+
+/// Creates and patches `<build>/src`, or reuses it when a previous run completed it.
+fn prepare_work_copy(
+    plan: &Plan,
+    cache_root: &Path,
+    bdir: &Path,
+    src: &Path,
+    progress: &mut dyn FnMut(BuildProgress),
+) -> Result<()> {
+    let marker = bdir.join(WORK_COPY_READY);
+    if marker.is_file() && src.join("Makefile").is_file() {
+        progress(BuildProgress::Note(format!(
+            "reusing the patched work tree {}",
+            src.display()
+        )));
+        return Ok(());
+    }
+    cache::remove_path(&marker)?;
+    cache::remove_path(src)?;
+    std::fs::create_dir_all(bdir).with_context(|| format!("creating {}", bdir.display()))?;
+    progress(BuildProgress::Phase(Phase::Copying));
+    source::make_work_copy(cache_root, &plan.source, src, &mut || {
+        progress(BuildProgress::Phase(Phase::Extracting))
+    })?;
+    let kv = source::KernelVersion::of_tree(src)?;
+    if (kv.version, kv.patchlevel) != plan.source.major_minor {
+        bail!(
+            "the work copy {} is Linux {}, expected {}",
+            src.display(),
+            kv.major_minor(),
+            plan.source.major_minor_str()
+        );
+    }
+    if !plan.series.is_empty() {
+        progress(BuildProgress::Phase(Phase::Patching));
+        let total = plan.series.patches().len();
+        let mut index = 0;
+        plan.series.apply(src, &mut |p| {
+            index += 1;
+            progress(BuildProgress::Patch {
+                index,
+                total,
+                name: p.name.clone(),
+                group: p.group,
+            })
+        })?;
+    }
+    let names: Vec<String> = plan
+        .series
+        .patches()
+        .iter()
+        .map(|p| format!("{} {} {}", p.group.as_str(), p.sha256(), p.name))
+        .collect();
+    std::fs::write(&marker, names.join("\n") + "\n")
+        .with_context(|| format!("writing {}", marker.display()))?;
+    Ok(())
+}
+
+/// tinyconfig, fragments, olddefconfig, survival check.
+fn configure(plan: &Plan, mk: &make::Make<'_>) -> Result<()> {
+    mk.run(&["tinyconfig".into()], &mut |_| {})?;
+    let dot = mk.out.join(".config");
+    let base =
+        std::fs::read_to_string(&dot).with_context(|| format!("reading {}", dot.display()))?;
+    std::fs::write(&dot, config::merge_onto(&base, &plan.fragments))
+        .with_context(|| format!("writing {}", dot.display()))?;
+    mk.run(&["olddefconfig".into()], &mut |_| {})?;
+    let result =
+        std::fs::read_to_string(&dot).with_context(|| format!("reading {}", dot.display()))?;
+    config::check_survival(&plan.fragments, &result)
+        .with_context(|| format!("configuring the kernel (final config: {})", dot.display()))
+}
+
+/// Copies the artefacts and the manifest into a temp dir, then renames it into place.
+fn publish(cache_root: &Path, out: &Path, mut manifest: Manifest) -> Result<()> {
+    let final_dir = kernel_dir(cache_root, &manifest.key);
+    std::fs::create_dir_all(cache_root.join("kernels"))?;
+    let tmp = cache::temp_sibling(&final_dir);
+    std::fs::create_dir_all(&tmp)?;
+    let result = (|| -> Result<()> {
+        let mut files: Vec<(&str, PathBuf)> = make::products(out).into_iter().collect();
+        files.push(("build.log", out.join("build.log")));
+        for (name, from) in files {
+            let to = tmp.join(name);
+            std::fs::copy(&from, &to)
+                .with_context(|| format!("copying {} to {}", from.display(), to.display()))?;
+            manifest.artefacts.push(ArtefactRecord {
+                name: name.to_string(),
+                size: std::fs::metadata(&to)?.len(),
+            });
+        }
+        manifest.write(&tmp)?;
+        cache::atomic_publish(&tmp, &final_dir)?;
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = cache::remove_path(&tmp);
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests;

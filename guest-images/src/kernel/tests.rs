@@ -1,0 +1,599 @@
+//! Orchestration tests. A fake kernel tree whose Makefile imitates kbuild's targets
+//! (tinyconfig, olddefconfig, vmlinux, bzImage, kernelrelease) exercises the whole
+//! pipeline in milliseconds; the real build is the `#[ignore]`d test at the end.
+
+use super::*;
+use crate::cache::TestDir;
+use config::parse_fragment;
+use source::SourceInfo;
+use std::fs;
+
+/// A tree that looks like Linux 6.1 to pinvm. Its olddefconfig drops `CONFIG_DROPME`
+/// and turns `CONFIG_FORCED` on, as unmet/select'ed dependencies would.
+fn fake_kernel_tree(root: &Path) -> PathBuf {
+    let tree = root.join("linux");
+    fs::create_dir_all(tree.join("kernel")).unwrap();
+    fs::write(tree.join("Kconfig"), "mainmenu \"fake\"\n").unwrap();
+    fs::write(tree.join("kernel/fork.c"), "original\n").unwrap();
+    fs::write(
+        tree.join("Makefile"),
+        "VERSION = 6\nPATCHLEVEL = 1\nSUBLEVEL = 5\nEXTRAVERSION =\n\
+         tinyconfig:\n\t@echo '  HOSTCC  scripts/kconfig/conf.o'\n\t@echo CONFIG_BASE=y > $(O)/.config\n\
+         olddefconfig:\n\t@grep -v -e DROPME -e FORCED $(O)/.config > $(O)/.config.tmp; \
+         echo CONFIG_FORCED=y >> $(O)/.config.tmp; mv $(O)/.config.tmp $(O)/.config\n\
+         vmlinux:\n\t@echo '  CC      kernel/fork.o'\n\t@echo '  LD      vmlinux'\n\
+         \t@cat kernel/fork.c > $(O)/vmlinux\n\t@echo map > $(O)/System.map\n\
+         bzImage: vmlinux\n\t@mkdir -p $(O)/arch/x86/boot\n\t@echo '  BUILD   arch/x86/boot/bzImage'\n\
+         \t@echo bz > $(O)/arch/x86/boot/bzImage\n\
+         kernelrelease:\n\t@echo 6.1.5-fake\n",
+    )
+    .unwrap();
+    tree
+}
+
+fn patch_file(dir: &Path, name: &str, old: &str, new: &str) -> PathBuf {
+    let p = dir.join(name);
+    fs::write(
+        &p,
+        format!("--- a/kernel/fork.c\n+++ b/kernel/fork.c\n@@ -1 +1 @@\n-{old}\n+{new}\n"),
+    )
+    .unwrap();
+    p
+}
+
+#[test]
+fn platform_fix_parsing_and_decision() {
+    assert_eq!("auto".parse::<PlatformFix>().unwrap(), PlatformFix::Auto);
+    assert_eq!(
+        "always".parse::<PlatformFix>().unwrap(),
+        PlatformFix::Always
+    );
+    assert_eq!("never".parse::<PlatformFix>().unwrap(), PlatformFix::Never);
+    assert!("yes".parse::<PlatformFix>().is_err());
+    assert_eq!(PlatformFix::Auto.to_string(), "auto");
+    assert!(decide_platform_fix(PlatformFix::Auto, true).apply);
+    assert!(!decide_platform_fix(PlatformFix::Auto, false).apply);
+    assert!(decide_platform_fix(PlatformFix::Always, false).apply);
+    assert!(!decide_platform_fix(PlatformFix::Never, true).apply);
+    assert!(decide_platform_fix(PlatformFix::Auto, true)
+        .reason
+        .contains("kvm_pvm"));
+}
+
+fn key_inputs() -> (SourceInfo, Vec<Fragment>, PatchSeries) {
+    let src = SourceInfo::Debian {
+        package: "linux-source-6.12".into(),
+        package_version: "6.12.117-1~deb12u1".into(),
+        tarball: "/usr/src/linux-source-6.12.tar.xz".into(),
+        tarball_size: 1,
+        tarball_sha256: "ab".repeat(32),
+    };
+    let frags = vec![
+        parse_fragment("a", "CONFIG_A=y\n").unwrap(),
+        parse_fragment("b", "CONFIG_B=y\n").unwrap(),
+    ];
+    let series = PatchSeries::new(vec![
+        Patch::new(
+            "p".into(),
+            PatchGroup::Platform,
+            b"--- a/x\n+++ b/x\n".to_vec(),
+        )
+        .unwrap(),
+        Patch::new(
+            "u".into(),
+            PatchGroup::UnderTest,
+            b"--- a/y\n+++ b/y\n".to_vec(),
+        )
+        .unwrap(),
+    ]);
+    (src, frags, series)
+}
+
+#[test]
+fn cache_key_is_stable() {
+    let (src, frags, series) = key_inputs();
+    let k = cache_key(&src, &frags, &series, true, "gcc 12", "make 4.3");
+    assert_eq!(
+        k,
+        cache_key(&src, &frags, &series, true, "gcc 12", "make 4.3")
+    );
+    // Golden value: if this changes, the recipe changed; bump BUILD_FORMAT_VERSION
+    // when built kernels would differ, then update the value here.
+    assert_eq!(
+        k,
+        "77aa3322290d2b2565ef46e0b26941a898124e58837c4b943def0fe5cb794015"
+    );
+    // Names do not matter, bytes do.
+    let renamed: Vec<Fragment> = frags
+        .iter()
+        .map(|f| Fragment {
+            name: format!("elsewhere/{}", f.name),
+            ..f.clone()
+        })
+        .collect();
+    assert_eq!(
+        k,
+        cache_key(&src, &renamed, &series, true, "gcc 12", "make 4.3")
+    );
+}
+
+#[test]
+fn cache_key_changes_with_every_input() {
+    let (src, frags, series) = key_inputs();
+    let base = cache_key(&src, &frags, &series, true, "gcc 12", "make 4.3");
+    let mut variants = Vec::new();
+    // Source identity.
+    for change in 0..3 {
+        let mut s = src.clone();
+        if let SourceInfo::Debian {
+            package_version,
+            tarball_sha256,
+            tarball_size,
+            ..
+        } = &mut s
+        {
+            match change {
+                0 => package_version.push('+'),
+                1 => *tarball_sha256 = "cd".repeat(32),
+                _ => *tarball_size += 1,
+            }
+        }
+        variants.push(cache_key(&s, &frags, &series, true, "gcc 12", "make 4.3"));
+    }
+    let tree = SourceInfo::GitTree {
+        path: "/l".into(),
+        commit: "c".into(),
+        diff_sha256: "d".into(),
+        untracked_sha256: "u".into(),
+        dirty: true,
+    };
+    variants.push(cache_key(
+        &tree, &frags, &series, true, "gcc 12", "make 4.3",
+    ));
+    // Fragments: content, order, presence.
+    let mut f2 = frags.clone();
+    f2[1] = parse_fragment("b", "CONFIG_B=m\n").unwrap();
+    variants.push(cache_key(&src, &f2, &series, true, "gcc 12", "make 4.3"));
+    let reversed: Vec<Fragment> = frags.iter().rev().cloned().collect();
+    variants.push(cache_key(
+        &src, &reversed, &series, true, "gcc 12", "make 4.3",
+    ));
+    variants.push(cache_key(
+        &src,
+        &frags[..1],
+        &series,
+        true,
+        "gcc 12",
+        "make 4.3",
+    ));
+    // Fragments split differently but with the same concatenated text.
+    let joined = vec![parse_fragment("ab", "CONFIG_A=y\nCONFIG_B=y\n").unwrap()];
+    variants.push(cache_key(
+        &src, &joined, &series, true, "gcc 12", "make 4.3",
+    ));
+    // Patches: content, group, presence.
+    let mut p = series.patches().to_vec();
+    p[1].text.extend_from_slice(b" ");
+    variants.push(cache_key(
+        &src,
+        &frags,
+        &PatchSeries::new(p),
+        true,
+        "gcc 12",
+        "make 4.3",
+    ));
+    let mut p = series.patches().to_vec();
+    p[1].group = PatchGroup::Driver;
+    variants.push(cache_key(
+        &src,
+        &frags,
+        &PatchSeries::new(p),
+        true,
+        "gcc 12",
+        "make 4.3",
+    ));
+    let p = series.patches()[1..].to_vec();
+    variants.push(cache_key(
+        &src,
+        &frags,
+        &PatchSeries::new(p),
+        true,
+        "gcc 12",
+        "make 4.3",
+    ));
+    // Platform decision, compiler, make.
+    variants.push(cache_key(
+        &src, &frags, &series, false, "gcc 12", "make 4.3",
+    ));
+    variants.push(cache_key(&src, &frags, &series, true, "gcc 13", "make 4.3"));
+    variants.push(cache_key(&src, &frags, &series, true, "gcc 12", "make 4.4"));
+    let mut all = variants.clone();
+    all.push(base.clone());
+    all.sort();
+    all.dedup();
+    assert_eq!(
+        all.len(),
+        variants.len() + 1,
+        "every variant must give its own key"
+    );
+}
+
+#[test]
+fn pipeline_builds_publishes_and_then_hits_the_cache() {
+    let t = TestDir::new("pipeline");
+    let tree = fake_kernel_tree(t.path());
+    let cache_root = t.path().join("cache");
+    let user_frag = t.path().join("user.config");
+    fs::write(
+        &user_frag,
+        "CONFIG_USER=y\n# CONFIG_FORCED_OFF is not set\n",
+    )
+    .unwrap();
+    let req = BuildRequest {
+        source: KernelSource::Tree(tree.clone()),
+        fragments: vec![user_frag.clone()],
+        patches: vec![
+            patch_file(t.path(), "1.patch", "original", "patched once"),
+            patch_file(t.path(), "2.patch", "patched once", "patched twice"),
+        ],
+        platform_fix: PlatformFix::Never,
+        jobs: Some(1),
+    };
+    assert!(lookup(&req, &cache_root).unwrap().is_none());
+
+    let mut events: Vec<BuildProgress> = Vec::new();
+    let k = build(&req, &cache_root, &mut |e| events.push(e)).unwrap();
+    assert!(!k.cached);
+    assert_eq!(fs::read_to_string(&k.vmlinux).unwrap(), "patched twice\n");
+    assert_eq!(fs::read_to_string(&k.bzimage).unwrap(), "bz\n");
+    assert_eq!(fs::read_to_string(&k.system_map).unwrap(), "map\n");
+    assert_eq!(
+        fs::read_to_string(tree.join("kernel/fork.c")).unwrap(),
+        "original\n",
+        "user tree untouched"
+    );
+    let cfg = fs::read_to_string(k.dir.join("config")).unwrap();
+    assert!(
+        cfg.contains("CONFIG_USER=y") && cfg.contains("CONFIG_64BIT=y"),
+        "{cfg}"
+    );
+    assert!(fs::read_to_string(k.dir.join("build.log"))
+        .unwrap()
+        .contains("  CC      kernel/fork.o"));
+
+    let phases: Vec<Phase> = events
+        .iter()
+        .filter_map(|e| match e {
+            BuildProgress::Phase(p) => Some(*p),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        phases,
+        [
+            Phase::Resolving,
+            Phase::Copying,
+            Phase::Patching,
+            Phase::Configuring,
+            Phase::Compiling,
+            Phase::Publishing
+        ]
+    );
+    let compiled: Vec<(u64, String)> = events
+        .iter()
+        .filter_map(|e| match e {
+            BuildProgress::Compiled { count, file } => Some((*count, file.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        compiled,
+        [
+            (1, "kernel/fork.o".to_string()),
+            (2, "vmlinux".to_string()),
+            (3, "arch/x86/boot/bzImage".to_string())
+        ]
+    );
+    assert!(events.contains(&BuildProgress::Patch {
+        index: 2,
+        total: 2,
+        name: req.patches[1].display().to_string(),
+        group: PatchGroup::UnderTest
+    }));
+
+    // Manifest.
+    let m = &k.manifest;
+    assert_eq!(m.key, k.dir.file_name().unwrap().to_string_lossy());
+    assert_eq!(m.kernelrelease, "6.1.5-fake");
+    assert_eq!(m.version, "6.1");
+    assert!(
+        matches!(&m.source, SourceInfo::Tree { path, .. } if *path == tree.canonicalize().unwrap())
+    );
+    let frag_names: Vec<&str> = m.fragments.iter().map(|f| f.name.as_str()).collect();
+    assert_eq!(
+        frag_names,
+        [
+            "pinvm:pinvm.config",
+            "pinvm:pinvm-6.1.config",
+            user_frag.to_str().unwrap()
+        ]
+    );
+    assert_eq!(m.patches.len(), 2);
+    assert!(m.patches.iter().all(|p| p.group == PatchGroup::UnderTest));
+    assert!(!m.platform_fix.applied);
+    assert_eq!(m.platform_fix.reason, "--platform-fix never");
+    assert!(m.compiler.starts_with("gcc"), "{}", m.compiler);
+    assert!(m.make.starts_with("GNU Make"), "{}", m.make);
+    assert_eq!(m.jobs, 1);
+    let names: Vec<&str> = m.artefacts.iter().map(|a| a.name.as_str()).collect();
+    assert_eq!(
+        names,
+        ["vmlinux", "bzImage", "System.map", "config", "build.log"]
+    );
+    assert_eq!(m.artefacts[0].size, "patched twice\n".len() as u64);
+    assert!(m.build_started.ends_with('Z') && m.build_seconds >= 0.0);
+    assert!(
+        build_dir(&cache_root, &m.key).join("out/.config").is_file(),
+        "build tree kept"
+    );
+
+    // Same inputs: instant, from the cache, no phase after resolving.
+    let mut again: Vec<BuildProgress> = Vec::new();
+    let t0 = Instant::now();
+    let k2 = build(&req, &cache_root, &mut |e| again.push(e)).unwrap();
+    assert!(k2.cached);
+    assert_eq!(k2.dir, k.dir);
+    assert_eq!(again, [BuildProgress::Phase(Phase::Resolving)]);
+    assert!(t0.elapsed().as_secs() < 5);
+    assert_eq!(lookup(&req, &cache_root).unwrap().unwrap().dir, k.dir);
+
+    // Published dir removed: rebuilt from the kept, already patched build tree.
+    cache::remove_path(&k.dir).unwrap();
+    let mut third: Vec<BuildProgress> = Vec::new();
+    let k3 = build(&req, &cache_root, &mut |e| third.push(e)).unwrap();
+    assert!(!k3.cached);
+    assert!(!third.contains(&BuildProgress::Phase(Phase::Patching)));
+    assert_eq!(fs::read_to_string(&k3.vmlinux).unwrap(), "patched twice\n");
+
+    // A changed user tree is a different key.
+    fs::write(tree.join("kernel/fork.c"), "original\n\n").unwrap();
+    assert!(lookup(&req, &cache_root).unwrap().is_none());
+}
+
+#[test]
+fn concurrent_builds_of_one_key_build_once() {
+    let t = TestDir::new("concurrent");
+    let tree = fake_kernel_tree(t.path());
+    let cache_root = t.path().join("cache");
+    let req = BuildRequest {
+        source: KernelSource::Tree(tree),
+        platform_fix: PlatformFix::Never,
+        jobs: Some(1),
+        ..Default::default()
+    };
+    let results: Vec<BuiltKernel> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..3)
+            .map(|_| s.spawn(|| build(&req, &cache_root, &mut |_| {}).unwrap()))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(results.iter().filter(|k| !k.cached).count(), 1);
+    assert!(results.iter().all(|k| k.dir == results[0].dir));
+    assert_eq!(
+        fs::read_to_string(&results[0].vmlinux).unwrap(),
+        "original\n"
+    );
+    let leftovers: Vec<_> = fs::read_dir(cache_root.join("kernels"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(leftovers.len(), 1, "no temp dirs left: {leftovers:?}");
+}
+
+#[test]
+fn second_build_with_a_published_entry_never_runs_make() {
+    // The "source" has no working Makefile targets at all: any make run would fail.
+    let t = TestDir::new("instant");
+    let tree = t.path().join("linux");
+    fs::create_dir_all(&tree).unwrap();
+    fs::write(
+        tree.join("Makefile"),
+        "VERSION = 6\nPATCHLEVEL = 12\nSUBLEVEL = 0\nall:\n\tfalse\n",
+    )
+    .unwrap();
+    fs::write(tree.join("Kconfig"), "").unwrap();
+    let cache_root = t.path().join("cache");
+    let req = BuildRequest {
+        source: KernelSource::Tree(tree),
+        platform_fix: PlatformFix::Never,
+        ..Default::default()
+    };
+    let p = plan(&req, &cache_root).unwrap();
+    let dir = kernel_dir(&cache_root, &p.key);
+    fs::create_dir_all(&dir).unwrap();
+    for f in ["vmlinux", "bzImage", "System.map", "config", "build.log"] {
+        fs::write(dir.join(f), f).unwrap();
+    }
+    let manifest = Manifest {
+        format: BUILD_FORMAT_VERSION,
+        key: p.key.clone(),
+        kernelrelease: "6.12.0".into(),
+        version: "6.12".into(),
+        source: p.source.info.clone(),
+        fragments: vec![],
+        patches: vec![],
+        platform_fix: manifest::PlatformFixRecord {
+            applied: false,
+            reason: "x".into(),
+        },
+        compiler: p.compiler.clone(),
+        make: p.make.clone(),
+        jobs: 1,
+        build_started: String::new(),
+        build_finished: String::new(),
+        build_seconds: 0.0,
+        build_dir: build_dir(&cache_root, &p.key),
+        artefacts: vec![],
+    };
+    manifest.write(&dir).unwrap();
+    let mut events = Vec::new();
+    let t0 = Instant::now();
+    let k = build(&req, &cache_root, &mut |e| events.push(e)).unwrap();
+    let took = t0.elapsed();
+    assert!(k.cached);
+    assert_eq!(k.manifest, manifest);
+    assert_eq!(k.vmlinux, dir.join("vmlinux"));
+    assert_eq!(events, [BuildProgress::Phase(Phase::Resolving)]);
+    assert!(took.as_millis() < 2000, "{took:?}");
+    assert!(
+        !build_dir(&cache_root, &p.key).exists(),
+        "nothing was built"
+    );
+
+    // A damaged entry is reported, not silently rebuilt over.
+    fs::remove_file(dir.join("bzImage")).unwrap();
+    let err = lookup(&req, &cache_root).unwrap_err().to_string();
+    assert!(err.contains("damaged"), "{err}");
+}
+
+#[test]
+fn survival_failure_names_the_options() {
+    let t = TestDir::new("survival");
+    let tree = fake_kernel_tree(t.path());
+    let frag = t.path().join("bad.config");
+    fs::write(
+        &frag,
+        "CONFIG_DROPME=y\n# CONFIG_FORCED is not set\nCONFIG_OK=y\n",
+    )
+    .unwrap();
+    let req = BuildRequest {
+        source: KernelSource::Tree(tree),
+        fragments: vec![frag.clone()],
+        platform_fix: PlatformFix::Never,
+        jobs: Some(1),
+        ..Default::default()
+    };
+    let err = format!(
+        "{:#}",
+        build(&req, &t.path().join("cache"), &mut |_| {}).unwrap_err()
+    );
+    let f = frag.display();
+    assert!(
+        err.contains(&format!(
+            "CONFIG_DROPME: requested y, got <absent> (from {f}:1)"
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("CONFIG_FORCED: requested n, got y (from {f}:2)")),
+        "{err}"
+    );
+    assert!(!err.contains("CONFIG_OK"), "{err}");
+    assert!(err.contains("2 requested config option(s)"), "{err}");
+}
+
+#[test]
+fn request_errors_are_clear() {
+    let t = TestDir::new("errors");
+    let tree = fake_kernel_tree(t.path());
+    let cache_root = t.path().join("cache");
+    // Bad fragment: file and line.
+    let frag = t.path().join("typo.config");
+    fs::write(&frag, "CONFIG_A=y\nCONFIG_B=yes\n").unwrap();
+    let req = BuildRequest {
+        source: KernelSource::Tree(tree.clone()),
+        fragments: vec![frag.clone()],
+        platform_fix: PlatformFix::Never,
+        ..Default::default()
+    };
+    let err = format!("{:#}", lookup(&req, &cache_root).unwrap_err());
+    assert!(
+        err.contains(&format!("{}:2: bad value", frag.display())),
+        "{err}"
+    );
+    // A patch that does not apply: named, with patch's output.
+    let bad = patch_file(t.path(), "bad.patch", "not there", "x");
+    let req = BuildRequest {
+        source: KernelSource::Tree(tree.clone()),
+        patches: vec![bad.clone()],
+        platform_fix: PlatformFix::Never,
+        ..Default::default()
+    };
+    let err = format!("{:#}", build(&req, &cache_root, &mut |_| {}).unwrap_err());
+    assert!(
+        err.contains(&format!("{} does not apply", bad.display())),
+        "{err}"
+    );
+    assert!(err.contains("FAILED"), "{err}");
+    // Platform fix demanded for a version that has none.
+    fs::write(tree.join("Makefile"), "VERSION = 5\nPATCHLEVEL = 10\n").unwrap();
+    let req = BuildRequest {
+        source: KernelSource::Tree(tree),
+        platform_fix: PlatformFix::Always,
+        ..Default::default()
+    };
+    let err = format!("{:#}", lookup(&req, &cache_root).unwrap_err());
+    assert!(
+        err.contains("no") && err.contains("Linux 5.10") && err.contains("--platform-fix never"),
+        "{err}"
+    );
+}
+
+/// The real thing: `cargo test -p guest-images --release -- --ignored real_debian_6_12 --nocapture`.
+/// Uses `$PINVM_CACHE` (or the default cache) and the platform fix in `auto` mode.
+#[test]
+#[ignore = "builds a real kernel: minutes of CPU"]
+fn real_debian_6_12_build() {
+    let cache_root = cache::cache_dir().unwrap();
+    let req = BuildRequest {
+        source: KernelSource::Debian(DebianVersion::V6_12),
+        platform_fix: PlatformFix::Auto,
+        jobs: Some(2),
+        ..Default::default()
+    };
+    let t0 = Instant::now();
+    let mut r = progress::ProgressRenderer::stderr();
+    let k = build(&req, &cache_root, &mut |e| r.event(e));
+    r.finish();
+    let k = k.unwrap_or_else(|e| panic!("{e:#}"));
+    eprintln!("first call: {:?} (cached: {})", t0.elapsed(), k.cached);
+    eprintln!(
+        "{}",
+        fs::read_to_string(k.dir.join("manifest.json")).unwrap()
+    );
+    let t1 = Instant::now();
+    let k2 = build(&req, &cache_root, &mut |_| {}).unwrap();
+    eprintln!("second call: {:?}", t1.elapsed());
+    assert!(k2.cached && k2.dir == k.dir);
+    assert!(t1.elapsed().as_secs() < 2);
+    assert_eq!(k.manifest.version, "6.12");
+    assert!(k.manifest.kernelrelease.starts_with("6.12."));
+    let elf = fs::read(&k.vmlinux).unwrap();
+    assert_eq!(&elf[..4], b"\x7fELF");
+}
+
+#[test]
+#[ignore]
+fn tmp_measure() {
+    let p = PathBuf::from(std::env::var("MEASURE_TREE").unwrap());
+    let t = TestDir::new("measure");
+    for _ in 0..2 {
+        let t0 = Instant::now();
+        let r = source::resolve(&KernelSource::Tree(p.clone()), t.path()).unwrap();
+        eprintln!("tree hash: {:?} {:?}", t0.elapsed(), matches!(r.info, SourceInfo::Tree { .. }));
+    }
+    let t0 = Instant::now();
+    let tb = DebianVersion::V6_12.tarball();
+    source::cached_file_digest(&tb, &fs::metadata(&tb).unwrap(), &t.path().join("d")).unwrap();
+    eprintln!("tarball sha256: {:?}", t0.elapsed());
+    let t0 = Instant::now();
+    source::cached_file_digest(&tb, &fs::metadata(&tb).unwrap(), &t.path().join("d")).unwrap();
+    eprintln!("tarball sha256 cached: {:?}", t0.elapsed());
+    let t0 = Instant::now();
+    let files = source::walk_tree_files(&p).unwrap();
+    source::copy_files(&p, &t.path().join("w"), &files, source::CopyMode::HardLink).unwrap();
+    eprintln!("hardlink farm: {:?}", t0.elapsed());
+    let t0 = Instant::now();
+    source::copy_files(&p, &t.path().join("c"), &files, source::CopyMode::Copy).unwrap();
+    eprintln!("full copy: {:?}", t0.elapsed());
+}

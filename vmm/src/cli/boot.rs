@@ -1,0 +1,142 @@
+//! `pinvm boot`: build or reuse what is missing, boot, run the command, exit with its verdict.
+
+use super::kernel::{default_kernel, KernelChoice};
+use anyhow::{Context, Result};
+use clap::Args;
+use std::path::PathBuf;
+use std::time::Duration;
+use vmm::outcome;
+use vmm::runner::{self, RunReport, RunSpec};
+
+#[derive(Args, Debug, Clone)]
+#[command(after_help = "Examples:\n  pinvm boot -- uname -r\n  pinvm boot --kernel-version 6.1 \
+--cpus 2 -- sh -c 'dmesg | tail'\n  pinvm boot --kernel ~/linux/out/vmlinux --timeout 60 -- true")]
+pub struct BootArgs {
+    #[command(flatten)]
+    pub kernel: KernelChoice,
+    /// Number of vCPUs.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(1..=32))]
+    pub cpus: u8,
+    /// Guest RAM in MiB.
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u64).range(32..=65536))]
+    pub mem: u64,
+    /// Stop the guest and report a hang after this many seconds (counted from VM start).
+    #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
+    pub timeout: u64,
+    /// Extra kernel command-line arguments (appended after pinvm's own; may be repeated).
+    #[arg(long, value_name = "ARGS")]
+    pub append: Vec<String>,
+    /// Also write everything the guest console printed to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub console_log: Option<PathBuf>,
+    /// Do not copy the guest console to stdout (the verdict is still printed on stderr).
+    #[arg(long)]
+    pub no_console: bool,
+    /// Print boot timings and run details on stderr.
+    #[arg(long, short)]
+    pub verbose: bool,
+    /// The command to run in the guest, after `--`.
+    #[arg(last = true, required = true, value_name = "CMD")]
+    pub cmd: Vec<String>,
+}
+
+/// A kernel and initramfs ready to boot.
+pub struct Prepared {
+    pub kernel: PathBuf,
+    pub system_map: Option<PathBuf>,
+    pub initrd: Vec<u8>,
+}
+
+/// Resolve the kernel (building it if needed) and assemble the initramfs for `cmd`.
+pub fn prepare(choice: &KernelChoice, cmd: &[String]) -> Result<Prepared> {
+    let (kernel, system_map) = match &choice.kernel {
+        Some(p) => {
+            if !p.is_file() {
+                anyhow::bail!("--kernel {}: no such file", p.display());
+            }
+            let map = p.with_file_name("System.map");
+            (p.clone(), map.is_file().then_some(map))
+        }
+        None => {
+            let built = default_kernel(choice)?;
+            (built.vmlinux, Some(built.system_map))
+        }
+    };
+    let cache = guest_images::cache::cache_dir()?;
+    let agent = guest_images::agent::agent_binary()?;
+    let busybox = guest_images::agent::busybox_path();
+    let base = guest_images::initramfs::cached_base_initramfs(&cache, &agent, busybox.as_deref())?;
+    let mut initrd =
+        std::fs::read(&base).with_context(|| format!("reading initramfs {}", base.display()))?;
+    initrd.extend_from_slice(&guest_images::initramfs::job_archive(cmd, &[])?);
+    Ok(Prepared {
+        kernel,
+        system_map,
+        initrd,
+    })
+}
+
+pub fn run(a: BootArgs) -> Result<i32> {
+    let p = prepare(&a.kernel, &a.cmd)?;
+    let spec = RunSpec {
+        kernel: p.kernel.clone(),
+        initrd: Some(p.initrd),
+        append: a.append.clone(),
+        cpus: a.cpus,
+        mem_mib: a.mem,
+        timeout: Duration::from_secs(a.timeout),
+        echo: !a.no_console,
+        console_log: a.console_log.clone(),
+    };
+    let report = match runner::run(&spec) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("pinvm: could not boot {}: {e:#}", p.kernel.display());
+            return Ok(outcome::EXIT_UNTESTABLE);
+        }
+    };
+    let verdict = outcome::judge(&report, where_stopped(&report, p.system_map.as_deref()));
+    if a.verbose {
+        print_details(&report);
+    }
+    if let Some(reason) = &verdict.reason {
+        eprintln!("pinvm: {reason}");
+    }
+    Ok(verdict.code)
+}
+
+/// "vCPU0 at default_idle+0x12, vCPU1 at ..." for hang reports.
+pub fn where_stopped(r: &RunReport, system_map: Option<&std::path::Path>) -> Option<String> {
+    if r.vcpu_rips.is_empty() {
+        return None;
+    }
+    let names: Vec<String> = r
+        .vcpu_rips
+        .iter()
+        .map(|(id, rip)| {
+            let sym = system_map.and_then(|m| vmm::symbols::symbolize(m, *rip));
+            match sym {
+                Some(s) => format!("vCPU{id} at {s}"),
+                None => format!("vCPU{id} at {rip:#x}"),
+            }
+        })
+        .collect();
+    Some(names.join(", "))
+}
+
+fn print_details(r: &RunReport) {
+    let t = &r.timings;
+    let ms = |d: Duration| format!("{:.0} ms", d.as_secs_f64() * 1e3);
+    eprintln!("pinvm: cmdline: {}", r.cmdline);
+    eprintln!(
+        "pinvm: set-up to first KVM_RUN {}, to guest init {}, to command done {}, total {}",
+        ms(t.setup),
+        t.to_init.map(ms).unwrap_or_else(|| "-".into()),
+        t.to_cmd_done.map(ms).unwrap_or_else(|| "-".into()),
+        ms(t.total)
+    );
+    eprintln!("pinvm: VM end: {:?}; kvm_pvm work-arounds: {}", r.end, r.quirks);
+    for n in &r.notes {
+        eprintln!("pinvm: note: {n}");
+    }
+}

@@ -1,0 +1,114 @@
+//! `pinvm kernel ...` and the kernel choice shared by the commands that boot one.
+
+use anyhow::Result;
+use clap::{Args, Subcommand, ValueEnum};
+use guest_images::kernel::{self as gk, BuildRequest, BuiltKernel, KernelSource, PlatformFix};
+use std::path::PathBuf;
+
+/// Which kernel to boot: a file, or a Debian version built (once) with pinvm's config.
+#[derive(Args, Debug, Clone)]
+pub struct KernelChoice {
+    /// Boot this kernel image: an uncompressed vmlinux (fast) or a bzImage.
+    #[arg(long, value_name = "PATH", conflicts_with = "kernel_version")]
+    pub kernel: Option<PathBuf>,
+    /// Boot Debian's linux-source of this version, built with pinvm's config and the platform
+    /// fix (built and cached on first use).
+    #[arg(long, value_name = "6.12|6.1", default_value = "6.12")]
+    pub kernel_version: String,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum PlatformFixArg {
+    /// Apply the kvm_pvm platform fix when this host's /dev/kvm is kvm_pvm.
+    Auto,
+    Always,
+    Never,
+}
+
+impl From<PlatformFixArg> for PlatformFix {
+    fn from(p: PlatformFixArg) -> Self {
+        match p {
+            PlatformFixArg::Auto => PlatformFix::Auto,
+            PlatformFixArg::Always => PlatformFix::Always,
+            PlatformFixArg::Never => PlatformFix::Never,
+        }
+    }
+}
+
+#[derive(Subcommand, Debug)]
+pub enum KernelCommand {
+    /// Build a guest kernel (tinyconfig + pinvm's fragment + yours, patches applied in order)
+    /// and cache it under a hash of everything that went in. A second build is instant.
+    Build(BuildArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct BuildArgs {
+    /// debian-6.12, debian-6.1, or the path of a clean kernel tree (left untouched).
+    #[arg(long, default_value = "debian-6.12", value_name = "debian-6.12|debian-6.1|PATH")]
+    pub source: String,
+    /// Extra config fragment applied after pinvm's (repeatable, in order). Every option it
+    /// requests must survive olddefconfig, or the build fails listing the dropped ones.
+    #[arg(long = "config", value_name = "FRAGMENT")]
+    pub configs: Vec<PathBuf>,
+    /// Patch under test, applied with -p1 after the platform fix (repeatable, in order).
+    #[arg(long = "patch", value_name = "FILE")]
+    pub patches: Vec<PathBuf>,
+    /// When to apply the kvm_pvm platform fix (its own patch, never mixed with yours).
+    #[arg(long, value_enum, default_value_t = PlatformFixArg::Auto)]
+    pub platform_fix: PlatformFixArg,
+    /// Parallel make jobs (default: number of CPUs).
+    #[arg(long, short)]
+    pub jobs: Option<usize>,
+    /// Print only the path of the built vmlinux on stdout.
+    #[arg(long)]
+    pub print_path: bool,
+}
+
+pub fn build_with_progress(req: &BuildRequest) -> Result<BuiltKernel> {
+    let cache = guest_images::cache::cache_dir()?;
+    if let Some(k) = gk::lookup(req, &cache)? {
+        return Ok(k);
+    }
+    let mut renderer = gk::progress::ProgressRenderer::stderr();
+    let built = gk::build(req, &cache, &mut |p| renderer.event(p));
+    renderer.finish();
+    built
+}
+
+/// The Debian kernel selected by `--kernel-version`, with pinvm's defaults.
+pub fn default_kernel(choice: &KernelChoice) -> Result<BuiltKernel> {
+    let req = BuildRequest {
+        source: choice.kernel_version.parse::<KernelSource>()?,
+        fragments: vec![],
+        patches: vec![],
+        platform_fix: PlatformFix::Auto,
+        jobs: None,
+    };
+    build_with_progress(&req)
+}
+
+pub fn run(cmd: KernelCommand) -> Result<i32> {
+    match cmd {
+        KernelCommand::Build(a) => {
+            let req = BuildRequest {
+                source: a.source.parse::<KernelSource>()?,
+                fragments: a.configs,
+                patches: a.patches,
+                platform_fix: a.platform_fix.into(),
+                jobs: a.jobs,
+            };
+            let k = build_with_progress(&req)?;
+            if a.print_path {
+                println!("{}", k.vmlinux.display());
+            } else {
+                println!("kernel   {}", k.manifest.kernelrelease);
+                println!("vmlinux  {}", k.vmlinux.display());
+                println!("bzImage  {}", k.bzimage.display());
+                println!("manifest {}", k.dir.join("manifest.json").display());
+                println!("cached   {}", if k.cached { "yes" } else { "no (built now)" });
+            }
+            Ok(0)
+        }
+    }
+}

@@ -1,0 +1,44 @@
+//! Command-line interface. Every failure to *test* (bad arguments, kernel build failure, no
+//! /dev/kvm) exits 125 so that `git bisect run` skips rather than blames the commit.
+
+mod bench;
+mod boot;
+mod kernel;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "pinvm",
+    version,
+    about = "Boot patched Linux guest kernels under KVM, run a command, report what happened",
+    long_about = "pinvm boots a Linux kernel built from source (Debian's linux-source packages or \
+your tree, with patches) in its own KVM VMM, runs a command in the guest and exits with the \
+command's status. Exit codes follow `git bisect run`: the command's status when 0..=124 \
+(others become 1), 1 for a guest crash, oops or hang, 125 when the kernel could not be built \
+or booted."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Boot a kernel and run a command in it.
+    Boot(boot::BootArgs),
+    /// Build and cache guest kernels.
+    #[command(subcommand)]
+    Kernel(kernel::KernelCommand),
+    /// Measure boot times (median over runs).
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
+}
+
+pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
+    match cli.command {
+        Command::Boot(a) => boot::run(a),
+        Command::Kernel(k) => kernel::run(k),
+        Command::Bench(b) => bench::run(b),
+    }
+}

@@ -1,0 +1,55 @@
+//! Facts about the host KVM that change how we boot.
+
+use std::path::Path;
+
+/// True when /dev/kvm is provided by kvm_pvm (guest kernel code is emulated there).
+pub fn is_kvm_pvm() -> bool {
+    Path::new("/sys/module/kvm_pvm").exists()
+}
+
+/// CPU features the kvm_pvm instruction emulator cannot run. kvm_pvm ignores KVM_SET_CPUID2,
+/// so the guest sees the host's CPUID and must be told on its command line
+/// (shared/research/kvm-on-these-machines.md, pitfall 2).
+pub const PVM_CLEARCPUID: &str = "clearcpuid=popcnt,xsave,avx,avx2,avx512f,fsgsbase,smap,smep,\
+invpcid,pcid,rdrand,rdseed,bmi1,bmi2,rdpid,clflushopt,clwb,movbe,fma,f16c,aes,pclmulqdq,adx,erms,\
+fsrm,abm,rdtscp,sha_ni,umip,md_clear,rtm,hle";
+
+/// kvm_pvm-only parameters of the platform patches (see guest-images/kernel/patches/platform).
+pub const PVM_PLATFORM_PARAMS: &str = "xor.skip_calibration=1";
+
+/// The guest command line pinvm always uses, before the user's `--append`.
+/// - `reboot=k panic=1`: reboot and panic both end in the i8042 reset, which ends the VM;
+/// - `pci=off nomodule i8042.* 8250.nr_uarts=1`: skip probes we do not need;
+/// - `loglevel=5`: the console shows warnings, oopses and panics (each byte is a VM exit, so
+///   informational messages stay off the console);
+/// - `mitigations=off`: a test guest needs no side-channel hardening;
+/// - `pinvm.ctl=`: where the agent finds the control page.
+pub fn base_cmdline(control_page: u64, pvm: bool) -> String {
+    let mut s = format!(
+        "console=ttyS0 reboot=k panic=1 pci=off nomodule loglevel=5 i8042.noaux i8042.nomux \
+         i8042.nopnp i8042.dumbkbd 8250.nr_uarts=1 mitigations=off pinvm.ctl={control_page:#x}"
+    );
+    if pvm {
+        s.push(' ');
+        s.push_str(PVM_CLEARCPUID);
+        s.push(' ');
+        s.push_str(PVM_PLATFORM_PARAMS);
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cmdline_shape() {
+        let c = base_cmdline(0xd000_0000, false);
+        assert!(c.contains("pinvm.ctl=0xd0000000"));
+        assert!(!c.contains("clearcpuid"));
+        let p = base_cmdline(0xd000_0000, true);
+        assert!(p.contains("clearcpuid=popcnt,") && p.contains(",hle "));
+        assert!(p.ends_with("xor.skip_calibration=1"));
+        assert!(!p.contains(' ') || p.split(' ').all(|w| !w.is_empty()));
+    }
+}

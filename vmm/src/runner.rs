@@ -1,0 +1,322 @@
+//! Run control: build the machine, start the vCPUs, watch the guest, stop it, and report.
+//!
+//! The main thread owns the run: it waits for the guest agent's events, the i8042 reset, vCPU
+//! ends, or the deadline. A hung guest is stopped with a signal + `immediate_exit` (see
+//! `kick`), never with a vCPU ioctl from this thread.
+
+use crate::arch::x86_64::layout;
+use crate::quirks::QuirkCounts;
+use crate::vcpu::{self, VcpuEnd, VcpuShared};
+use crate::{host, kick, vm};
+use anyhow::{Context, Result};
+use devices::bus::{Bus, BusDevice};
+use devices::control::{ControlEvent, ControlEventKind, ControlPage, CONTROL_PAGE_SIZE};
+use devices::i8042::{ResetTrigger, I8042, I8042_BASE, I8042_LEN};
+use devices::serial::{ConsoleRecord, ConsoleSink, Serial, COM1_BASE, COM1_IRQ, COM1_LEN};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{channel, RecvTimeoutError};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
+use vmm_sys_util::signal::Killable;
+
+/// Console bytes kept for crash detection and reports.
+const CONSOLE_RECORD_CAP: usize = 16 << 20;
+/// After the command is done the agent syncs and reboots; give it this long.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
+
+#[derive(Debug, Clone)]
+pub struct RunSpec {
+    pub kernel: PathBuf,
+    pub initrd: Option<Vec<u8>>,
+    /// Extra command-line words, after pinvm's own.
+    pub append: Vec<String>,
+    pub cpus: u8,
+    pub mem_mib: u64,
+    pub timeout: Duration,
+    /// Copy the console to our stdout.
+    pub echo: bool,
+    pub console_log: Option<PathBuf>,
+}
+
+/// How the VM ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VmEnd {
+    /// The guest pulsed the i8042 reset line (reboot, or panic with panic=1).
+    Reset,
+    /// Triple fault.
+    Shutdown,
+    SystemEvent(u32),
+    /// The deadline passed.
+    Timeout,
+    /// The command finished but the guest did not reboot within the grace period.
+    NoRebootAfterCommand,
+    /// A vCPU could not go on (internal error, entry failure).
+    VcpuFailed(String),
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Timings {
+    /// From the start of VM creation to the first KVM_RUN.
+    pub setup: Duration,
+    /// From the first KVM_RUN to the agent's first event.
+    pub to_init: Option<Duration>,
+    /// From the first KVM_RUN to CMD_DONE.
+    pub to_cmd_done: Option<Duration>,
+    /// From the start of VM creation to the end of the run.
+    pub total: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct RunReport {
+    pub end: VmEnd,
+    pub cmd_status: Option<u32>,
+    pub agent_started: bool,
+    pub agent_errors: Vec<String>,
+    pub console: String,
+    /// Console length (bytes) when CMD_DONE arrived.
+    pub console_at_cmd_done: Option<u64>,
+    pub timings: Timings,
+    /// RIP of each vCPU when it was stopped (hang reports).
+    pub vcpu_rips: Vec<(u8, u64)>,
+    pub notes: Vec<String>,
+    pub quirks: String,
+    pub cmdline: String,
+}
+
+enum Msg {
+    Reset,
+    Control(ControlEvent),
+    Vcpu(u8, VcpuEnd),
+}
+
+/// Adapts the control page to the MMIO bus.
+struct ControlBus(ControlPage);
+impl BusDevice for ControlBus {
+    fn read(&mut self, offset: u64, data: &mut [u8]) {
+        self.0.read(offset, data)
+    }
+    fn write(&mut self, offset: u64, data: &[u8]) {
+        self.0.write(offset, data)
+    }
+}
+
+pub fn run(spec: &RunSpec) -> Result<RunReport> {
+    if spec.cpus == 0 {
+        anyhow::bail!("--cpus must be at least 1");
+    }
+    kick::install().context("installing the vCPU kick signal handler")?;
+    let t0 = Instant::now();
+    let mem_size = spec.mem_mib << 20;
+    let machine = vm::create(mem_size)?;
+    let (tx, rx) = channel::<Msg>();
+
+    // Devices.
+    let record = Arc::new(Mutex::new(ConsoleRecord::new(CONSOLE_RECORD_CAP)));
+    let log = match &spec.console_log {
+        Some(p) => Some(
+            std::fs::File::create(p)
+                .with_context(|| format!("creating console log {}", p.display()))?,
+        ),
+        None => None,
+    };
+    let serial_irq = EventFd::new(EFD_NONBLOCK)?;
+    machine
+        .fd
+        .register_irqfd(&serial_irq, COM1_IRQ)
+        .context("KVM_IRQFD for the serial port")?;
+    let serial = Serial::new(serial_irq, ConsoleSink::new(spec.echo, log, record.clone()));
+    let reset_tx = Mutex::new(tx.clone());
+    let i8042 = I8042::new(ResetTrigger::new(move || {
+        let _ = reset_tx.lock().unwrap_or_else(|p| p.into_inner()).send(Msg::Reset);
+    }));
+    let (ctl_tx, ctl_rx) = channel::<ControlEvent>();
+    let fwd = tx.clone();
+    std::thread::Builder::new()
+        .name("pinvm-control".into())
+        .spawn(move || {
+            for ev in ctl_rx {
+                if fwd.send(Msg::Control(ev)).is_err() {
+                    break;
+                }
+            }
+        })?;
+    let mut pio = Bus::new();
+    pio.insert(COM1_BASE, COM1_LEN, Arc::new(Mutex::new(serial)))?;
+    pio.insert(I8042_BASE, I8042_LEN, Arc::new(Mutex::new(i8042)))?;
+    let mut mmio = Bus::new();
+    mmio.insert(
+        layout::CONTROL_PAGE,
+        CONTROL_PAGE_SIZE,
+        Arc::new(Mutex::new(ControlBus(ControlPage::new(ctl_tx)))),
+    )?;
+
+    // Guest.
+    let mut cmdline = host::base_cmdline(layout::CONTROL_PAGE, host::is_kvm_pvm());
+    for a in &spec.append {
+        cmdline.push(' ');
+        cmdline.push_str(a);
+    }
+    let kernel = vm::load_guest(
+        &machine,
+        &vm::VmSpec {
+            kernel: &spec.kernel,
+            initrd: spec.initrd.as_deref(),
+            cmdline: &cmdline,
+            cpus: spec.cpus,
+            mem_size,
+        },
+    )?;
+    let mut notes = Vec::new();
+    let mut vcpus = Vec::new();
+    for id in 0..spec.cpus {
+        vcpus.push(vm::create_vcpu(&machine, id, spec.cpus, kernel.entry, &mut notes)?);
+    }
+
+    let shared = VcpuShared {
+        pio: Arc::new(pio),
+        mmio: Arc::new(mmio),
+        mem: Arc::new(machine.mem.clone()),
+        stop: Arc::new(AtomicBool::new(false)),
+        quirks: Arc::new(QuirkCounts::default()),
+        first_run: Arc::new(OnceLock::new()),
+    };
+    let (vtx, vrx) = channel::<(u8, VcpuEnd)>();
+    let fwd = tx.clone();
+    std::thread::Builder::new()
+        .name("pinvm-vcpu-ends".into())
+        .spawn(move || {
+            for (id, end) in vrx {
+                if fwd.send(Msg::Vcpu(id, end)).is_err() {
+                    break;
+                }
+            }
+        })?;
+    drop(tx);
+    let mut threads: Vec<JoinHandle<()>> = Vec::new();
+    for (id, fd) in vcpus.into_iter().enumerate() {
+        let sh = shared.clone();
+        let done = vtx.clone();
+        threads.push(
+            std::thread::Builder::new()
+                .name(format!("pinvm-vcpu{id}"))
+                .spawn(move || vcpu::run(id as u8, fd, sh, done))?,
+        );
+    }
+    drop(vtx);
+
+    // Watch.
+    let deadline = t0 + spec.timeout;
+    let mut w = Watch::default();
+    let end = loop {
+        let limit = match w.cmd_done_at {
+            Some(t) => deadline.min(t + SHUTDOWN_GRACE),
+            None => deadline,
+        };
+        let wait = limit.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(wait) {
+            Ok(Msg::Reset) => break VmEnd::Reset,
+            Ok(Msg::Control(ev)) => w.control(ev, &record),
+            Ok(Msg::Vcpu(_, VcpuEnd::Shutdown)) => break VmEnd::Shutdown,
+            Ok(Msg::Vcpu(_, VcpuEnd::SystemEvent(k))) => break VmEnd::SystemEvent(k),
+            Ok(Msg::Vcpu(id, VcpuEnd::Failed(why))) => {
+                break VmEnd::VcpuFailed(format!("vCPU {id}: {why}"))
+            }
+            Ok(Msg::Vcpu(id, VcpuEnd::Stopped { .. })) => {
+                break VmEnd::VcpuFailed(format!("vCPU {id} stopped unexpectedly"))
+            }
+            Err(RecvTimeoutError::Timeout) if w.cmd_done_at.is_some() => {
+                break VmEnd::NoRebootAfterCommand
+            }
+            Err(RecvTimeoutError::Timeout) => break VmEnd::Timeout,
+            Err(RecvTimeoutError::Disconnected) => {
+                break VmEnd::VcpuFailed("all vCPU threads vanished".into())
+            }
+        }
+    };
+
+    // Stop every vCPU and collect where they were.
+    shared.stop.store(true, Ordering::Release);
+    let mut rips = Vec::new();
+    let stop_deadline = Instant::now() + Duration::from_secs(5);
+    while threads.iter().any(|t| !t.is_finished()) && Instant::now() < stop_deadline {
+        for t in threads.iter().filter(|t| !t.is_finished()) {
+            let _ = t.kill(kick::kick_signal());
+        }
+        while let Ok(msg) = rx.recv_timeout(Duration::from_millis(20)) {
+            match msg {
+                Msg::Vcpu(id, VcpuEnd::Stopped { rip: Some(rip) }) => rips.push((id, rip)),
+                Msg::Control(ev) => w.control(ev, &record),
+                _ => {}
+            }
+        }
+    }
+    if threads.iter().any(|t| !t.is_finished()) {
+        notes.push("a vCPU thread did not stop within 5 s".into());
+    } else {
+        for t in threads {
+            let _ = t.join();
+        }
+    }
+    while let Ok(msg) = rx.try_recv() {
+        match msg {
+            Msg::Vcpu(id, VcpuEnd::Stopped { rip: Some(rip) }) => rips.push((id, rip)),
+            Msg::Control(ev) => w.control(ev, &record),
+            _ => {}
+        }
+    }
+    rips.sort();
+
+    let first_run = shared.first_run.get().copied();
+    let since_run = |t: Option<Instant>| Some(t?.saturating_duration_since(first_run?));
+    let console = record.lock().unwrap_or_else(|p| p.into_inner()).text();
+    Ok(RunReport {
+        end,
+        cmd_status: w.cmd_status,
+        agent_started: w.agent_started_at.is_some(),
+        agent_errors: w.agent_errors,
+        console,
+        console_at_cmd_done: w.console_at_cmd_done,
+        timings: Timings {
+            setup: first_run.map(|f| f - t0).unwrap_or_default(),
+            to_init: since_run(w.agent_started_at),
+            to_cmd_done: since_run(w.cmd_done_at),
+            total: t0.elapsed(),
+        },
+        vcpu_rips: rips,
+        notes,
+        quirks: shared.quirks.summary(),
+        cmdline,
+    })
+}
+
+/// What the agent has told us so far.
+#[derive(Default)]
+struct Watch {
+    agent_started_at: Option<Instant>,
+    cmd_done_at: Option<Instant>,
+    cmd_status: Option<u32>,
+    console_at_cmd_done: Option<u64>,
+    agent_errors: Vec<String>,
+}
+
+impl Watch {
+    fn control(&mut self, ev: ControlEvent, record: &Mutex<ConsoleRecord>) {
+        match ev.kind {
+            ControlEventKind::AgentStarted => {
+                self.agent_started_at.get_or_insert(ev.at);
+            }
+            ControlEventKind::CmdDone if self.cmd_done_at.is_none() => {
+                self.cmd_done_at = Some(ev.at);
+                self.cmd_status = Some(ev.status);
+                self.console_at_cmd_done =
+                    Some(record.lock().unwrap_or_else(|p| p.into_inner()).total_len());
+            }
+            ControlEventKind::AgentError => self.agent_errors.push(ev.message),
+            _ => {}
+        }
+    }
+}
+

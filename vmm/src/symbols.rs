@@ -1,0 +1,45 @@
+//! Naming a guest RIP from the kernel's System.map (for hang reports).
+
+use std::path::Path;
+
+/// `symbol+0xoff` for `addr`, from a System.map file; None if unavailable.
+pub fn symbolize(system_map: &Path, addr: u64) -> Option<String> {
+    let text = std::fs::read_to_string(system_map).ok()?;
+    lookup(&text, addr)
+}
+
+fn lookup(map: &str, addr: u64) -> Option<String> {
+    let mut best: Option<(u64, &str)> = None;
+    for line in map.lines() {
+        let mut it = line.split_whitespace();
+        let (Some(a), Some(kind), Some(name)) = (it.next(), it.next(), it.next()) else {
+            continue;
+        };
+        if !matches!(kind, "t" | "T" | "w" | "W") {
+            continue;
+        }
+        let Ok(a) = u64::from_str_radix(a, 16) else {
+            continue;
+        };
+        if a <= addr && best.is_none_or(|(b, _)| a > b) {
+            best = Some((a, name));
+        }
+    }
+    let (a, name) = best?;
+    // Further than 1 MiB from the nearest text symbol: not in the kernel image.
+    (addr - a < 1 << 20).then(|| format!("{name}+{:#x}", addr - a))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn picks_the_enclosing_text_symbol() {
+        let map = "ffffffff81000000 T _stext\nffffffff81000100 t default_idle\n\
+                   ffffffff81000200 D some_data\nffffffff81000300 T next_fn\n";
+        assert_eq!(lookup(map, 0xffffffff81000123).unwrap(), "default_idle+0x23");
+        assert_eq!(lookup(map, 0xffffffff81000250).unwrap(), "default_idle+0x150");
+        assert_eq!(lookup(map, 0x1000), None);
+    }
+}
