@@ -66,7 +66,9 @@ mod tests {
             "BUG: kernel NULL pointer dereference, address: 0000000000000008"
         );
         let p = "x\r\n[ 9.9] Kernel panic - not syncing: Attempted to kill init! exitcode=0x00000100\r\n";
-        assert!(first_crash(p).unwrap().starts_with("Kernel panic - not syncing: Attempted"));
+        assert!(first_crash(p)
+            .unwrap()
+            .starts_with("Kernel panic - not syncing: Attempted"));
         assert_eq!(first_crash("Linux version 6.12\nall fine\n"), None);
         // A command printing something with "BUG" in a word is not a crash.
         assert_eq!(first_crash("DEBUG: value\n"), None);

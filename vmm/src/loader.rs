@@ -59,9 +59,9 @@ pub fn load(mem: &GuestMemoryMmap, path: &Path) -> anyhow::Result<LoadedKernel> 
         }
         KernelFormat::BzImage => {
             let r = BzImage::load(mem, None, &mut f, Some(GuestAddress(HIMEM))).map_err(ctx)?;
-            let hdr = r
-                .setup_header
-                .ok_or_else(|| anyhow::anyhow!("{}: bzImage without setup header", path.display()))?;
+            let hdr = r.setup_header.ok_or_else(|| {
+                anyhow::anyhow!("{}: bzImage without setup header", path.display())
+            })?;
             let (version, xloadflags) = (hdr.version, hdr.xloadflags);
             if version < 0x020c || xloadflags & XLF_KERNEL_64 == 0 {
                 anyhow::bail!(

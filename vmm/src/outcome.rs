@@ -71,12 +71,17 @@ pub fn judge(r: &RunReport, where_: Option<String>) -> Verdict {
             format!(
                 "the guest ended ({}) before its init ran; last console line: {}",
                 end_name(&r.end),
-                crash::tail(&r.console, 1).pop().unwrap_or_else(|| "(none)".into())
+                crash::tail(&r.console, 1)
+                    .pop()
+                    .unwrap_or_else(|| "(none)".into())
             ),
         ),
         end => v(
             EXIT_FAIL,
-            format!("the guest ended ({}) before the command finished", end_name(end)),
+            format!(
+                "the guest ended ({}) before the command finished",
+                end_name(end)
+            ),
         ),
     }
 }
@@ -137,7 +142,11 @@ mod tests {
 
     #[test]
     fn crash_before_done_fails_even_with_status_0() {
-        let r = report(VmEnd::Reset, Some(0), "[ 1.0] BUG: unable to handle page fault\n");
+        let r = report(
+            VmEnd::Reset,
+            Some(0),
+            "[ 1.0] BUG: unable to handle page fault\n",
+        );
         let v = judge(&r, None);
         assert_eq!(v.code, 1);
         assert!(v.reason.unwrap().contains("BUG: unable"));
@@ -155,8 +164,14 @@ mod tests {
         let h = judge(&report(VmEnd::Timeout, None, ""), Some("vCPU0 at x".into()));
         assert_eq!(h.code, 1);
         let reason = h.reason.unwrap();
-        assert!(reason.starts_with("hang:") && reason.contains("vCPU0 at x"), "{reason}");
-        let f = judge(&report(VmEnd::VcpuFailed("KVM internal error".into()), None, ""), None);
+        assert!(
+            reason.starts_with("hang:") && reason.contains("vCPU0 at x"),
+            "{reason}"
+        );
+        let f = judge(
+            &report(VmEnd::VcpuFailed("KVM internal error".into()), None, ""),
+            None,
+        );
         assert_eq!(f.code, 125);
         let mut r = report(VmEnd::Reset, None, "last words\n");
         r.agent_started = false;
@@ -169,7 +184,20 @@ mod tests {
 
     #[test]
     fn never_128_or_more() {
-        for s in [0u32, 1, 124, 125, 126, 127, 128, 129, 200, 255, 256, u32::MAX] {
+        for s in [
+            0u32,
+            1,
+            124,
+            125,
+            126,
+            127,
+            128,
+            129,
+            200,
+            255,
+            256,
+            u32::MAX,
+        ] {
             let c = judge(&report(VmEnd::Reset, Some(s), ""), None).code;
             assert!(c < 128, "status {s} gave {c}");
         }

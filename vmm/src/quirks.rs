@@ -12,8 +12,8 @@
 //!
 //! Anything else is a boot failure, reported with the instruction bytes.
 
-use kvm_bindings::{kvm_run, KVM_INTERNAL_ERROR_EMULATION};
 use crate::arch::x86_64::decode::{decode, Gprs, Insn};
+use kvm_bindings::{kvm_run, KVM_INTERNAL_ERROR_EMULATION};
 use kvm_ioctls::VcpuFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
@@ -92,7 +92,11 @@ pub fn hex(bytes: &[u8]) -> String {
 
 /// Handle an internal-error exit on the vCPU's own thread. `Ok(())` means the guest may run on;
 /// `Err` is a one-line description for the boot-failure report.
-pub fn handle(vcpu: &mut VcpuFd, mem: &GuestMemoryMmap, counts: &QuirkCounts) -> Result<(), String> {
+pub fn handle(
+    vcpu: &mut VcpuFd,
+    mem: &GuestMemoryMmap,
+    counts: &QuirkCounts,
+) -> Result<(), String> {
     let err = InternalError::from_run(vcpu.get_kvm_run());
     let mut regs = vcpu
         .get_regs()
@@ -155,7 +159,9 @@ pub fn handle(vcpu: &mut VcpuFd, mem: &GuestMemoryMmap, counts: &QuirkCounts) ->
     vcpu.set_regs(&regs).map_err(|e| ioctl("set_regs", e))?;
     match decoded.insn {
         Insn::Int3 => {
-            let mut ev = vcpu.get_vcpu_events().map_err(|e| ioctl("get_vcpu_events", e))?;
+            let mut ev = vcpu
+                .get_vcpu_events()
+                .map_err(|e| ioctl("get_vcpu_events", e))?;
             ev.exception.injected = 1;
             ev.exception.nr = BP_VECTOR;
             ev.exception.has_error_code = 0;
@@ -182,7 +188,13 @@ fn gprs(r: &kvm_bindings::kvm_regs) -> Gprs {
 
 /// Read (`write == false`) or write guest-virtual memory byte-wise through the vCPU's page
 /// tables, so an operand that straddles a page boundary is handled.
-fn access(vcpu: &VcpuFd, mem: &GuestMemoryMmap, gva: u64, buf: &mut [u8], write: bool) -> Result<(), String> {
+fn access(
+    vcpu: &VcpuFd,
+    mem: &GuestMemoryMmap,
+    gva: u64,
+    buf: &mut [u8],
+    write: bool,
+) -> Result<(), String> {
     for (i, b) in buf.iter_mut().enumerate() {
         let va = gva.wrapping_add(i as u64);
         let t = vcpu
@@ -234,7 +246,10 @@ mod tests {
             u64::from_le_bytes(raw[8..].try_into().unwrap()),
         ];
         assert_eq!(instruction_bytes(1, &d), vec![0xf3, 0x0f, 0xb8]);
-        assert!(instruction_bytes(1, &[0, d[1], d[2]]).is_empty(), "flag clear");
+        assert!(
+            instruction_bytes(1, &[0, d[1], d[2]]).is_empty(),
+            "flag clear"
+        );
         assert!(instruction_bytes(2, &d).is_empty(), "other suberror");
         assert!(instruction_bytes(1, &d[..2]).is_empty(), "short data");
     }
@@ -242,5 +257,5 @@ mod tests {
     #[test]
     fn hex_format() {
         assert_eq!(hex(&[0xf3, 0x0f]), "f3 0f");
-}
+    }
 }

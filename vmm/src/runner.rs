@@ -130,7 +130,10 @@ pub fn run(spec: &RunSpec) -> Result<RunReport> {
     let serial = Serial::new(serial_irq, ConsoleSink::new(spec.echo, log, record.clone()));
     let reset_tx = Mutex::new(tx.clone());
     let i8042 = I8042::new(ResetTrigger::new(move || {
-        let _ = reset_tx.lock().unwrap_or_else(|p| p.into_inner()).send(Msg::Reset);
+        let _ = reset_tx
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .send(Msg::Reset);
     }));
     let (ctl_tx, ctl_rx) = channel::<ControlEvent>();
     let fwd = tx.clone();
@@ -172,7 +175,13 @@ pub fn run(spec: &RunSpec) -> Result<RunReport> {
     let mut notes = Vec::new();
     let mut vcpus = Vec::new();
     for id in 0..spec.cpus {
-        vcpus.push(vm::create_vcpu(&machine, id, spec.cpus, kernel.entry, &mut notes)?);
+        vcpus.push(vm::create_vcpu(
+            &machine,
+            id,
+            spec.cpus,
+            kernel.entry,
+            &mut notes,
+        )?);
     }
 
     let shared = VcpuShared {
@@ -319,4 +328,3 @@ impl Watch {
         }
     }
 }
-

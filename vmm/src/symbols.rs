@@ -38,8 +38,14 @@ mod tests {
     fn picks_the_enclosing_text_symbol() {
         let map = "ffffffff81000000 T _stext\nffffffff81000100 t default_idle\n\
                    ffffffff81000200 D some_data\nffffffff81000300 T next_fn\n";
-        assert_eq!(lookup(map, 0xffffffff81000123).unwrap(), "default_idle+0x23");
-        assert_eq!(lookup(map, 0xffffffff81000250).unwrap(), "default_idle+0x150");
+        assert_eq!(
+            lookup(map, 0xffffffff81000123).unwrap(),
+            "default_idle+0x23"
+        );
+        assert_eq!(
+            lookup(map, 0xffffffff81000250).unwrap(),
+            "default_idle+0x150"
+        );
         assert_eq!(lookup(map, 0x1000), None);
     }
 }

@@ -201,12 +201,13 @@ mod tests {
         // A plain buffer stands in for the MMIO page (it outlives the Ctl).
         let mut page = vec![0u32; PAGE_SIZE / 4];
         page[MAGIC / 4] = MAGIC_VALUE;
-        let ctl = Ctl {
-            base: page.as_mut_ptr(),
-        };
-        assert_eq!(ctl.read(MAGIC), MAGIC_VALUE);
-        ctl.send(Event::AgentError, 2, "exec sh: No such file");
-        drop(ctl);
+        {
+            let ctl = Ctl {
+                base: page.as_mut_ptr(),
+            };
+            assert_eq!(ctl.read(MAGIC), MAGIC_VALUE);
+            ctl.send(Event::AgentError, 2, "exec sh: No such file");
+        }
         assert_eq!(page[EVENT / 4], 4);
         assert_eq!(page[STATUS / 4], 2);
         assert_eq!(page[LEN / 4], 21);

@@ -31,7 +31,10 @@ pub fn spawn(job: &Job) -> io::Result<u32> {
         .find(|(k, _)| k == "PATH")
         .map(|(_, v)| v.as_os_str())
         .unwrap_or(OsStr::new(BASE_ENV[0].1));
-    let program = resolve(&job.argv[0], path, probe)?;
+    let program = match resolve(&job.argv[0], path, probe) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => busybox_applet(&job.argv[0]).ok_or(e)?,
+        found => found?,
+    };
     let mut cmd = Command::new(program);
     cmd.arg0(&job.argv[0])
         .args(&job.argv[1..])
@@ -43,6 +46,16 @@ pub fn spawn(job: &Job) -> io::Result<u32> {
         .stderr(Stdio::inherit());
     // The Child handle is dropped without waiting: we reap with waitpid(-1) ourselves.
     cmd.spawn().map(|child| child.id())
+}
+
+/// The initramfs links only a few busybox applets (each archive entry costs boot time); any
+/// other bare command name runs as busybox with that name as argv[0], which is what a link
+/// would do. Busybox itself reports an unknown applet ("applet not found", status 127).
+pub const BUSYBOX: &str = "/bin/busybox";
+
+fn busybox_applet(prog: &OsStr) -> Option<PathBuf> {
+    let bare = !prog.is_empty() && !prog.as_bytes().contains(&b'/');
+    (bare && probe(Path::new(BUSYBOX)) == Probe::Executable).then(|| PathBuf::from(BUSYBOX))
 }
 
 /// What a PATH candidate is.
@@ -195,8 +208,15 @@ mod tests {
             argv: vec!["pinvm-no-such-program".into()],
             env: vec![],
         };
-        let e = spawn(&job).unwrap_err();
-        assert_eq!(spawn_error_status(&e), 127);
+        // A bare name not in PATH falls back to busybox (when there is one), which reports
+        // an unknown applet with 127 too.
+        match spawn(&job) {
+            Ok(pid) => {
+                assert!(Path::new(BUSYBOX).exists());
+                assert_eq!(status_code(wait_for(pid).unwrap()), 127);
+            }
+            Err(e) => assert_eq!(spawn_error_status(&e), 127),
+        }
         let job = Job {
             argv: vec!["/".into()],
             env: vec![],

@@ -17,18 +17,35 @@ pub const VERSION_FRAGMENTS: &[(&str, &str, &str)] = &[(
     include_str!("../../kernel/config/pinvm-6.1.config"),
 )];
 
-/// The kvm_pvm platform fix, per VERSION.PATCHLEVEL: (version, file name, text).
-pub const PLATFORM_PATCHES: &[(&str, &str, &str)] = &[
-    (
-        "6.12",
-        "kvm_pvm-syscall-fault-6.12.patch",
-        include_str!("../../kernel/patches/platform/kvm_pvm-syscall-fault-6.12.patch"),
-    ),
-    (
-        "6.1",
-        "kvm_pvm-syscall-fault-6.1.patch",
-        include_str!("../../kernel/patches/platform/kvm_pvm-syscall-fault-6.1.patch"),
-    ),
+/// One patch of the kvm_pvm platform fix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PlatformPatch {
+    /// The VERSION.PATCHLEVEL it is for (file name `…-<version>.patch`), or `None`
+    /// when it applies to every version.
+    pub version: Option<&'static str>,
+    pub name: &'static str,
+    pub text: &'static str,
+}
+
+/// The kvm_pvm platform fix, in application order. A version has a platform fix when
+/// it has a version-specific patch (the SYSCALL fault fix); the version-independent
+/// patches are then applied after it.
+pub const PLATFORM_PATCHES: &[PlatformPatch] = &[
+    PlatformPatch {
+        version: Some("6.12"),
+        name: "kvm_pvm-syscall-fault-6.12.patch",
+        text: include_str!("../../kernel/patches/platform/kvm_pvm-syscall-fault-6.12.patch"),
+    },
+    PlatformPatch {
+        version: Some("6.1"),
+        name: "kvm_pvm-syscall-fault-6.1.patch",
+        text: include_str!("../../kernel/patches/platform/kvm_pvm-syscall-fault-6.1.patch"),
+    },
+    PlatformPatch {
+        version: None,
+        name: "kvm_pvm-xor-skip-calibration.patch",
+        text: include_str!("../../kernel/patches/platform/kvm_pvm-xor-skip-calibration.patch"),
+    },
 ];
 
 /// The version-specific fragment for `major_minor`, if there is one.
@@ -39,17 +56,26 @@ pub fn version_fragment(major_minor: &str) -> Option<(&'static str, &'static str
         .map(|(_, name, text)| (*name, *text))
 }
 
-/// The platform fix for `major_minor`, if there is one.
-pub fn platform_patch(major_minor: &str) -> Option<(&'static str, &'static str)> {
-    PLATFORM_PATCHES
+/// The platform fix for `major_minor` (in order), or `None` if that version has none.
+pub fn platform_patches(major_minor: &str) -> Option<Vec<PlatformPatch>> {
+    if !PLATFORM_PATCHES
         .iter()
-        .find(|(v, _, _)| *v == major_minor)
-        .map(|(_, name, text)| (*name, *text))
+        .any(|p| p.version == Some(major_minor))
+    {
+        return None;
+    }
+    Some(
+        PLATFORM_PATCHES
+            .iter()
+            .filter(|p| p.version.is_none_or(|v| v == major_minor))
+            .copied()
+            .collect(),
+    )
 }
 
 /// Versions that have a platform fix.
 pub fn platform_patch_versions() -> Vec<&'static str> {
-    PLATFORM_PATCHES.iter().map(|(v, _, _)| *v).collect()
+    PLATFORM_PATCHES.iter().filter_map(|p| p.version).collect()
 }
 
 #[cfg(test)]
@@ -86,15 +112,29 @@ mod tests {
         }
         let mut patches: Vec<String> = PLATFORM_PATCHES
             .iter()
-            .map(|(_, n, _)| n.to_string())
+            .map(|p| p.name.to_string())
             .collect();
         patches.sort();
         assert_eq!(files("kernel/patches/platform", ".patch"), patches);
-        for (v, name, text) in PLATFORM_PATCHES {
-            assert_eq!(*name, format!("kvm_pvm-syscall-fault-{v}.patch"));
+        for p in PLATFORM_PATCHES {
+            let versioned = ["6.1", "6.12"]
+                .into_iter()
+                .find(|v| p.name.ends_with(&format!("-{v}.patch")));
+            assert_eq!(p.version, versioned, "{}", p.name);
             let on_disk =
-                std::fs::read_to_string(root.join("kernel/patches/platform").join(name)).unwrap();
-            assert_eq!(&on_disk, text);
+                std::fs::read_to_string(root.join("kernel/patches/platform").join(p.name)).unwrap();
+            assert_eq!(on_disk, p.text, "{} changed on disk: rebuild", p.name);
         }
+        let names = |v| -> Vec<&str> {
+            platform_patches(v)
+                .unwrap()
+                .iter()
+                .map(|p| p.name)
+                .collect()
+        };
+        assert_eq!(names("6.12")[0], "kvm_pvm-syscall-fault-6.12.patch");
+        assert_eq!(names("6.1")[0], "kvm_pvm-syscall-fault-6.1.patch");
+        assert!(names("6.12").iter().all(|n| !n.ends_with("-6.1.patch")));
+        assert!(platform_patches("5.10").is_none());
     }
 }

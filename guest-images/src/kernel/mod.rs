@@ -225,7 +225,7 @@ fn patch_series(
 ) -> Result<PatchSeries> {
     let mut list = Vec::new();
     if platform.apply {
-        let (name, text) = embedded::platform_patch(major_minor).ok_or_else(|| {
+        let fix = embedded::platform_patches(major_minor).ok_or_else(|| {
             anyhow!(
                 "the kvm_pvm platform fix ({}) is needed but pinvm has none for Linux {major_minor} \
                  (it has: {}); pass --platform-fix never to build without it \
@@ -234,11 +234,13 @@ fn patch_series(
                 embedded::platform_patch_versions().join(", ")
             )
         })?;
-        list.push(Patch::new(
-            format!("pinvm:{name}"),
-            PatchGroup::Platform,
-            text.as_bytes().to_vec(),
-        )?);
+        for p in fix {
+            list.push(Patch::new(
+                format!("pinvm:{}", p.name),
+                PatchGroup::Platform,
+                p.text.as_bytes().to_vec(),
+            )?);
+        }
     }
     for p in &req.patches {
         list.push(Patch::from_file(p, PatchGroup::UnderTest)?);

@@ -9,11 +9,15 @@
 //!   `git ls-files --cached --others --exclude-standard`).
 //!
 //! Identity (what goes into the cache key): for Debian the package version plus the
-//! tarball's SHA-256 (the digest is cached keyed by size + mtime, so it is computed once:
-//! 0.4 s for the 150 MB tarball with `sha256sum`); for a git tree HEAD + SHA-256 of
-//! `git diff HEAD --binary` + the untracked files (paths and contents); for other trees a
-//! SHA-256 over every file's path, kind, mode and contents (costs a full read of the tree:
-//! measured ~2.5 s for a 1.4 GB / 90k-file 6.12 tree with a warm page cache, release build).
+//! tarball's SHA-256 (cached in `<cache>/src/digests/` keyed by size + mtime + inode, so it
+//! is computed once: measured 0.37 s for the 150 MB 6.12 tarball in a release build, 4 ms
+//! when cached); for a git tree HEAD + SHA-256 of `git diff HEAD --binary` + the untracked
+//! files (paths and contents); for other trees a SHA-256 over every file's path, kind,
+//! executable bit and contents. That reads the whole tree on every build or lookup:
+//! measured on the 1.7 GB / 86k-file 6.12 tree (release build, 2 busy cores) 10.9 s with
+//! a cold page cache, 2.8 s warm. Use a git tree to avoid it.
+//!
+//! Work copies measured on the same tree: hard-link farm 0.8 s, full copy 3.9 s.
 
 use crate::cache::{self, KeyBuilder};
 use anyhow::{anyhow, bail, Context, Result};

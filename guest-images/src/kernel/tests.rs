@@ -572,28 +572,43 @@ fn real_debian_6_12_build() {
     assert_eq!(&elf[..4], b"\x7fELF");
 }
 
+/// Source, patches and config (no compile) for both Debian versions, platform fix on:
+/// `cargo test -p guest-images --release -- --ignored real_debian_configure --nocapture`.
 #[test]
-#[ignore]
-fn tmp_measure() {
-    let p = PathBuf::from(std::env::var("MEASURE_TREE").unwrap());
-    let t = TestDir::new("measure");
-    for _ in 0..2 {
+#[ignore = "extracts and configures real kernels: about a minute"]
+fn real_debian_configure_both_versions() {
+    let cache_root = cache::cache_dir().unwrap();
+    for v in DebianVersion::ALL {
+        let req = BuildRequest {
+            source: KernelSource::Debian(v),
+            platform_fix: PlatformFix::Always,
+            ..Default::default()
+        };
         let t0 = Instant::now();
-        let r = source::resolve(&KernelSource::Tree(p.clone()), t.path()).unwrap();
-        eprintln!("tree hash: {:?} {:?}", t0.elapsed(), matches!(r.info, SourceInfo::Tree { .. }));
+        let p = plan(&req, &cache_root).unwrap();
+        let t = TestDir::new("configure");
+        let (src, out) = (t.path().join("src"), t.path().join("out"));
+        let mut events = Vec::new();
+        prepare_work_copy(&p, &cache_root, t.path(), &src, &mut |e| events.push(e))
+            .unwrap_or_else(|e| panic!("{v}: {e:#}"));
+        fs::create_dir_all(&out).unwrap();
+        let log = out.join("build.log");
+        let mk = make::Make {
+            src: &src,
+            out: &out,
+            log: &log,
+        };
+        configure(&p, &mk).unwrap_or_else(|e| panic!("{v}: {e:#}"));
+        let patches: Vec<&str> = p.series.patches().iter().map(|p| p.name.as_str()).collect();
+        eprintln!(
+            "{v}: patched {patches:?} and configured in {:?}",
+            t0.elapsed()
+        );
+        assert!(patches[0].starts_with("pinvm:kvm_pvm-syscall-fault-"));
+        assert!(p
+            .series
+            .patches()
+            .iter()
+            .all(|p| p.group == PatchGroup::Platform));
     }
-    let t0 = Instant::now();
-    let tb = DebianVersion::V6_12.tarball();
-    source::cached_file_digest(&tb, &fs::metadata(&tb).unwrap(), &t.path().join("d")).unwrap();
-    eprintln!("tarball sha256: {:?}", t0.elapsed());
-    let t0 = Instant::now();
-    source::cached_file_digest(&tb, &fs::metadata(&tb).unwrap(), &t.path().join("d")).unwrap();
-    eprintln!("tarball sha256 cached: {:?}", t0.elapsed());
-    let t0 = Instant::now();
-    let files = source::walk_tree_files(&p).unwrap();
-    source::copy_files(&p, &t.path().join("w"), &files, source::CopyMode::HardLink).unwrap();
-    eprintln!("hardlink farm: {:?}", t0.elapsed());
-    let t0 = Instant::now();
-    source::copy_files(&p, &t.path().join("c"), &files, source::CopyMode::Copy).unwrap();
-    eprintln!("full copy: {:?}", t0.elapsed());
 }

@@ -77,7 +77,8 @@ pub fn run(cmd: BenchCommand) -> Result<i32> {
             .map(|p| p.display().to_string())
             .unwrap_or_else(|| choice.kernel_version.clone());
         let p = prepare(&choice, &["true".to_string()])?;
-        let (mut setup, mut init, mut done) = (Series::default(), Series::default(), Series::default());
+        let (mut setup, mut init, mut done) =
+            (Series::default(), Series::default(), Series::default());
         for i in 0..b.runs {
             let r = runner::run(&RunSpec {
                 kernel: p.kernel.clone(),

@@ -9,8 +9,10 @@ use vmm::outcome;
 use vmm::runner::{self, RunReport, RunSpec};
 
 #[derive(Args, Debug, Clone)]
-#[command(after_help = "Examples:\n  pinvm boot -- uname -r\n  pinvm boot --kernel-version 6.1 \
---cpus 2 -- sh -c 'dmesg | tail'\n  pinvm boot --kernel ~/linux/out/vmlinux --timeout 60 -- true")]
+#[command(
+    after_help = "Examples:\n  pinvm boot -- uname -r\n  pinvm boot --kernel-version 6.1 \
+--cpus 2 -- sh -c 'dmesg | tail'\n  pinvm boot --kernel ~/linux/out/vmlinux --timeout 60 -- true"
+)]
 pub struct BootArgs {
     #[command(flatten)]
     pub kernel: KernelChoice,
@@ -135,7 +137,10 @@ fn print_details(r: &RunReport) {
         t.to_cmd_done.map(ms).unwrap_or_else(|| "-".into()),
         ms(t.total)
     );
-    eprintln!("pinvm: VM end: {:?}; kvm_pvm work-arounds: {}", r.end, r.quirks);
+    eprintln!(
+        "pinvm: VM end: {:?}; kvm_pvm work-arounds: {}",
+        r.end, r.quirks
+    );
     for n in &r.notes {
         eprintln!("pinvm: note: {n}");
     }

@@ -45,7 +45,11 @@ pub enum KernelCommand {
 #[derive(Args, Debug)]
 pub struct BuildArgs {
     /// debian-6.12, debian-6.1, or the path of a clean kernel tree (left untouched).
-    #[arg(long, default_value = "debian-6.12", value_name = "debian-6.12|debian-6.1|PATH")]
+    #[arg(
+        long,
+        default_value = "debian-6.12",
+        value_name = "debian-6.12|debian-6.1|PATH"
+    )]
     pub source: String,
     /// Extra config fragment applied after pinvm's (repeatable, in order). Every option it
     /// requests must survive olddefconfig, or the build fails listing the dropped ones.
@@ -106,7 +110,10 @@ pub fn run(cmd: KernelCommand) -> Result<i32> {
                 println!("vmlinux  {}", k.vmlinux.display());
                 println!("bzImage  {}", k.bzimage.display());
                 println!("manifest {}", k.dir.join("manifest.json").display());
-                println!("cached   {}", if k.cached { "yes" } else { "no (built now)" });
+                println!(
+                    "cached   {}",
+                    if k.cached { "yes" } else { "no (built now)" }
+                );
             }
             Ok(0)
         }

@@ -103,7 +103,10 @@ mod tests {
         assert_eq!(m.len(), 4);
         assert_eq!((m[2].addr, m[2].size), (0x100000, 0xc000_0000 - 0x100000));
         assert_eq!((m[3].addr, m[3].size), (1 << 32, (4 << 30) - 0xc000_0000));
-        assert_eq!(e820_map(1 << 20), Err(BootParamsError::TooLittleRam(1 << 20)));
+        assert_eq!(
+            e820_map(1 << 20),
+            Err(BootParamsError::TooLittleRam(1 << 20))
+        );
     }
 
     #[test]
@@ -121,7 +124,10 @@ mod tests {
         assert_eq!({ h.header }, 0x5372_6448);
         assert_eq!({ h.cmd_line_ptr }, 0x20000);
         assert_eq!({ h.cmdline_size }, 42);
-        assert_eq!(({ h.ramdisk_image }, { h.ramdisk_size }), (0x700_0000, 4096));
+        assert_eq!(
+            ({ h.ramdisk_image }, { h.ramdisk_size }),
+            (0x700_0000, 4096)
+        );
         assert_eq!({ p.e820_entries }, 3);
     }
 
@@ -148,8 +154,14 @@ mod tests {
             Some(((256 << 20) - 5000) & !0xfff)
         );
         // Capped by initrd_addr_max and by the MMIO gap.
-        assert_eq!(initrd_address(4 << 30, 4096, 0x7fff_ffff), Some(0x8000_0000 - 4096));
-        assert_eq!(initrd_address(4 << 30, 4096, u64::MAX), Some(0xc000_0000 - 4096));
+        assert_eq!(
+            initrd_address(4 << 30, 4096, 0x7fff_ffff),
+            Some(0x8000_0000 - 4096)
+        );
+        assert_eq!(
+            initrd_address(4 << 30, 4096, u64::MAX),
+            Some(0xc000_0000 - 4096)
+        );
         // Does not fit above the kernel.
         assert_eq!(initrd_address(32 << 20, 30 << 20, 0x7fff_ffff), None);
     }

@@ -112,17 +112,17 @@ pub fn boot_msrs() -> Msrs {
         ..Default::default()
     };
     let entries = [
-        e(0x174, 0),                    // IA32_SYSENTER_CS
-        e(0x175, 0),                    // IA32_SYSENTER_ESP
-        e(0x176, 0),                    // IA32_SYSENTER_EIP
-        e(0xc000_0081, 0),              // STAR
-        e(0xc000_0082, 0),              // LSTAR
-        e(0xc000_0083, 0),              // CSTAR
-        e(0xc000_0084, 0),              // SYSCALL_MASK
-        e(0xc000_0102, 0),              // KERNEL_GS_BASE
-        e(0x10, 0),                     // IA32_TSC
-        e(0x1a0, 1),                    // IA32_MISC_ENABLE: fast strings
-        e(0x2ff, (1 << 11) | 6),        // MTRRdefType: MTRRs on, default write-back
+        e(0x174, 0),             // IA32_SYSENTER_CS
+        e(0x175, 0),             // IA32_SYSENTER_ESP
+        e(0x176, 0),             // IA32_SYSENTER_EIP
+        e(0xc000_0081, 0),       // STAR
+        e(0xc000_0082, 0),       // LSTAR
+        e(0xc000_0083, 0),       // CSTAR
+        e(0xc000_0084, 0),       // SYSCALL_MASK
+        e(0xc000_0102, 0),       // KERNEL_GS_BASE
+        e(0x10, 0),              // IA32_TSC
+        e(0x1a0, 1),             // IA32_MISC_ENABLE: fast strings
+        e(0x2ff, (1 << 11) | 6), // MTRRdefType: MTRRs on, default write-back
     ];
     Msrs::from_entries(&entries).expect("a fixed list of 11 MSRs fits a FAM wrapper")
 }
@@ -138,7 +138,10 @@ mod tests {
         assert_eq!(w.len(), 1 + 4 * 513);
         // The entry mapping 3 GiB + 2 MiB.
         let idx = 1 + 3 * 513 + 1 + 1;
-        assert_eq!(w[idx], (PD + 3 * 0x1000 + 8, ((3u64 << 30) + (2 << 20)) | 0x83));
+        assert_eq!(
+            w[idx],
+            (PD + 3 * 0x1000 + 8, ((3u64 << 30) + (2 << 20)) | 0x83)
+        );
     }
 
     #[test]
@@ -146,7 +149,10 @@ mod tests {
         let s = boot_sregs(kvm_sregs::default());
         assert_eq!(s.cr0 & (X86_CR0_PE | X86_CR0_PG), X86_CR0_PE | X86_CR0_PG);
         assert_eq!(s.efer & (EFER_LME | EFER_LMA), EFER_LME | EFER_LMA);
-        assert_eq!((s.cr3, s.gdt.limit, s.cs.selector, s.ss.selector), (PML4, 31, 8, 16));
+        assert_eq!(
+            (s.cr3, s.gdt.limit, s.cs.selector, s.ss.selector),
+            (PML4, 31, 8, 16)
+        );
     }
 
     #[test]
@@ -161,7 +167,10 @@ mod tests {
     #[test]
     fn regs_point_at_zero_page() {
         let r = boot_regs(0x100_0000);
-        assert_eq!((r.rip, r.rsi, r.rsp, r.rflags), (0x100_0000, ZERO_PAGE, BOOT_STACK, 2));
+        assert_eq!(
+            (r.rip, r.rsi, r.rsp, r.rflags),
+            (0x100_0000, ZERO_PAGE, BOOT_STACK, 2)
+        );
     }
 
     #[test]

@@ -107,7 +107,12 @@ pub fn decode(b: &[u8]) -> Option<Decoded> {
 }
 
 /// Decode a ModRM memory operand at `b[at..]`; returns it, the reg field and the total length.
-fn modrm(b: &[u8], at: usize, rex: u8, segment: Option<Segment>) -> Option<(MemOperand, u8, usize)> {
+fn modrm(
+    b: &[u8],
+    at: usize,
+    rex: u8,
+    segment: Option<Segment>,
+) -> Option<(MemOperand, u8, usize)> {
     let m = *b.get(at)?;
     let (md, reg, rm) = (m >> 6, (m >> 3) & 7, m & 7);
     if md == 3 {
@@ -168,7 +173,9 @@ mod tests {
         // ldmxcsr 0x4(%rsp), as in kernel_fpu_begin_mask()
         let d = decode(&[0x0f, 0xae, 0x54, 0x24, 0x04, 0x41, 0x80]).unwrap();
         assert_eq!(d.len, 5);
-        let Insn::Ldmxcsr(m) = &d.insn else { panic!("{d:?}") };
+        let Insn::Ldmxcsr(m) = &d.insn else {
+            panic!("{d:?}")
+        };
         let mut g = [0u64; 16];
         g[RSP] = 0x1000;
         assert_eq!(m.address(&g, 0, d.len, 0, 0), 0x1004);
@@ -179,7 +186,9 @@ mod tests {
         // stmxcsr %gs:0x10(%r12)  → 65 41 0f ae 5c 24 10
         let d = decode(&[0x65, 0x41, 0x0f, 0xae, 0x5c, 0x24, 0x10]).unwrap();
         assert_eq!(d.len, 7);
-        let Insn::Stmxcsr(m) = &d.insn else { panic!("{d:?}") };
+        let Insn::Stmxcsr(m) = &d.insn else {
+            panic!("{d:?}")
+        };
         let mut g = [0u64; 16];
         g[12] = 0x2000;
         assert_eq!(m.address(&g, 0, d.len, 0, 0x10_0000), 0x10_2010);
@@ -213,11 +222,27 @@ mod tests {
 
     #[test]
     fn simple_and_unknown() {
-        assert_eq!(decode(&[0xcc]).unwrap(), Decoded { insn: Insn::Int3, len: 1 });
+        assert_eq!(
+            decode(&[0xcc]).unwrap(),
+            Decoded {
+                insn: Insn::Int3,
+                len: 1
+            }
+        );
         assert_eq!(decode(&[0x9b]).unwrap().insn, Insn::Fwait);
-        assert_eq!(decode(&[0xdb, 0xe3]).unwrap(), Decoded { insn: Insn::Fninit, len: 2 });
+        assert_eq!(
+            decode(&[0xdb, 0xe3]).unwrap(),
+            Decoded {
+                insn: Insn::Fninit,
+                len: 2
+            }
+        );
         assert_eq!(decode(&[0x0f, 0xae, 0xe8]), None, "lfence: register form");
-        assert_eq!(decode(&[0x0f, 0xae, 0x2c, 0x24]), None, "xrstor-class /5 is not ours");
+        assert_eq!(
+            decode(&[0x0f, 0xae, 0x2c, 0x24]),
+            None,
+            "xrstor-class /5 is not ours"
+        );
         assert_eq!(decode(&[0xf3, 0x0f, 0xb8, 0xc0]), None, "popcnt");
         assert_eq!(decode(&[0x0f, 0xae, 0x54]), None, "truncated");
         assert_eq!(decode(&[]), None);

@@ -60,7 +60,10 @@ mod tests {
         let cs = segment(BOOT_GDT_TABLE[CODE_INDEX as usize], CODE_INDEX);
         assert_eq!(cs.selector, 0x08);
         assert_eq!((cs.base, cs.limit), (0, 0xffff_ffff));
-        assert_eq!((cs.l, cs.db, cs.g, cs.present, cs.s, cs.dpl), (1, 0, 1, 1, 1, 0));
+        assert_eq!(
+            (cs.l, cs.db, cs.g, cs.present, cs.s, cs.dpl),
+            (1, 0, 1, 1, 1, 0)
+        );
         assert_eq!(cs.type_, 0xb);
     }
 
@@ -69,7 +72,10 @@ mod tests {
         let ds = segment(BOOT_GDT_TABLE[DATA_INDEX as usize], DATA_INDEX);
         assert_eq!((ds.selector, ds.type_, ds.db, ds.l), (0x10, 0x3, 1, 0));
         let tr = segment(BOOT_GDT_TABLE[TSS_INDEX as usize], TSS_INDEX);
-        assert_eq!((tr.selector, tr.type_, tr.s, tr.unusable), (0x18, 0xb, 0, 0));
+        assert_eq!(
+            (tr.selector, tr.type_, tr.s, tr.unusable),
+            (0x18, 0xb, 0, 0)
+        );
         let null = segment(0, 0);
         assert_eq!(null.unusable, 1);
     }

@@ -119,7 +119,10 @@ mod tests {
             assert_eq!(sum(table), 0, "table checksum");
             let count = u16::from_le_bytes([table[34], table[35]]) as usize;
             assert_eq!(count, cpus as usize + 2 + 24 + 2);
-            assert!(MPTABLE + t.len() as u64 <= BASE_MEM_END, "fits in base memory");
+            assert!(
+                MPTABLE + t.len() as u64 <= BASE_MEM_END,
+                "fits in base memory"
+            );
         }
     }
 
