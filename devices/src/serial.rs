@@ -8,6 +8,7 @@
 use crate::bus::BusDevice;
 use std::fs::File;
 use std::io::{self, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use vm_superio::{Serial as Uart, Trigger};
 use vmm_sys_util::eventfd::EventFd;
@@ -71,17 +72,47 @@ impl ConsoleRecord {
     }
 }
 
-/// Where console bytes go.
+/// Where console bytes go: always into the record, into the log file if any, and to our
+/// stdout while the echo gate is open. The run controller opens the gate when the guest's
+/// command starts and closes it when it is done, so stdout carries the command's output (and
+/// any kernel report printed meanwhile) but not the boot and reboot chatter; the log and the
+/// record keep everything. Echoed text has the tty's CR LF turned back into LF.
 pub struct ConsoleSink {
-    echo: bool,
+    echo: Option<Arc<AtomicBool>>,
+    pending_cr: bool,
     log: Option<File>,
     record: Arc<Mutex<ConsoleRecord>>,
 }
 
 impl ConsoleSink {
-    /// `echo`: copy to our stdout. `log`: append to this file.
-    pub fn new(echo: bool, log: Option<File>, record: Arc<Mutex<ConsoleRecord>>) -> Self {
-        Self { echo, log, record }
+    /// `echo`: the gate for copying to our stdout (None: never). `log`: append to this file.
+    pub fn new(
+        echo: Option<Arc<AtomicBool>>,
+        log: Option<File>,
+        record: Arc<Mutex<ConsoleRecord>>,
+    ) -> Self {
+        Self {
+            echo,
+            pending_cr: false,
+            log,
+            record,
+        }
+    }
+
+    /// `buf` with CR LF pairs turned into LF (a CR split across calls is held back).
+    fn unix_newlines(&mut self, buf: &[u8]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(buf.len() + 1);
+        for &b in buf {
+            if std::mem::take(&mut self.pending_cr) && b != b'\n' {
+                out.push(b'\r');
+            }
+            if b == b'\r' {
+                self.pending_cr = true;
+            } else {
+                out.push(b);
+            }
+        }
+        out
     }
 }
 
@@ -91,10 +122,15 @@ impl Write for ConsoleSink {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .push(buf);
-        if self.echo {
+        if self
+            .echo
+            .as_ref()
+            .is_some_and(|g| g.load(Ordering::Relaxed))
+        {
+            let text = self.unix_newlines(buf);
             // A closed stdout must not stop the guest: the record and log still get the bytes.
             let mut out = io::stdout().lock();
-            let _ = out.write_all(buf).and_then(|_| out.flush());
+            let _ = out.write_all(&text).and_then(|_| out.flush());
         }
         if let Some(f) = self.log.as_mut() {
             f.write_all(buf)?;
@@ -154,7 +190,7 @@ mod tests {
         let irq = EventFd::new(libc::EFD_NONBLOCK).unwrap();
         let s = Serial::new(
             irq.try_clone().unwrap(),
-            ConsoleSink::new(false, None, rec.clone()),
+            ConsoleSink::new(None, None, rec.clone()),
         );
         (s, rec, irq)
     }
@@ -206,6 +242,20 @@ mod tests {
         s.read(LSR, &mut w);
         assert_eq!(w, [0, 0]);
         assert_eq!(rec.lock().unwrap().text(), "");
+    }
+
+    #[test]
+    fn echo_turns_crlf_into_lf() {
+        let rec = Arc::new(Mutex::new(ConsoleRecord::new(64)));
+        let mut sink = ConsoleSink::new(None, None, rec);
+        assert_eq!(sink.unix_newlines(b"a\r\nb\r"), b"a\nb");
+        assert_eq!(sink.unix_newlines(b"\nc\rd"), b"\nc\rd");
+        sink.write_all(b"x\r\n").unwrap();
+        assert_eq!(
+            sink.record.lock().unwrap().text(),
+            "x\r\n",
+            "the record stays raw"
+        );
     }
 
     #[test]

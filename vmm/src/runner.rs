@@ -127,7 +127,9 @@ pub fn run(spec: &RunSpec) -> Result<RunReport> {
         .fd
         .register_irqfd(&serial_irq, COM1_IRQ)
         .context("KVM_IRQFD for the serial port")?;
-    let serial = Serial::new(serial_irq, ConsoleSink::new(spec.echo, log, record.clone()));
+    let echo_gate = Arc::new(AtomicBool::new(false));
+    let sink = ConsoleSink::new(spec.echo.then(|| echo_gate.clone()), log, record.clone());
+    let serial = Serial::new(serial_irq, sink);
     let reset_tx = Mutex::new(tx.clone());
     let i8042 = I8042::new(ResetTrigger::new(move || {
         let _ = reset_tx
@@ -218,7 +220,10 @@ pub fn run(spec: &RunSpec) -> Result<RunReport> {
 
     // Watch.
     let deadline = t0 + spec.timeout;
-    let mut w = Watch::default();
+    let mut w = Watch {
+        echo_gate,
+        ..Default::default()
+    };
     let end = loop {
         let limit = match w.cmd_done_at {
             Some(t) => deadline.min(t + SHUTDOWN_GRACE),
@@ -304,6 +309,8 @@ pub fn run(spec: &RunSpec) -> Result<RunReport> {
 /// What the agent has told us so far.
 #[derive(Default)]
 struct Watch {
+    /// Open while the command runs (see `ConsoleSink`).
+    echo_gate: Arc<AtomicBool>,
     agent_started_at: Option<Instant>,
     cmd_done_at: Option<Instant>,
     cmd_status: Option<u32>,
@@ -316,8 +323,10 @@ impl Watch {
         match ev.kind {
             ControlEventKind::AgentStarted => {
                 self.agent_started_at.get_or_insert(ev.at);
+                self.echo_gate.store(true, Ordering::Relaxed);
             }
             ControlEventKind::CmdDone if self.cmd_done_at.is_none() => {
+                self.echo_gate.store(false, Ordering::Relaxed);
                 self.cmd_done_at = Some(ev.at);
                 self.cmd_status = Some(ev.status);
                 self.console_at_cmd_done =

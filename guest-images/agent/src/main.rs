@@ -93,6 +93,7 @@ fn agent() {
             run::spawn_error_status(&e)
         }
     };
+    sys::drain_console();
     reporter.send(Event::CmdDone, status, "");
 }
 

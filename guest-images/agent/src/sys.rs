@@ -41,6 +41,16 @@ pub fn wait_any() -> io::Result<(i32, i32)> {
     }
 }
 
+/// Waits until everything written to the console (fds 1 and 2 inherit it) has left the UART,
+/// so the host has seen all of the command's output before CMD_DONE. Errors (not a tty) are
+/// ignored: then there is nothing to drain.
+pub fn drain_console() {
+    for fd in [1, 2] {
+        // SAFETY: tcdrain takes a plain fd and touches no memory of ours.
+        unsafe { libc::tcdrain(fd) };
+    }
+}
+
 pub fn sync() {
     // SAFETY: sync takes no arguments.
     unsafe { libc::sync() }

@@ -101,6 +101,13 @@ pub fn run(a: BootArgs) -> Result<i32> {
     if a.verbose {
         print_details(&report);
     }
+    if !report.agent_started && verdict.code != 0 {
+        // Stdout only carries the command's run; show how the boot ended.
+        eprintln!("pinvm: last console lines:");
+        for l in vmm::crash::tail(&report.console, 25) {
+            eprintln!("  {l}");
+        }
+    }
     if let Some(reason) = &verdict.reason {
         eprintln!("pinvm: {reason}");
     }

@@ -1,0 +1,201 @@
+//! Virtio device model: the [`VirtioDevice`] trait that concrete devices (block, later the DMA
+//! device) implement, the shared [`Interrupt`] handle, and the virtio-mmio transport in
+//! [`mmio`].
+//!
+//! Guest memory is shared with device threads as a [`GuestMemoryAtomic<GuestMemoryMmap>`]
+//! ([`GuestMem`]): cloning it is cheap, and a device thread calls `.memory()` once per batch of
+//! requests, so a later memory hot-(un)plug would be picked up between batches. The VMM keeps
+//! its own clone for loading the kernel and registering memslots.
+
+pub mod mmio;
+#[cfg(any(test, feature = "test-utils"))]
+pub mod testing;
+
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+
+use virtio_bindings::virtio_mmio::{VIRTIO_MMIO_INT_CONFIG, VIRTIO_MMIO_INT_VRING};
+use virtio_queue::Queue;
+use vm_memory::{GuestMemoryAtomic, GuestMemoryMmap};
+use vmm_sys_util::eventfd::EventFd;
+
+pub use mmio::MmioTransport;
+
+/// The guest memory handle given to virtio devices (see the module documentation).
+pub type GuestMem = GuestMemoryAtomic<GuestMemoryMmap>;
+
+/// Device status bits (virtio 1.2 §2.1).
+pub mod status {
+    pub const ACKNOWLEDGE: u8 = 1;
+    pub const DRIVER: u8 = 2;
+    pub const DRIVER_OK: u8 = 4;
+    pub const FEATURES_OK: u8 = 8;
+    pub const DEVICE_NEEDS_RESET: u8 = 64;
+    pub const FAILED: u8 = 128;
+}
+
+/// Feature bits used by the transport (virtio 1.2 §6).
+pub mod features {
+    /// The device conforms to virtio 1.x (mandatory for virtio-mmio version 2).
+    pub const VERSION_1: u64 = 1 << 32;
+    /// Packed virtqueues: never offered (virtio-queue only processes split rings).
+    pub const RING_PACKED: u64 = 1 << 34;
+    /// `used_event` / `avail_event` notification suppression.
+    pub const RING_EVENT_IDX: u64 = 1 << 29;
+}
+
+/// Why [`VirtioDevice::activate`] refused to start the device.
+#[derive(Debug, thiserror::Error)]
+pub enum ActivateError {
+    #[error("queue {0} is not ready or not usable")]
+    BadQueue(usize),
+    #[error("expected {expected} queues, got {got}")]
+    QueueCount { expected: usize, got: usize },
+    #[error("cannot start the device thread: {0}")]
+    Thread(#[source] std::io::Error),
+    #[error("device already active")]
+    AlreadyActive,
+}
+
+/// A virtio device behind a transport.
+///
+/// The transport owns the register state (features, status, queue configuration). It calls
+/// [`activate`](Self::activate) once the driver writes DRIVER_OK and every ready queue passed
+/// `Queue::is_valid`, and [`reset`](Self::reset) when the driver writes 0 to STATUS (or the
+/// transport is dropped). Between the two the device serves its queues, normally on its own
+/// thread.
+pub trait VirtioDevice: Send {
+    /// Virtio device ID (`virtio_ids`), e.g. 2 for block. Must not be 0.
+    fn device_type(&self) -> u32;
+    /// Maximum size of each queue; the length of the slice is the number of queues.
+    fn queue_max_sizes(&self) -> &[u16];
+    /// Feature bits offered to the driver. The transport adds VERSION_1 and removes
+    /// RING_PACKED whatever this returns.
+    fn features(&self) -> u64;
+    /// Read device configuration space at `offset` (relative to 0x100). Bytes past the end
+    /// of the configuration space read as zero.
+    fn read_config(&self, offset: u64, data: &mut [u8]);
+    /// Write device configuration space. Read-only fields ignore the write.
+    fn write_config(&mut self, offset: u64, data: &[u8]);
+    /// Start serving `queues` (one per entry of [`queue_max_sizes`](Self::queue_max_sizes),
+    /// in order, with `queue_evts[i]` signalled when the driver notifies queue `i`).
+    /// `acked_features` is what the driver accepted.
+    fn activate(
+        &mut self,
+        mem: GuestMem,
+        acked_features: u64,
+        queues: Vec<Queue>,
+        interrupt: std::sync::Arc<Interrupt>,
+        queue_evts: Vec<EventFd>,
+    ) -> Result<(), ActivateError>;
+    /// Stop serving queues (joining any device thread) and return to the pre-activation
+    /// state. Must be harmless when the device was never activated.
+    fn reset(&mut self);
+}
+
+/// The interrupt line of one virtio-mmio device: the INTERRUPT_STATUS bits plus the irqfd the
+/// VMM registered with `KVM_IRQFD`. Shared (in an `Arc`) between the transport, which reads
+/// and acknowledges the bits, and the device thread, which raises them.
+#[derive(Debug)]
+pub struct Interrupt {
+    status: AtomicU32,
+    needs_reset: AtomicBool,
+    irq: EventFd,
+}
+
+impl Interrupt {
+    pub fn new(irq: EventFd) -> Self {
+        Interrupt {
+            status: AtomicU32::new(0),
+            needs_reset: AtomicBool::new(false),
+            irq,
+        }
+    }
+
+    /// The irqfd written on every interrupt.
+    pub fn irq_evt(&self) -> &EventFd {
+        &self.irq
+    }
+
+    /// Current INTERRUPT_STATUS value.
+    pub fn status(&self) -> u32 {
+        self.status.load(Ordering::SeqCst)
+    }
+
+    /// INTERRUPT_ACK: clear the given bits.
+    pub fn ack(&self, bits: u32) {
+        self.status.fetch_and(!bits, Ordering::SeqCst);
+    }
+
+    fn raise(&self, bit: u32) {
+        self.status.fetch_or(bit, Ordering::SeqCst);
+        // An eventfd write only fails if the counter would overflow (it is then already
+        // signalled), so there is nothing useful to do with the error.
+        let _ = self.irq.write(1);
+    }
+
+    /// "Used buffer notification": the device put buffers in a used ring.
+    pub fn signal_used_queue(&self) {
+        self.raise(VIRTIO_MMIO_INT_VRING);
+    }
+
+    /// "Configuration change notification".
+    pub fn signal_config(&self) {
+        self.raise(VIRTIO_MMIO_INT_CONFIG);
+    }
+
+    /// The device hit an error it cannot recover from (e.g. a corrupt ring): the transport
+    /// will report DEVICE_NEEDS_RESET in STATUS, and the driver gets a config interrupt.
+    pub fn signal_device_error(&self) {
+        self.needs_reset.store(true, Ordering::SeqCst);
+        self.signal_config();
+    }
+
+    /// Whether [`signal_device_error`](Self::signal_device_error) was called since the last
+    /// [`clear`](Self::clear).
+    pub fn needs_reset(&self) -> bool {
+        self.needs_reset.load(Ordering::SeqCst)
+    }
+
+    /// Device reset: drop all pending bits.
+    pub fn clear(&self) {
+        self.status.store(0, Ordering::SeqCst);
+        self.needs_reset.store(false, Ordering::SeqCst);
+    }
+}
+
+/// The `virtio_mmio.device=` kernel command line entry for a 4 KiB slot at `base` with `irq`.
+pub fn cmdline_entry(base: u64, irq: u32) -> String {
+    format!("virtio_mmio.device=4K@{base:#x}:{irq}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vmm_sys_util::eventfd::EFD_NONBLOCK;
+
+    #[test]
+    fn cmdline_entry_format() {
+        assert_eq!(
+            cmdline_entry(0xd000_1000, 5),
+            "virtio_mmio.device=4K@0xd0001000:5"
+        );
+    }
+
+    #[test]
+    fn interrupt_bits_and_eventfd() {
+        let i = Interrupt::new(EventFd::new(EFD_NONBLOCK).unwrap());
+        assert!(i.irq_evt().read().is_err());
+        i.signal_used_queue();
+        i.signal_used_queue();
+        assert_eq!(i.status(), 1);
+        assert_eq!(i.irq_evt().read().unwrap(), 2);
+        i.signal_device_error();
+        assert_eq!(i.status(), 3);
+        assert!(i.needs_reset());
+        i.ack(1);
+        assert_eq!(i.status(), 2);
+        i.clear();
+        assert_eq!(i.status(), 0);
+        assert!(!i.needs_reset());
+    }
+}
