@@ -9,10 +9,12 @@ pub fn is_kvm_pvm() -> bool {
 
 /// CPU features the kvm_pvm instruction emulator cannot run. kvm_pvm ignores KVM_SET_CPUID2,
 /// so the guest sees the host's CPUID and must be told on its command line
-/// (shared/research/kvm-on-these-machines.md, pitfall 2).
-pub const PVM_CLEARCPUID: &str = "clearcpuid=popcnt,xsave,avx,avx2,avx512f,fsgsbase,smap,smep,\
-invpcid,pcid,rdrand,rdseed,bmi1,bmi2,rdpid,clflushopt,clwb,movbe,fma,f16c,aes,pclmulqdq,adx,erms,\
-fsrm,abm,rdtscp,sha_ni,umip,md_clear,rtm,hle";
+/// (shared/research/kvm-on-these-machines.md, pitfall 2). Both 6.1 and 6.12 read at most 127
+/// characters of `clearcpuid=` (a `char arg[128]` in cpu_parse_early_param), so the list holds
+/// only what the *kernel* would execute; clearing `xsave` also clears AVX and everything that
+/// depends on it. `cx16`: SLUB's cmpxchg16b, which the emulator lacks (seen on 6.1).
+pub const PVM_CLEARCPUID: &str = "clearcpuid=cx16,popcnt,xsave,fsgsbase,smap,smep,pcid,invpcid,\
+rdrand,rdseed,rdpid,umip,erms,fsrm,clflushopt,clwb,rdtscp";
 
 /// kvm_pvm-only parameters: the RAID xor speed test at boot runs SSE templates, which the
 /// kvm_pvm emulator cannot execute (xorps), and would cost seconds of emulated time anyway;
@@ -50,7 +52,9 @@ mod tests {
         assert!(c.contains("pinvm.ctl=0xd0000000"));
         assert!(!c.contains("clearcpuid"));
         let p = base_cmdline(0xd000_0000, true);
-        assert!(p.contains("clearcpuid=popcnt,") && p.contains(",hle "));
+        assert!(p.contains("clearcpuid=cx16,popcnt,") && p.contains(",rdtscp "));
+        let value = PVM_CLEARCPUID.strip_prefix("clearcpuid=").unwrap();
+        assert!(value.len() <= 127, "the kernel reads only 127 characters");
         assert!(p.ends_with("initcall_blacklist=calibrate_xor_blocks"));
         assert!(!p.contains(' ') || p.split(' ').all(|w| !w.is_empty()));
     }
