@@ -1,4 +1,5 @@
 pub mod agent;
 pub mod cache;
+pub mod disk;
 pub mod initramfs;
 pub mod kernel;

@@ -1,5 +1,6 @@
 use super::*;
 use std::os::unix::fs::PermissionsExt;
+use std::process::Command;
 use std::process::Stdio;
 
 /// A temporary directory removed on drop.

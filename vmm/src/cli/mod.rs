@@ -3,6 +3,7 @@
 
 mod bench;
 mod boot;
+mod image;
 mod kernel;
 
 use clap::{Parser, Subcommand};
@@ -30,6 +31,9 @@ pub enum Command {
     /// Build and cache guest kernels.
     #[command(subcommand)]
     Kernel(kernel::KernelCommand),
+    /// Make filesystem images for the guest disk.
+    #[command(subcommand)]
+    Image(image::ImageCommand),
     /// Measure boot times (median over runs).
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -40,5 +44,6 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Boot(a) => boot::run(a),
         Command::Kernel(k) => kernel::run(k),
         Command::Bench(b) => bench::run(b),
+        Command::Image(i) => image::run(i),
     }
 }
