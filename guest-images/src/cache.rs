@@ -62,6 +62,28 @@ pub fn temp_sibling(final_path: &Path) -> PathBuf {
     }
 }
 
+/// Removes the temporary siblings [`temp_sibling`] made for `final_path` (left behind
+/// by interrupted processes). Call it only while holding the entry's lock, so that no
+/// live process is still writing one of them.
+pub fn remove_stale_temps(final_path: &Path) -> Result<()> {
+    let (Some(parent), Some(name)) = (final_path.parent(), final_path.file_name()) else {
+        return Ok(());
+    };
+    let prefix = format!(".tmp-{}-", name.to_string_lossy());
+    let entries = match std::fs::read_dir(parent) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", parent.display())),
+    };
+    for entry in entries {
+        let entry = entry?;
+        if entry.file_name().to_string_lossy().starts_with(&prefix) {
+            remove_path(&entry.path())?;
+        }
+    }
+    Ok(())
+}
+
 /// The lock file guarding a cache entry: `<entry>.lock` beside it (the entry's
 /// name may contain dots, so this is not `Path::with_extension`).
 pub fn lock_path(entry: &Path) -> PathBuf {
@@ -352,6 +374,23 @@ mod tests {
         );
         assert!(!tmp2.exists());
         assert_eq!(std::fs::read_to_string(final_dir.join("f")).unwrap(), "one");
+    }
+
+    #[test]
+    fn stale_temps_of_one_entry_are_removed() {
+        let t = TestDir::new("stale");
+        let entry = t.path().join("abc");
+        let other = t.path().join("abcd");
+        let stale = [temp_sibling(&entry), temp_sibling(&entry)];
+        let keep = temp_sibling(&other);
+        for d in stale.iter().chain([&keep]) {
+            std::fs::create_dir_all(d.join("x")).unwrap();
+        }
+        std::fs::create_dir_all(&entry).unwrap();
+        remove_stale_temps(&entry).unwrap();
+        assert!(stale.iter().all(|d| !d.exists()));
+        assert!(keep.exists() && entry.exists());
+        remove_stale_temps(&t.path().join("missing/dir")).unwrap();
     }
 
     #[test]

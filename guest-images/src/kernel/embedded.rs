@@ -29,7 +29,7 @@ pub struct PlatformPatch {
 
 /// The kvm_pvm platform fix, in application order. A version has a platform fix when
 /// it has a version-specific patch (the SYSCALL fault fix); the version-independent
-/// patches are then applied after it.
+/// patches (`version: None`, file name without a version suffix) are applied after it.
 pub const PLATFORM_PATCHES: &[PlatformPatch] = &[
     PlatformPatch {
         version: Some("6.12"),
@@ -40,11 +40,6 @@ pub const PLATFORM_PATCHES: &[PlatformPatch] = &[
         version: Some("6.1"),
         name: "kvm_pvm-syscall-fault-6.1.patch",
         text: include_str!("../../kernel/patches/platform/kvm_pvm-syscall-fault-6.1.patch"),
-    },
-    PlatformPatch {
-        version: None,
-        name: "kvm_pvm-xor-skip-calibration.patch",
-        text: include_str!("../../kernel/patches/platform/kvm_pvm-xor-skip-calibration.patch"),
     },
 ];
 

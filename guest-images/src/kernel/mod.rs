@@ -32,7 +32,10 @@
 //!    the same time; the second waits and then finds the published result.
 //! 3. **Work copy** `<cache>/build/<key>/src`: a hard-link farm of the extracted Debian
 //!    tree (extracted once into `<cache>/src/`), or a copy of the user's tree.
-//! 4. **Patches**, in groups: platform fix (when enabled), driver, then `--patch` files.
+//! 4. **Patches**, by group ([`PatchGroup`]), never interleaved: the platform fix when
+//!    enabled (`kvm_pvm-syscall-fault-<version>.patch`, then the version-independent
+//!    `kvm_pvm-*.patch`), pinvm's driver (group reserved; none embedded yet), then the
+//!    `--patch` files in order. The manifest records each patch's group and SHA-256.
 //! 5. **Config** in `<cache>/build/<key>/out`: `make tinyconfig`, append pinvm's fragment
 //!    (`pinvm.config`, then `pinvm-<major.minor>.config` if there is one), then the
 //!    `--config` fragments in order, `make olddefconfig`, then the **survival check**: every
@@ -324,8 +327,10 @@ pub fn lookup_key(cache_root: &Path, key: &str) -> Result<Option<BuiltKernel>> {
     Ok(Some(k))
 }
 
-/// The published kernel for `req`, without building. Computing the key runs
-/// `gcc --version`, `make --version` and `dpkg-query` (or git, for a tree).
+/// The published kernel for `req`, without building. [`build`] does the same lookup
+/// first, so there is no need to call both; computing the key runs
+/// `gcc --version`, `make --version` and `dpkg-query` (or git for a git tree; a
+/// non-git tree is read in full, see [`source`]).
 pub fn lookup(req: &BuildRequest, cache_root: &Path) -> Result<Option<BuiltKernel>> {
     let p = plan(req, cache_root)?;
     lookup_key(cache_root, &p.key)
@@ -533,6 +538,8 @@ fn configure(plan: &Plan, mk: &make::Make<'_>) -> Result<()> {
 fn publish(cache_root: &Path, out: &Path, mut manifest: Manifest) -> Result<()> {
     let final_dir = kernel_dir(cache_root, &manifest.key);
     std::fs::create_dir_all(cache_root.join("kernels"))?;
+    // We hold the key's build lock: temp dirs for this key are from dead processes.
+    cache::remove_stale_temps(&final_dir)?;
     let tmp = cache::temp_sibling(&final_dir);
     std::fs::create_dir_all(&tmp)?;
     let result = (|| -> Result<()> {

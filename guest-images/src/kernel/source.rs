@@ -639,6 +639,8 @@ pub fn ensure_debian_extracted(
         return Ok(dir);
     }
     on_extract();
+    // Under the lock, earlier temp dirs for this tree are from interrupted extractions.
+    cache::remove_stale_temps(&dir)?;
     let tmp = cache::temp_sibling(&dir);
     fs::create_dir_all(&tmp)?;
     let tarball = match &resolved.info {

@@ -21,7 +21,7 @@ fn fake_kernel_tree(root: &Path) -> PathBuf {
          tinyconfig:\n\t@echo '  HOSTCC  scripts/kconfig/conf.o'\n\t@echo CONFIG_BASE=y > $(O)/.config\n\
          olddefconfig:\n\t@grep -v -e DROPME -e FORCED $(O)/.config > $(O)/.config.tmp; \
          echo CONFIG_FORCED=y >> $(O)/.config.tmp; mv $(O)/.config.tmp $(O)/.config\n\
-         vmlinux:\n\t@echo '  CC      kernel/fork.o'\n\t@echo '  LD      vmlinux'\n\
+         vmlinux:\n\t@echo '  CC      $(O)/tools/objtool/check.o'\n\t@echo '  CC      kernel/fork.o'\n\t@echo '  LD      vmlinux'\n\
          \t@cat kernel/fork.c > $(O)/vmlinux\n\t@echo map > $(O)/System.map\n\
          bzImage: vmlinux\n\t@mkdir -p $(O)/arch/x86/boot\n\t@echo '  BUILD   arch/x86/boot/bzImage'\n\
          \t@echo bz > $(O)/arch/x86/boot/bzImage\n\
@@ -289,9 +289,10 @@ fn pipeline_builds_publishes_and_then_hits_the_cache() {
     assert_eq!(
         compiled,
         [
-            (1, "kernel/fork.o".to_string()),
-            (2, "vmlinux".to_string()),
-            (3, "arch/x86/boot/bzImage".to_string())
+            (1, "tools/objtool/check.o".to_string()),
+            (2, "kernel/fork.o".to_string()),
+            (3, "vmlinux".to_string()),
+            (4, "arch/x86/boot/bzImage".to_string())
         ]
     );
     assert!(events.contains(&BuildProgress::Patch {

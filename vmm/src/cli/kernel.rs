@@ -71,9 +71,7 @@ pub struct BuildArgs {
 
 pub fn build_with_progress(req: &BuildRequest) -> Result<BuiltKernel> {
     let cache = guest_images::cache::cache_dir()?;
-    if let Some(k) = gk::lookup(req, &cache)? {
-        return Ok(k);
-    }
+    // A cache hit returns at once without rendering anything.
     let mut renderer = gk::progress::ProgressRenderer::stderr();
     let built = gk::build(req, &cache, &mut |p| renderer.event(p));
     renderer.finish();
