@@ -42,9 +42,42 @@ pub fn base_cmdline(control_page: u64, pvm: bool) -> String {
     s
 }
 
+/// The full guest command line: pinvm's words, then the user's `--append` words (later words
+/// win for most kernel parameters). Rejects what the boot protocol cannot carry.
+pub fn cmdline(control_page: u64, pvm: bool, append: &[String]) -> Result<String, String> {
+    let mut s = base_cmdline(control_page, pvm);
+    for a in append {
+        if a.bytes().any(|b| b == 0 || b == b'\n') {
+            return Err(format!("--append {a:?}: NUL and newline are not allowed"));
+        }
+        if !a.trim().is_empty() {
+            s.push(' ');
+            s.push_str(a.trim());
+        }
+    }
+    // x86 COMMAND_LINE_SIZE is 2048 including the terminating NUL.
+    if s.len() >= 2048 {
+        return Err(format!(
+            "the kernel command line would be {} bytes; the x86 limit is 2047",
+            s.len()
+        ));
+    }
+    Ok(s)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cmdline_appends_and_validates() {
+        let c = cmdline(0xd000_0000, false, &["loglevel=8".into(), "  ".into()]).unwrap();
+        assert!(c.ends_with(" loglevel=8"));
+        assert!(cmdline(0, false, &["a\0b".into()]).is_err());
+        assert!(cmdline(0, false, &["a\nb".into()]).is_err());
+        let long = "x".repeat(2000);
+        assert!(cmdline(0, true, &[long]).unwrap_err().contains("2047"));
+    }
 
     #[test]
     fn cmdline_shape() {

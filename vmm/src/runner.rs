@@ -107,6 +107,8 @@ pub fn run(spec: &RunSpec) -> Result<RunReport> {
     if spec.cpus == 0 {
         anyhow::bail!("--cpus must be at least 1");
     }
+    let cmdline = host::cmdline(layout::CONTROL_PAGE, host::is_kvm_pvm(), &spec.append)
+        .map_err(anyhow::Error::msg)?;
     kick::install().context("installing the vCPU kick signal handler")?;
     let t0 = Instant::now();
     let mem_size = spec.mem_mib << 20;
@@ -159,11 +161,6 @@ pub fn run(spec: &RunSpec) -> Result<RunReport> {
     )?;
 
     // Guest.
-    let mut cmdline = host::base_cmdline(layout::CONTROL_PAGE, host::is_kvm_pvm());
-    for a in &spec.append {
-        cmdline.push(' ');
-        cmdline.push_str(a);
-    }
     let kernel = vm::load_guest(
         &machine,
         &vm::VmSpec {
