@@ -118,7 +118,7 @@ pub fn create(cache: &Path, fs: Fs, size: u64) -> Result<PathBuf> {
             fs.mkfs()
         );
     }
-    if size % 4096 != 0 {
+    if !size.is_multiple_of(4096) {
         bail!("image size {size} is not a multiple of 4 KiB");
     }
     let version = tool_version(fs.mkfs())?;

@@ -133,9 +133,11 @@ mod tests {
 
     #[test]
     fn bzimage_header_is_kept_and_overridden() {
-        let mut h = setup_header::default();
-        h.version = 0x020d;
-        h.setup_sects = 30;
+        let h = setup_header {
+            version: 0x020d,
+            setup_sects: 30,
+            ..Default::default()
+        };
         let p = build(&BootParamsSpec {
             mem_size: 64 << 20,
             header: Some(h),

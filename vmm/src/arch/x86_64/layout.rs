@@ -31,6 +31,16 @@ pub const VIRTIO_MMIO_BASE: u64 = 0xd000_1000;
 pub const KVM_TSS: u64 = 0xfffb_d000;
 pub const KVM_IDENTITY_MAP: u64 = 0xfffb_c000;
 
+// The fixed boot areas must not overlap: checked at compile time.
+const _: () = {
+    assert!(BOOT_IDT + 8 <= ZERO_PAGE);
+    assert!(ZERO_PAGE + 0x1000 <= BOOT_STACK + 0x10);
+    assert!(BOOT_STACK < PML4 && PML4 < PDPT && PDPT < PD);
+    assert!(PD + PD_COUNT * 0x1000 <= CMDLINE);
+    assert!(CMDLINE + CMDLINE_MAX as u64 <= MPTABLE);
+    assert!(CONTROL_PAGE >= MMIO_GAP_START && VIRTIO_MMIO_BASE > CONTROL_PAGE);
+};
+
 /// RAM regions `(start, size)` for `mem_size` bytes of guest RAM, split around the MMIO gap.
 pub fn ram_regions(mem_size: u64) -> Vec<(u64, u64)> {
     if mem_size <= MMIO_GAP_START {
@@ -58,16 +68,5 @@ mod tests {
                 (MMIO_GAP_END, (4 << 30) - MMIO_GAP_START)
             ]
         );
-    }
-
-    #[test]
-    fn fixed_areas_do_not_overlap() {
-        let pd_end = PD + PD_COUNT * 0x1000;
-        assert!(BOOT_IDT + 8 <= ZERO_PAGE);
-        assert!(ZERO_PAGE + 0x1000 <= BOOT_STACK + 0x10);
-        assert!(BOOT_STACK < PML4 && PML4 < PDPT && PDPT < PD);
-        assert!(pd_end <= CMDLINE);
-        assert!(CMDLINE + CMDLINE_MAX as u64 <= MPTABLE);
-        assert!(CONTROL_PAGE >= MMIO_GAP_START && VIRTIO_MMIO_BASE > CONTROL_PAGE);
     }
 }
