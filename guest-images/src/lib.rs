@@ -3,3 +3,4 @@ pub mod cache;
 pub mod disk;
 pub mod initramfs;
 pub mod kernel;
+pub mod tools;
