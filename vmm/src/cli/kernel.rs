@@ -71,10 +71,31 @@ pub struct BuildArgs {
 
 pub fn build_with_progress(req: &BuildRequest) -> Result<BuiltKernel> {
     let cache = guest_images::cache::cache_dir()?;
-    // A cache hit returns at once without rendering anything.
+    // A cache hit reports only resolving the sources and the key: hold those back until
+    // the build really starts, so a cached kernel prints nothing.
     let mut renderer = gk::progress::ProgressRenderer::stderr();
-    let built = gk::build(req, &cache, &mut |p| renderer.event(p));
-    renderer.finish();
+    let mut held = Vec::new();
+    let mut started = false;
+    let built = gk::build(req, &cache, &mut |p| {
+        if !started {
+            let early = matches!(
+                p,
+                gk::BuildProgress::Phase(gk::Phase::Resolving) | gk::BuildProgress::Note(_)
+            );
+            if early {
+                held.push(p);
+                return;
+            }
+            started = true;
+            for h in held.drain(..) {
+                renderer.event(h);
+            }
+        }
+        renderer.event(p)
+    });
+    if started {
+        renderer.finish();
+    }
     built
 }
 
