@@ -48,6 +48,9 @@ pub enum ControlEventKind {
     AgentError,
     /// 5: a line for the host's log.
     Log,
+    /// 6: outcome of one workload step (or one FIEMAP extent of a step); `status` is 0 or the
+    /// step's errno, `message` one line parsed by [`crate::agent_msg::parse_step`].
+    Step,
     /// Any other code the guest wrote to EVENT.
     Unknown(u32),
 }
@@ -60,6 +63,7 @@ impl ControlEventKind {
             3 => Self::CmdDone,
             4 => Self::AgentError,
             5 => Self::Log,
+            6 => Self::Step,
             c => Self::Unknown(c),
         }
     }
@@ -71,6 +75,7 @@ impl ControlEventKind {
             Self::CmdDone => 3,
             Self::AgentError => 4,
             Self::Log => 5,
+            Self::Step => 6,
             Self::Unknown(c) => c,
         }
     }
@@ -274,6 +279,22 @@ mod tests {
             (ControlEventKind::Log, "log é line")
         );
 
+        mailbox(
+            &mut p,
+            b"step 2 fsync err 5 fsync /mnt/f: Input/output error",
+        );
+        w32(&mut p, reg::STATUS, 5);
+        w32(&mut p, reg::EVENT, 6);
+        let e = rx.try_recv().unwrap();
+        assert_eq!(
+            (e.kind, e.status, e.message.as_str()),
+            (
+                ControlEventKind::Step,
+                5,
+                "step 2 fsync err 5 fsync /mnt/f: Input/output error"
+            )
+        );
+
         w32(&mut p, reg::EVENT, 0xdead);
         assert_eq!(
             rx.try_recv().unwrap().kind,
@@ -308,6 +329,38 @@ mod tests {
             assert_eq!(ControlEventKind::from_code(code).code(), code);
         }
         assert_eq!(ControlEventKind::from_code(3), ControlEventKind::CmdDone);
+    }
+
+    #[test]
+    fn step_events_carry_parsable_lines() {
+        use crate::agent_msg::{parse_step, StepReport};
+        let (mut p, rx) = page();
+        assert_eq!(ControlEventKind::from_code(6), ControlEventKind::Step);
+        assert_eq!(ControlEventKind::Step.code(), 6);
+        for line in [
+            "extent 3 logical=0 physical=1048576 length=65536 flags=0x1",
+            "step 3 fiemap ok extents=1",
+        ] {
+            mailbox(&mut p, line.as_bytes());
+            w32(&mut p, reg::EVENT, 6);
+        }
+        let events: Vec<_> = rx.try_iter().collect();
+        assert!(events
+            .iter()
+            .all(|e| e.kind == ControlEventKind::Step && e.status == 0));
+        let reports: Vec<_> = events
+            .iter()
+            .map(|e| parse_step(&e.message).unwrap())
+            .collect();
+        assert!(matches!(
+            reports[0],
+            StepReport::Extent {
+                index: 3,
+                physical: 1_048_576,
+                ..
+            }
+        ));
+        assert_eq!(reports[1].detail_field("extents"), Some("1"));
     }
 
     #[test]

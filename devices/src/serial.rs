@@ -237,7 +237,7 @@ mod tests {
         s.write(DATA, &[0x01]); // divisor low, not output
         assert_eq!(rd(&mut s, DATA), 0x01);
         s.write(LCR, &[0x03]);
-        s.write(DATA, &[b'x', b'y']); // 2-byte access: ignored
+        s.write(DATA, b"xy"); // 2-byte access: ignored
         let mut w = [0xffu8; 2];
         s.read(LSR, &mut w);
         assert_eq!(w, [0, 0]);

@@ -38,12 +38,13 @@ fn applets(busybox: &Path) -> Result<Vec<String>> {
 
 /// The tools image for `busybox`, from the cache or made now with `mkfs.ext4 -d`.
 pub fn cached_tools_image(cache: &Path, busybox: &Path) -> Result<PathBuf> {
-    let bytes =
-        std::fs::read(busybox).with_context(|| format!("reading {}", busybox.display()))?;
+    let bytes = std::fs::read(busybox).with_context(|| format!("reading {}", busybox.display()))?;
     let key = KeyBuilder::new("tools-image", FORMAT_VERSION)
         .field("busybox", &bytes)
         .finish();
-    let path = cache.join("images").join(format!("tools-{}.img", &key[..16]));
+    let path = cache
+        .join("images")
+        .join(format!("tools-{}.img", &key[..16]));
     if path.is_file() {
         return Ok(path);
     }
@@ -97,7 +98,10 @@ mod tests {
         };
         let dir = std::env::temp_dir().join(format!("pinvm-tools-test-{}", std::process::id()));
         let img = cached_tools_image(&dir, &bb).unwrap();
-        assert_eq!(crate::disk::detect(&img).unwrap(), Some(crate::disk::Fs::Ext4));
+        assert_eq!(
+            crate::disk::detect(&img).unwrap(),
+            Some(crate::disk::Fs::Ext4)
+        );
         assert_eq!(cached_tools_image(&dir, &bb).unwrap(), img, "cache hit");
         // debugfs (e2fsprogs) lists the image's /bin without mounting it.
         let out = Command::new("debugfs")
@@ -106,7 +110,10 @@ mod tests {
             .output()
             .unwrap();
         let listing = String::from_utf8_lossy(&out.stdout);
-        assert!(listing.contains("busybox") && listing.contains(" sh"), "{listing}");
+        assert!(
+            listing.contains("busybox") && listing.contains(" sh"),
+            "{listing}"
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -34,6 +34,7 @@ pub enum Event {
     AgentError = 4,
     #[allow(dead_code)] // used by later workload steps
     Log = 5,
+    Step = 6,
 }
 
 /// Finds `pinvm.ctl=<addr>` in a kernel command line (the last occurrence wins, as for kernel

@@ -2,7 +2,9 @@
 //!
 //! Sequence (docs/control-protocol.md): mount /proc, map the control page named by
 //! `pinvm.ctl=` and report AGENT_STARTED, mount /sys and /dev, read the job from /pinvm,
-//! run the command while reaping orphans, report CMD_DONE with its status, sync and reboot.
+//! mount the job's filesystems (/pinvm/mounts), run the job's steps in-process (/pinvm/steps,
+//! one STEP event each), run the command while reaping orphans, report CMD_DONE with its
+//! status, sync and reboot.
 //!
 //! PID 1 must never exit: every failure is printed to the console (`pinvm-agent: ...`) and,
 //! when possible, reported as AGENT_ERROR; the agent always ends in reboot (or pause forever).
@@ -24,13 +26,24 @@ mod ctl;
 mod job;
 mod mounts;
 mod run;
+// The stamp data pattern, defined once for host and guest: the host compiles this same file
+// as devices::agent_msg::stamp. The agent uses only part of it.
+#[allow(dead_code)]
+mod stamp;
+mod steps;
 mod sys;
 
 use ctl::{Ctl, Event};
+use job::PlanError;
 use std::io;
 
 /// Where the control page is when the command line does not say (docs/control-protocol.md).
 const DEFAULT_CTL_ADDR: u64 = 0xd000_0000;
+/// CMD_DONE status when a step failed (the STEP events say which).
+const STATUS_STEP_FAILED: u32 = 1;
+/// CMD_DONE status when the job could not be set up (bad job file, mount failed): the host
+/// treats it as "could not test".
+const STATUS_NOT_TESTED: u32 = 125;
 
 #[cfg(not(test))]
 #[no_mangle]
@@ -64,6 +77,12 @@ impl Reporter {
         say!("{msg}");
         self.send(Event::AgentError, errno, msg);
     }
+
+    /// Lets the console drain, then reports CMD_DONE (always the last event).
+    fn done(&self, status: u32) {
+        sys::drain_console();
+        self.send(Event::CmdDone, status, "");
+    }
 }
 
 fn agent() {
@@ -72,11 +91,36 @@ fn agent() {
     reporter.send(Event::AgentStarted, 0, "");
     mounts::mount_rest();
 
-    let job = match job::read() {
-        Ok(job) => job,
-        Err(msg) => return reporter.error(0, &msg),
+    let plan = match job::read_plan() {
+        Ok(plan) => plan,
+        Err(PlanError::NoCommand(msg)) => return reporter.error(0, &msg),
+        Err(PlanError::Invalid(msg)) => {
+            reporter.error(0, &msg);
+            return reporter.done(STATUS_NOT_TESTED);
+        }
     };
-    let status = match run::spawn(&job) {
+    for m in &plan.mounts {
+        if let Err((errno, msg)) = mounts::mount_job(m) {
+            reporter.error(errno, &msg);
+            return reporter.done(STATUS_NOT_TESTED);
+        }
+    }
+    if !plan.steps.is_empty() {
+        let mut sink = |status: u32, line: &str| reporter.send(Event::Step, status, line);
+        if steps::run(&plan.steps, plan.verbose, &mut sink).is_err() {
+            return reporter.done(STATUS_STEP_FAILED);
+        }
+    }
+    let status = match &plan.command {
+        Some(job) => run_command(&reporter, job),
+        None => 0,
+    };
+    reporter.done(status);
+}
+
+/// Runs the command and returns its shell-style status.
+fn run_command(reporter: &Reporter, job: &job::Job) -> u32 {
+    match run::spawn(job) {
         Ok(pid) => {
             reporter.send(Event::CmdStarted, 0, "");
             match run::wait_for(pid) {
@@ -92,9 +136,7 @@ fn agent() {
             reporter.error(errno(&e), &format!("cannot run '{prog}': {}", describe(&e)));
             run::spawn_error_status(&e)
         }
-    };
-    sys::drain_console();
-    reporter.send(Event::CmdDone, status, "");
+    }
 }
 
 fn map_ctl() -> Option<Ctl> {

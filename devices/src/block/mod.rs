@@ -1,0 +1,634 @@
+//! virtio-blk device (virtio 1.2 §5.2) over a copy-on-write disk, with a request journal and
+//! observer hooks.
+//!
+//! - [`Block`] implements [`VirtioDevice`]; put it in a [`crate::virtio::MmioTransport`].
+//! - Requests are served on a device thread ("pinvm-blk") that [`Block`] spawns at
+//!   activation (DRIVER_OK) and stops (and joins) at reset or drop. The thread waits on the
+//!   queue's notification EventFd and a private kill EventFd; each wake-up drains the available
+//!   ring, so any number of requests can be in flight, and interrupts the guest when
+//!   `Queue::needs_notification` says so (EVENT_IDX is supported).
+//! - Parsing is in [`request`], the disk in [`disk`], the journal in [`journal`], the hooks in
+//!   [`observer`].
+//! - [`BlockHandle`] (from [`Block::handle`]) stays usable by the VMM after the device was
+//!   boxed into the transport: flush the journal and disk at exit, `save_as` for
+//!   `--keep-disk`, counters.
+//!
+//! Offered features: VERSION_1 (added by the transport), FLUSH, SEG_MAX, RING_EVENT_IDX.
+//! Configuration space: `le64 capacity` (sectors) at 0, `le32 size_max` (0) at 8,
+//! `le32 seg_max` at 12; everything else reads as zero. DISCARD and WRITE_ZEROES are not
+//! offered (types 11/13 answer UNSUPP).
+
+pub mod disk;
+pub mod journal;
+pub mod observer;
+pub mod request;
+
+#[cfg(test)]
+mod tests;
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+
+use virtio_bindings::virtio_blk::{VIRTIO_BLK_F_FLUSH, VIRTIO_BLK_F_SEG_MAX};
+use virtio_bindings::virtio_ids::VIRTIO_ID_BLOCK;
+use virtio_queue::{Queue, QueueOwnedT, QueueT};
+use vm_memory::{Bytes, GuestAddress, GuestAddressSpace, GuestMemory};
+use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
+
+use crate::virtio::{features, ActivateError, GuestMem, Interrupt, VirtioDevice};
+use disk::{CowDisk, DiskError, SECTOR_SIZE};
+use journal::{block_hash, monotonic_ns, BlockHash, JournalOptions, JournalRecord, JournalWriter};
+use observer::{BlockObserver, RequestView, COPY_CHUNK};
+use request::{
+    collect_chain, parse, status, Desc, Limits, Request, RequestKind, Segment, ID_BYTES,
+};
+
+/// Default (and maximum offered) queue size.
+pub const DEFAULT_QUEUE_SIZE: u16 = 256;
+
+/// How to build a [`Block`].
+#[derive(Clone)]
+pub struct BlockConfig {
+    /// Answer to GET_ID (at most 20 bytes are used; shorter ids are NUL-padded),
+    /// e.g. "pinvm-0".
+    pub id: String,
+    /// Journal file and options; `None` disables journaling.
+    pub journal: Option<(PathBuf, JournalOptions)>,
+    /// Hooks around each data copy.
+    pub observer: Option<Arc<dyn BlockObserver>>,
+    /// Queue size offered (power of two, 4..=32768). The seg_max advertised is
+    /// `queue_size - 2`.
+    pub queue_size: u16,
+}
+
+impl Default for BlockConfig {
+    fn default() -> Self {
+        BlockConfig {
+            id: "pinvm-0".into(),
+            journal: None,
+            observer: None,
+            queue_size: DEFAULT_QUEUE_SIZE,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BlockError {
+    #[error("queue size {0} is not a power of two in 4..=32768")]
+    QueueSize(u16),
+    #[error("cannot create journal {path}: {source}")]
+    Journal { path: PathBuf, source: io::Error },
+    #[error("journal write failed: {0}")]
+    JournalIo(#[source] io::Error),
+    #[error(transparent)]
+    Disk(#[from] DiskError),
+}
+
+/// Request counters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BlockStats {
+    /// Chains that parsed into a request (each got a sequence number).
+    pub requests: u64,
+    /// Requests completed with status OK.
+    pub ok: u64,
+    /// Requests or chains answered IOERR.
+    pub ioerr: u64,
+    /// Requests answered UNSUPP.
+    pub unsupp: u64,
+    /// Chains without a usable status byte, returned with used length 0.
+    pub skipped: u64,
+    /// Journal write errors (journaling stops after the first).
+    pub journal_errors: u64,
+}
+
+/// Everything a request needs besides guest memory: shared between the [`Block`], its device
+/// thread and any [`BlockHandle`].
+pub struct BlockBackend {
+    disk: CowDisk,
+    journal: Option<JournalWriter>,
+    journal_path: Option<PathBuf>,
+    observer: Option<Arc<dyn BlockObserver>>,
+    id: [u8; ID_BYTES],
+    next_seq: u64,
+    limits: Limits,
+    stats: BlockStats,
+}
+
+impl BlockBackend {
+    pub fn new(disk: CowDisk, config: &BlockConfig) -> Result<BlockBackend, BlockError> {
+        let qs = config.queue_size;
+        if !(4..=32768).contains(&qs) || !qs.is_power_of_two() {
+            return Err(BlockError::QueueSize(qs));
+        }
+        let journal = match &config.journal {
+            Some((path, opts)) => {
+                Some(
+                    JournalWriter::create(path, *opts).map_err(|source| BlockError::Journal {
+                        path: path.clone(),
+                        source,
+                    })?,
+                )
+            }
+            None => None,
+        };
+        let mut id = [0u8; ID_BYTES];
+        let n = config.id.len().min(ID_BYTES);
+        id[..n].copy_from_slice(&config.id.as_bytes()[..n]);
+        Ok(BlockBackend {
+            limits: Limits {
+                capacity: disk.capacity_sectors(),
+                seg_max: u32::from(qs) - 2,
+                max_descriptors: usize::from(qs),
+            },
+            disk,
+            journal,
+            journal_path: config.journal.as_ref().map(|(p, _)| p.clone()),
+            observer: config.observer.clone(),
+            id,
+            next_seq: 1,
+            stats: BlockStats::default(),
+        })
+    }
+
+    pub fn disk(&self) -> &CowDisk {
+        &self.disk
+    }
+
+    pub fn stats(&self) -> BlockStats {
+        self.stats
+    }
+
+    /// Parsing limits in force (capacity, seg_max, chain length).
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    /// Flush the journal buffer and fdatasync the overlay.
+    pub fn flush(&mut self) -> Result<(), BlockError> {
+        if let Some(j) = &mut self.journal {
+            j.flush().map_err(BlockError::JournalIo)?;
+        }
+        self.disk.flush()?;
+        Ok(())
+    }
+
+    /// Serve one descriptor chain: parse, execute, write the status byte. Returns the length
+    /// to put in the used ring (bytes written into guest buffers, status byte included;
+    /// 0 for a chain without a usable status byte).
+    pub fn handle_chain<M: GuestMemory + ?Sized>(&mut self, mem: &M, descs: &[Desc]) -> u32 {
+        let submit_ns = monotonic_ns();
+        let req = match parse(descs, mem, self.limits) {
+            Ok(r) => r,
+            Err(m) => {
+                return match m.status_addr {
+                    Some(addr) => {
+                        self.stats.ioerr += 1;
+                        let _ = mem.write_obj(status::IOERR, GuestAddress(addr));
+                        1
+                    }
+                    None => {
+                        self.stats.skipped += 1;
+                        0
+                    }
+                };
+            }
+        };
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.stats.requests += 1;
+        let (st, written, hashes, data) = self.execute(mem, &req, seq);
+        match st {
+            status::OK => self.stats.ok += 1,
+            status::UNSUPP => self.stats.unsupp += 1,
+            _ => self.stats.ioerr += 1,
+        }
+        let complete_ns = monotonic_ns();
+        if self.journal.as_ref().is_some_and(|j| j.wants(req.kind)) {
+            let rec = JournalRecord {
+                seq,
+                kind: req.kind,
+                status: st,
+                submit_ns,
+                complete_ns,
+                sector: if req.kind == RequestKind::Flush {
+                    0
+                } else {
+                    req.sector
+                },
+                sectors: req.sectors(),
+                segments: req.segments.clone(),
+                hashes,
+                data,
+            };
+            let j = self.journal.as_mut().expect("checked above");
+            let mut res = j.write(&rec);
+            if req.kind == RequestKind::Flush {
+                res = res.and_then(|()| j.flush());
+            }
+            if res.is_err() {
+                // A journal that lost a record is useless to the oracle: stop writing it
+                // rather than produce a silently incomplete log.
+                self.stats.journal_errors += 1;
+                self.journal = None;
+            }
+        }
+        let _ = mem.write_obj(st, GuestAddress(req.status_addr));
+        written.saturating_add(1)
+    }
+
+    /// Execute a validated request: (status, bytes written to guest, hashes, data).
+    fn execute<M: GuestMemory + ?Sized>(
+        &mut self,
+        mem: &M,
+        req: &Request,
+        seq: u64,
+    ) -> (u8, u32, Vec<BlockHash>, Option<Vec<u8>>) {
+        match req.kind {
+            RequestKind::In | RequestKind::Out => self.copy_data(mem, req, seq),
+            RequestKind::Flush => {
+                let st = match self.disk.flush() {
+                    Ok(()) => status::OK,
+                    Err(_) => status::IOERR,
+                };
+                (st, 0, Vec::new(), None)
+            }
+            RequestKind::GetId => {
+                let n = (req.data_len as usize).min(ID_BYTES);
+                let mut cur = SegCursor::new(&req.segments);
+                match cur.write_to_guest(mem, &self.id[..n]) {
+                    Ok(()) => (status::OK, n as u32, Vec::new(), None),
+                    Err(()) => (status::IOERR, 0, Vec::new(), None),
+                }
+            }
+            RequestKind::Other(_) => (status::UNSUPP, 0, Vec::new(), None),
+        }
+    }
+
+    fn copy_data<M: GuestMemory + ?Sized>(
+        &mut self,
+        mem: &M,
+        req: &Request,
+        seq: u64,
+    ) -> (u8, u32, Vec<BlockHash>, Option<Vec<u8>>) {
+        let journaled = self.journal.as_ref().filter(|j| j.wants(req.kind));
+        let hash = journaled.is_some();
+        let mut data = journaled
+            .filter(|j| j.options().record_data)
+            .map(|_| Vec::with_capacity(req.data_len as usize));
+        let view = self.observer.as_ref().map(|_| RequestView {
+            seq,
+            kind: req.kind,
+            sector: req.sector,
+            sectors: req.sectors(),
+            segments: req.segments.clone(),
+        });
+        let observer = self.observer.clone();
+        if let (Some(o), Some(v)) = (&observer, &view) {
+            o.before_copy(v);
+        }
+        let mut hashes = Vec::new();
+        let mut buf = vec![0u8; COPY_CHUNK as usize];
+        let mut cur = SegCursor::new(&req.segments);
+        let mut done = 0u64;
+        let base = req.sector * SECTOR_SIZE;
+        let mut st = status::OK;
+        while done < req.data_len {
+            let n = (req.data_len - done).min(COPY_CHUNK) as usize;
+            let chunk = &mut buf[..n];
+            let ok = match req.kind {
+                RequestKind::Out => {
+                    cur.read_from_guest(mem, chunk).is_ok()
+                        && self.disk.write_at(chunk, base + done).is_ok()
+                }
+                _ => {
+                    self.disk.read_at(chunk, base + done).is_ok()
+                        && cur.write_to_guest(mem, chunk).is_ok()
+                }
+            };
+            if !ok {
+                st = status::IOERR;
+                break;
+            }
+            if hash {
+                hashes.push(BlockHash {
+                    sector: req.sector + done / SECTOR_SIZE,
+                    len: n as u32,
+                    hash: block_hash(chunk),
+                });
+            }
+            if let Some(d) = &mut data {
+                d.extend_from_slice(chunk);
+            }
+            done += n as u64;
+            if let (Some(o), Some(v)) = (&observer, &view) {
+                o.mid_copy(v, done);
+            }
+        }
+        if let (Some(o), Some(v)) = (&observer, &view) {
+            o.after_copy(v, st);
+        }
+        let written = if req.kind == RequestKind::In && st == status::OK {
+            u32::try_from(done).unwrap_or(u32::MAX - 1)
+        } else {
+            0
+        };
+        (st, written, hashes, data)
+    }
+}
+
+/// Walks a request's data segments as one contiguous buffer.
+struct SegCursor<'a> {
+    segs: &'a [Segment],
+    idx: usize,
+    off: u32,
+}
+
+impl<'a> SegCursor<'a> {
+    fn new(segs: &'a [Segment]) -> Self {
+        SegCursor {
+            segs,
+            idx: 0,
+            off: 0,
+        }
+    }
+
+    /// Visit the next `len` bytes as (guest address, range of the caller's buffer) pieces.
+    fn advance(
+        &mut self,
+        len: usize,
+        mut f: impl FnMut(GuestAddress, std::ops::Range<usize>) -> bool,
+    ) -> Result<(), ()> {
+        let mut pos = 0;
+        while pos < len {
+            let seg = self.segs.get(self.idx).ok_or(())?;
+            let n = ((seg.len - self.off) as usize).min(len - pos);
+            let addr = seg.addr.checked_add(u64::from(self.off)).ok_or(())?;
+            if !f(GuestAddress(addr), pos..pos + n) {
+                return Err(());
+            }
+            pos += n;
+            self.off += n as u32;
+            if self.off == seg.len {
+                self.idx += 1;
+                self.off = 0;
+            }
+        }
+        Ok(())
+    }
+
+    fn read_from_guest<M: GuestMemory + ?Sized>(
+        &mut self,
+        mem: &M,
+        buf: &mut [u8],
+    ) -> Result<(), ()> {
+        let len = buf.len();
+        self.advance(len, |a, r| mem.read_slice(&mut buf[r], a).is_ok())
+    }
+
+    fn write_to_guest<M: GuestMemory + ?Sized>(&mut self, mem: &M, buf: &[u8]) -> Result<(), ()> {
+        self.advance(buf.len(), |a, r| mem.write_slice(&buf[r], a).is_ok())
+    }
+}
+
+/// Drain `queue`: serve every available chain, return it to the used ring and interrupt the
+/// guest when `needs_notification` says so. Loops until no new chains arrived after
+/// notifications were re-enabled. An `Err` means the ring itself is broken (e.g. the driver
+/// published more entries than the queue holds or the ring left guest memory).
+pub fn process_queue<M: GuestMemory>(
+    backend: &Mutex<BlockBackend>,
+    mem: &M,
+    queue: &mut Queue,
+    interrupt: &Interrupt,
+) -> Result<(), virtio_queue::Error> {
+    loop {
+        queue.disable_notification(mem)?;
+        while let Some(chain) = queue.iter(mem)?.next() {
+            let head = chain.head_index();
+            let max = lock(backend).limits.max_descriptors;
+            let descs = collect_chain(chain, max);
+            let len = lock(backend).handle_chain(mem, &descs);
+            queue.add_used(mem, head, len)?;
+            if queue.needs_notification(mem)? {
+                interrupt.signal_used_queue();
+            }
+        }
+        if !queue.enable_notification(mem)? {
+            return Ok(());
+        }
+    }
+}
+
+fn lock(m: &Mutex<BlockBackend>) -> MutexGuard<'_, BlockBackend> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A handle on a block device's backend that outlives boxing the device into a transport.
+#[derive(Clone)]
+pub struct BlockHandle(Arc<Mutex<BlockBackend>>);
+
+impl BlockHandle {
+    /// Flush the journal buffer and fdatasync the overlay (call at VMM exit).
+    pub fn flush(&self) -> Result<(), BlockError> {
+        lock(&self.0).flush()
+    }
+
+    /// Write the merged disk image to `path` (for `--keep-disk`).
+    pub fn save_as(&self, path: &Path) -> Result<(), BlockError> {
+        Ok(lock(&self.0).disk.save_as(path)?)
+    }
+
+    pub fn stats(&self) -> BlockStats {
+        lock(&self.0).stats
+    }
+
+    /// Journal file, if journaling is on.
+    pub fn journal_path(&self) -> Option<PathBuf> {
+        lock(&self.0).journal_path.clone()
+    }
+
+    /// Run `f` with the backend locked (tests, benchmarks, fuzzing).
+    pub fn with_backend<R>(&self, f: impl FnOnce(&mut BlockBackend) -> R) -> R {
+        f(&mut lock(&self.0))
+    }
+
+    /// The shared backend, for [`process_queue`].
+    pub fn backend(&self) -> &Mutex<BlockBackend> {
+        &self.0
+    }
+}
+
+struct Worker {
+    kill: EventFd,
+    thread: JoinHandle<()>,
+}
+
+/// The virtio-blk device.
+pub struct Block {
+    backend: Arc<Mutex<BlockBackend>>,
+    queue_sizes: [u16; 1],
+    config_space: [u8; 16],
+    worker: Option<Worker>,
+}
+
+impl Block {
+    /// A block device serving `disk`.
+    pub fn new(disk: CowDisk, config: BlockConfig) -> Result<Block, BlockError> {
+        let backend = BlockBackend::new(disk, &config)?;
+        let mut config_space = [0u8; 16];
+        config_space[..8].copy_from_slice(&backend.limits.capacity.to_le_bytes());
+        config_space[12..16].copy_from_slice(&backend.limits.seg_max.to_le_bytes());
+        Ok(Block {
+            backend: Arc::new(Mutex::new(backend)),
+            queue_sizes: [config.queue_size],
+            config_space,
+            worker: None,
+        })
+    }
+
+    pub fn handle(&self) -> BlockHandle {
+        BlockHandle(self.backend.clone())
+    }
+
+    fn stop_worker(&mut self) {
+        if let Some(w) = self.worker.take() {
+            let _ = w.kill.write(1);
+            let _ = w.thread.join();
+        }
+        let _ = lock(&self.backend).flush();
+    }
+}
+
+impl VirtioDevice for Block {
+    fn device_type(&self) -> u32 {
+        VIRTIO_ID_BLOCK
+    }
+
+    fn queue_max_sizes(&self) -> &[u16] {
+        &self.queue_sizes
+    }
+
+    fn features(&self) -> u64 {
+        features::VERSION_1
+            | features::RING_EVENT_IDX
+            | (1 << VIRTIO_BLK_F_FLUSH)
+            | (1 << VIRTIO_BLK_F_SEG_MAX)
+    }
+
+    fn read_config(&self, offset: u64, data: &mut [u8]) {
+        for (i, b) in data.iter_mut().enumerate() {
+            *b = offset
+                .checked_add(i as u64)
+                .and_then(|o| self.config_space.get(usize::try_from(o).ok()?))
+                .copied()
+                .unwrap_or(0);
+        }
+    }
+
+    fn write_config(&mut self, _offset: u64, _data: &[u8]) {
+        // capacity and seg_max are read-only; writeback cache toggling is not offered.
+    }
+
+    fn activate(
+        &mut self,
+        mem: GuestMem,
+        _acked_features: u64,
+        mut queues: Vec<Queue>,
+        interrupt: Arc<Interrupt>,
+        mut queue_evts: Vec<EventFd>,
+    ) -> Result<(), ActivateError> {
+        if self.worker.is_some() {
+            return Err(ActivateError::AlreadyActive);
+        }
+        if queues.len() != 1 || queue_evts.len() != 1 {
+            return Err(ActivateError::QueueCount {
+                expected: 1,
+                got: queues.len().min(queue_evts.len()),
+            });
+        }
+        let mut queue = queues.remove(0);
+        let queue_evt = queue_evts.remove(0);
+        if !queue.ready() {
+            return Err(ActivateError::BadQueue(0));
+        }
+        let kill = EventFd::new(EFD_NONBLOCK).map_err(ActivateError::Thread)?;
+        let kill2 = kill.try_clone().map_err(ActivateError::Thread)?;
+        let backend = self.backend.clone();
+        let thread = std::thread::Builder::new()
+            .name("pinvm-blk".into())
+            .spawn(move || {
+                let mut broken = false;
+                loop {
+                    if !broken {
+                        let guard = mem.memory();
+                        if process_queue(&backend, &*guard, &mut queue, &interrupt).is_err() {
+                            interrupt.signal_device_error();
+                            broken = true;
+                        }
+                    }
+                    match wait_readable(&kill2, &queue_evt) {
+                        Wake::Kill => return,
+                        Wake::Queue => {
+                            let _ = queue_evt.read();
+                        }
+                        Wake::Retry => {}
+                    }
+                }
+            })
+            .map_err(ActivateError::Thread)?;
+        self.worker = Some(Worker { kill, thread });
+        Ok(())
+    }
+
+    fn reset(&mut self) {
+        self.stop_worker();
+    }
+}
+
+impl Drop for Block {
+    fn drop(&mut self) {
+        self.stop_worker();
+    }
+}
+
+enum Wake {
+    Kill,
+    Queue,
+    Retry,
+}
+
+/// Block until `kill` or `queue` is readable. Kill wins when both are.
+fn wait_readable(kill: &EventFd, queue: &EventFd) -> Wake {
+    use std::os::fd::AsRawFd;
+    let mut fds = [
+        libc::pollfd {
+            fd: kill.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        },
+        libc::pollfd {
+            fd: queue.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        },
+    ];
+    // SAFETY: `fds` is a valid, exclusively borrowed array of two pollfd structs and we pass
+    // its exact length; both descriptors are owned by EventFds that outlive the call.
+    let r = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) };
+    if r < 0 {
+        // EINTR: retry. Anything else (cannot happen with valid fds) would repeat forever,
+        // so stop the thread instead of spinning.
+        return match io::Error::last_os_error().kind() {
+            io::ErrorKind::Interrupted => Wake::Retry,
+            _ => Wake::Kill,
+        };
+    }
+    if fds[0].revents != 0 {
+        Wake::Kill
+    } else if fds[1].revents != 0 {
+        Wake::Queue
+    } else {
+        Wake::Retry
+    }
+}

@@ -1,0 +1,500 @@
+//! Strict parsing of virtio-blk request descriptor chains (virtio 1.2 §5.2.6).
+//!
+//! Layout accepted: descriptor 0 is the device-readable header (≥ 16 bytes; only the first 16
+//! are used: `le32 type, le32 reserved, le64 sector`), descriptors 1..n-1 are data, and the
+//! last descriptor is the device-writable status buffer (≥ 1 byte; the status is written to
+//! its **last** byte, which for Linux's 1-byte status descriptor is its only byte).
+//!
+//! Every buffer must lie inside guest memory. Data rules per type:
+//! - IN / OUT: at least one data descriptor, each non-empty, device-writable for IN and
+//!   device-readable for OUT, at most `seg_max` of them, total length a multiple of 512, and
+//!   `sector + total/512 <= capacity` (overflow-checked).
+//! - FLUSH: no data descriptors (the sector field is ignored).
+//! - GET_ID: at least one non-empty device-writable data descriptor.
+//! - any other type: parsed as [`RequestKind::Other`] without data checks; the executor
+//!   answers UNSUPP.
+//!
+//! A chain that is cut short (the last descriptor still has NEXT set: a loop, an index
+//! outside the table, or a chain longer than the queue, all of which virtio-queue's iterator
+//! stops at `queue size` descriptors) or whose last descriptor cannot hold a status byte has
+//! no trustworthy status byte: [`Malformed::status_addr`] is `None` and the caller completes
+//! the chain with length 0. Every other violation yields `Some(status_addr)` so the caller
+//! can answer IOERR.
+
+use virtio_queue::desc::split::Descriptor;
+use vm_memory::{Bytes, GuestAddress, GuestMemory, Permissions};
+
+/// Size of the request header.
+pub const HEADER_SIZE: u32 = 16;
+/// Length of the GET_ID answer.
+pub const ID_BYTES: usize = 20;
+
+/// Status codes written to the status byte.
+pub mod status {
+    pub const OK: u8 = 0;
+    pub const IOERR: u8 = 1;
+    pub const UNSUPP: u8 = 2;
+}
+
+/// Request type from the header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RequestKind {
+    /// VIRTIO_BLK_T_IN (0): disk → guest.
+    In,
+    /// VIRTIO_BLK_T_OUT (1): guest → disk.
+    Out,
+    /// VIRTIO_BLK_T_FLUSH (4).
+    Flush,
+    /// VIRTIO_BLK_T_GET_ID (8).
+    GetId,
+    /// Anything else (answered with UNSUPP).
+    Other(u32),
+}
+
+impl RequestKind {
+    pub fn from_code(code: u32) -> Self {
+        match code {
+            0 => Self::In,
+            1 => Self::Out,
+            4 => Self::Flush,
+            8 => Self::GetId,
+            c => Self::Other(c),
+        }
+    }
+
+    pub fn code(self) -> u32 {
+        match self {
+            Self::In => 0,
+            Self::Out => 1,
+            Self::Flush => 4,
+            Self::GetId => 8,
+            Self::Other(c) => c,
+        }
+    }
+
+    /// Short upper-case name, e.g. "OUT".
+    pub fn name(self) -> String {
+        match self {
+            Self::In => "IN".into(),
+            Self::Out => "OUT".into(),
+            Self::Flush => "FLUSH".into(),
+            Self::GetId => "GET_ID".into(),
+            Self::Other(c) => format!("TYPE{c}"),
+        }
+    }
+}
+
+/// One guest buffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Segment {
+    /// Guest-physical address.
+    pub addr: u64,
+    pub len: u32,
+}
+
+/// The parts of a split descriptor the parser looks at.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Desc {
+    pub addr: u64,
+    pub len: u32,
+    /// Device-writable (VIRTQ_DESC_F_WRITE).
+    pub writable: bool,
+    /// VIRTQ_DESC_F_NEXT was set.
+    pub has_next: bool,
+}
+
+impl From<Descriptor> for Desc {
+    fn from(d: Descriptor) -> Self {
+        Desc {
+            addr: d.addr().0,
+            len: d.len(),
+            writable: d.is_write_only(),
+            has_next: d.has_next(),
+        }
+    }
+}
+
+/// A validated request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Request {
+    pub kind: RequestKind,
+    /// Header sector (meaningful for IN and OUT).
+    pub sector: u64,
+    /// Data buffers in chain order (empty for FLUSH).
+    pub segments: Vec<Segment>,
+    /// Sum of the segment lengths.
+    pub data_len: u64,
+    /// GPA of the status byte.
+    pub status_addr: u64,
+}
+
+impl Request {
+    /// Number of 512-byte sectors covered (IN/OUT), else 0.
+    pub fn sectors(&self) -> u64 {
+        match self.kind {
+            RequestKind::In | RequestKind::Out => self.data_len / 512,
+            _ => 0,
+        }
+    }
+}
+
+/// What is wrong with a chain.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ParseError {
+    #[error("empty descriptor chain")]
+    Empty,
+    #[error("descriptor chain cut short (loop, bad index or longer than {0} descriptors)")]
+    Truncated(usize),
+    #[error("last descriptor is not a usable status buffer")]
+    NoStatus,
+    #[error("header descriptor is device-writable or shorter than 16 bytes")]
+    BadHeader,
+    #[error("header not readable from guest memory")]
+    HeaderUnreadable,
+    #[error("data descriptor {0} has the wrong direction")]
+    WrongDirection(usize),
+    #[error("data descriptor {0} is empty")]
+    EmptySegment(usize),
+    #[error("data descriptor {0} is outside guest memory")]
+    OutOfMemory(usize),
+    #[error("request needs data descriptors and has none")]
+    NoData,
+    #[error("request must not carry data")]
+    UnexpectedData,
+    #[error("{0} data descriptors exceed seg_max")]
+    TooManySegments(usize),
+    #[error("data length {0} is not a multiple of 512")]
+    Unaligned(u64),
+    #[error("sectors {sector}+{sectors} exceed capacity {capacity}")]
+    OutOfDisk {
+        sector: u64,
+        sectors: u64,
+        capacity: u64,
+    },
+}
+
+/// A chain that was rejected, with the status byte address if one can be written.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Malformed {
+    pub error: ParseError,
+    pub status_addr: Option<u64>,
+}
+
+/// Limits the parser enforces.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Disk size in sectors.
+    pub capacity: u64,
+    /// Maximum number of data descriptors (the advertised seg_max).
+    pub seg_max: u32,
+    /// Maximum chain length; longer chains are rejected as truncated.
+    pub max_descriptors: usize,
+}
+
+/// Take at most `max + 1` descriptors from a chain (so that an over-long chain is visible to
+/// [`parse`] as such). virtio-queue's iterator itself stops after `queue size` descriptors
+/// (or `table length` within an indirect table), so loops always terminate.
+pub fn collect_chain(chain: impl Iterator<Item = Descriptor>, max: usize) -> Vec<Desc> {
+    chain.take(max.saturating_add(1)).map(Desc::from).collect()
+}
+
+fn in_memory<M: GuestMemory + ?Sized>(mem: &M, addr: u64, len: u32, perm: Permissions) -> bool {
+    mem.check_range(GuestAddress(addr), len as usize, perm)
+}
+
+/// Validate a chain (see the module documentation for the rules).
+pub fn parse<M: GuestMemory + ?Sized>(
+    descs: &[Desc],
+    mem: &M,
+    limits: Limits,
+) -> Result<Request, Malformed> {
+    let no_status = |error| Malformed {
+        error,
+        status_addr: None,
+    };
+    let last = descs.last().ok_or(no_status(ParseError::Empty))?;
+    if last.has_next || descs.len() > limits.max_descriptors {
+        return Err(no_status(ParseError::Truncated(limits.max_descriptors)));
+    }
+    if !last.writable || last.len == 0 || descs.len() < 2 {
+        return Err(no_status(ParseError::NoStatus));
+    }
+    let status_addr = match last.addr.checked_add(u64::from(last.len) - 1) {
+        Some(a) if in_memory(mem, a, 1, Permissions::Write) => a,
+        _ => return Err(no_status(ParseError::NoStatus)),
+    };
+    let fail = |error| Malformed {
+        error,
+        status_addr: Some(status_addr),
+    };
+
+    let header = descs[0];
+    if header.writable || header.len < HEADER_SIZE {
+        return Err(fail(ParseError::BadHeader));
+    }
+    let mut raw = [0u8; HEADER_SIZE as usize];
+    mem.read_slice(&mut raw, GuestAddress(header.addr))
+        .map_err(|_| fail(ParseError::HeaderUnreadable))?;
+    let kind = RequestKind::from_code(u32::from_le_bytes(raw[0..4].try_into().unwrap()));
+    let sector = u64::from_le_bytes(raw[8..16].try_into().unwrap());
+
+    let data = &descs[1..descs.len() - 1];
+    let want_writable = match kind {
+        RequestKind::In | RequestKind::GetId => true,
+        RequestKind::Out => false,
+        RequestKind::Flush => {
+            if !data.is_empty() {
+                return Err(fail(ParseError::UnexpectedData));
+            }
+            false
+        }
+        RequestKind::Other(_) => {
+            return Ok(Request {
+                kind,
+                sector,
+                segments: Vec::new(),
+                data_len: 0,
+                status_addr,
+            })
+        }
+    };
+    if data.len() > limits.seg_max as usize {
+        return Err(fail(ParseError::TooManySegments(data.len())));
+    }
+    let mut segments = Vec::with_capacity(data.len());
+    let mut data_len = 0u64;
+    for (i, d) in data.iter().enumerate() {
+        let i = i + 1;
+        if d.writable != want_writable {
+            return Err(fail(ParseError::WrongDirection(i)));
+        }
+        if d.len == 0 {
+            return Err(fail(ParseError::EmptySegment(i)));
+        }
+        let perm = if want_writable {
+            Permissions::Write
+        } else {
+            Permissions::Read
+        };
+        if !in_memory(mem, d.addr, d.len, perm) {
+            return Err(fail(ParseError::OutOfMemory(i)));
+        }
+        segments.push(Segment {
+            addr: d.addr,
+            len: d.len,
+        });
+        data_len += u64::from(d.len);
+    }
+    if matches!(
+        kind,
+        RequestKind::In | RequestKind::Out | RequestKind::GetId
+    ) && segments.is_empty()
+    {
+        return Err(fail(ParseError::NoData));
+    }
+    if matches!(kind, RequestKind::In | RequestKind::Out) {
+        if !data_len.is_multiple_of(512) {
+            return Err(fail(ParseError::Unaligned(data_len)));
+        }
+        let sectors = data_len / 512;
+        if sector
+            .checked_add(sectors)
+            .is_none_or(|end| end > limits.capacity)
+        {
+            return Err(fail(ParseError::OutOfDisk {
+                sector,
+                sectors,
+                capacity: limits.capacity,
+            }));
+        }
+    }
+    Ok(Request {
+        kind,
+        sector,
+        segments,
+        data_len,
+        status_addr,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::virtio::testing::guest_memory;
+
+    const LIMITS: Limits = Limits {
+        capacity: 64,
+        seg_max: 4,
+        max_descriptors: 8,
+    };
+
+    fn d(addr: u64, len: u32, writable: bool) -> Desc {
+        Desc {
+            addr,
+            len,
+            writable,
+            has_next: true,
+        }
+    }
+
+    fn chain(mut v: Vec<Desc>) -> Vec<Desc> {
+        if let Some(l) = v.last_mut() {
+            l.has_next = false;
+        }
+        v
+    }
+
+    fn setup(kind: u32, sector: u64) -> vm_memory::GuestMemoryMmap {
+        let mem = guest_memory(0x10000);
+        let mut h = [0u8; 16];
+        h[..4].copy_from_slice(&kind.to_le_bytes());
+        h[8..].copy_from_slice(&sector.to_le_bytes());
+        mem.write_slice(&h, GuestAddress(0x1000)).unwrap();
+        mem
+    }
+
+    fn err(r: Result<Request, Malformed>) -> (ParseError, Option<u64>) {
+        let m = r.unwrap_err();
+        (m.error, m.status_addr)
+    }
+
+    #[test]
+    fn good_requests() {
+        let mem = setup(1, 8);
+        let c = chain(vec![
+            d(0x1000, 16, false),
+            d(0x2000, 1024, false),
+            d(0x3000, 512, false),
+            d(0x4000, 1, true),
+        ]);
+        let r = parse(&c, &mem, LIMITS).unwrap();
+        assert_eq!(r.kind, RequestKind::Out);
+        assert_eq!((r.sector, r.data_len, r.sectors()), (8, 1536, 3));
+        assert_eq!(r.status_addr, 0x4000);
+        assert_eq!(r.segments.len(), 2);
+
+        let mem = setup(4, 12345);
+        let c = chain(vec![d(0x1000, 16, false), d(0x4000, 4, true)]);
+        let r = parse(&c, &mem, LIMITS).unwrap();
+        assert_eq!((r.kind, r.status_addr), (RequestKind::Flush, 0x4003));
+
+        let mem = setup(99, 0);
+        let c = chain(vec![
+            d(0x1000, 16, false),
+            d(0x2000, 3, true),
+            d(0x4000, 1, true),
+        ]);
+        assert_eq!(
+            parse(&c, &mem, LIMITS).unwrap().kind,
+            RequestKind::Other(99)
+        );
+    }
+
+    #[test]
+    fn no_status_cases() {
+        let mem = setup(0, 0);
+        assert_eq!(err(parse(&[], &mem, LIMITS)), (ParseError::Empty, None));
+        // Header only / readable last descriptor / zero-length status / status outside memory.
+        for c in [
+            chain(vec![d(0x1000, 16, false)]),
+            chain(vec![
+                d(0x1000, 16, false),
+                d(0x2000, 512, true),
+                d(0x4000, 1, false),
+            ]),
+            chain(vec![d(0x1000, 16, false), d(0x4000, 0, true)]),
+            chain(vec![d(0x1000, 16, false), d(0x10_0000, 1, true)]),
+            chain(vec![d(0x1000, 16, false), d(u64::MAX, 2, true)]),
+        ] {
+            assert_eq!(err(parse(&c, &mem, LIMITS)), (ParseError::NoStatus, None));
+        }
+        // Cut-short chain (last still has NEXT) and over-long chain.
+        let c = vec![d(0x1000, 16, false), d(0x4000, 1, true)];
+        assert!(matches!(
+            err(parse(&c, &mem, LIMITS)),
+            (ParseError::Truncated(_), None)
+        ));
+        let c = chain(vec![d(0x4000, 1, true); 9]);
+        assert!(matches!(
+            err(parse(&c, &mem, LIMITS)),
+            (ParseError::Truncated(_), None)
+        ));
+    }
+
+    #[test]
+    fn ioerr_cases() {
+        let st = Some(0x4000);
+        let mem = setup(0, 0);
+        let case =
+            |c: Vec<Desc>, mem: &vm_memory::GuestMemoryMmap| err(parse(&chain(c), mem, LIMITS));
+        let s = d(0x4000, 1, true);
+        assert_eq!(
+            case(vec![d(0x1000, 15, false), s], &mem),
+            (ParseError::BadHeader, st)
+        );
+        assert_eq!(
+            case(vec![d(0x1000, 16, true), s], &mem),
+            (ParseError::BadHeader, st)
+        );
+        assert_eq!(
+            case(vec![d(0xfff8, 16, false), s], &mem),
+            (ParseError::HeaderUnreadable, st)
+        );
+        assert_eq!(
+            case(vec![d(0x1000, 16, false), s], &mem),
+            (ParseError::NoData, st)
+        );
+        // IN with device-readable data.
+        assert_eq!(
+            case(vec![d(0x1000, 16, false), d(0x2000, 512, false), s], &mem),
+            (ParseError::WrongDirection(1), st)
+        );
+        assert_eq!(
+            case(vec![d(0x1000, 16, false), d(0x2000, 0, true), s], &mem),
+            (ParseError::EmptySegment(1), st)
+        );
+        assert_eq!(
+            case(vec![d(0x1000, 16, false), d(0xfe00, 1024, true), s], &mem),
+            (ParseError::OutOfMemory(1), st)
+        );
+        assert_eq!(
+            case(vec![d(0x1000, 16, false), d(0x2000, 100, true), s], &mem),
+            (ParseError::Unaligned(100), st)
+        );
+        let many: Vec<Desc> = [d(0x1000, 16, false)]
+            .into_iter()
+            .chain(std::iter::repeat_n(d(0x2000, 512, true), 5))
+            .chain([s])
+            .collect();
+        assert_eq!(case(many, &mem), (ParseError::TooManySegments(5), st));
+        // Sector range: end exactly at capacity is fine, one past is not, overflow is caught.
+        let mem = setup(0, 63);
+        assert!(parse(
+            &chain(vec![d(0x1000, 16, false), d(0x2000, 512, true), s]),
+            &mem,
+            LIMITS
+        )
+        .is_ok());
+        let mem = setup(0, 64);
+        assert!(matches!(
+            case(vec![d(0x1000, 16, false), d(0x2000, 512, true), s], &mem).0,
+            ParseError::OutOfDisk { .. }
+        ));
+        let mem = setup(1, u64::MAX);
+        assert!(matches!(
+            case(vec![d(0x1000, 16, false), d(0x2000, 512, false), s], &mem).0,
+            ParseError::OutOfDisk { .. }
+        ));
+        // FLUSH with data, GET_ID with readable data.
+        let mem = setup(4, 0);
+        assert_eq!(
+            case(vec![d(0x1000, 16, false), d(0x2000, 512, true), s], &mem),
+            (ParseError::UnexpectedData, st)
+        );
+        let mem = setup(8, 0);
+        assert_eq!(
+            case(vec![d(0x1000, 16, false), d(0x2000, 20, false), s], &mem),
+            (ParseError::WrongDirection(1), st)
+        );
+    }
+}

@@ -1,0 +1,178 @@
+//! In-process workload steps: `/pinvm/steps` (docs/control-protocol.md, "Steps").
+//!
+//! In the guest every syscall and page fault is slow and a new process costs about half a
+//! second, so test workloads run inside the agent as a list of steps. The whole file is parsed
+//! before anything runs (a typo is reported as a job error, not half-way through a test).
+//!
+//! Growing the engine: each family of ops is one module exporting `OPS`, a table of [`OpDef`]
+//! (name, usage, parse function). A parse function checks the op's arguments and returns a
+//! boxed [`Action`]; its `run` does the work and returns the detail of the `ok` line, or a
+//! [`StepError`]. State that must live from one step to a later one (mappings, open files)
+//! belongs in [`Ctx`].
+
+mod args;
+mod data;
+mod fiemap;
+mod misc;
+mod sync;
+
+use std::fmt;
+use std::io;
+
+pub const STEPS_PATH: &str = "/pinvm/steps";
+
+/// Checks an op's arguments (the words after its name) and builds the step's action.
+pub type ParseFn = fn(&[&str]) -> Result<Box<dyn Action>, String>;
+
+/// An op: its name in /pinvm/steps, its arguments for error messages, and its parser.
+pub struct OpDef {
+    pub name: &'static str,
+    pub usage: &'static str,
+    pub parse: ParseFn,
+}
+
+/// All op families; the first definition of a name wins (names are unique, see the test).
+const FAMILIES: [&[OpDef]; 4] = [data::OPS, sync::OPS, fiemap::OPS, misc::OPS];
+
+fn lookup(name: &str) -> Option<&'static OpDef> {
+    FAMILIES
+        .iter()
+        .flat_map(|f| f.iter())
+        .find(|d| d.name == name)
+}
+
+/// What a parsed step does.
+pub trait Action: fmt::Debug {
+    /// Runs the step. Ok carries the detail of the `ok` line (`key=value` words or empty).
+    fn run(&self, cx: &mut Ctx) -> Result<String, StepError>;
+}
+
+/// A failed step: errno (never 0) and a one-line message.
+#[derive(Debug, PartialEq, Eq)]
+pub struct StepError {
+    pub errno: i32,
+    pub message: String,
+}
+
+impl StepError {
+    pub fn new(errno: i32, message: String) -> Self {
+        StepError { errno, message }
+    }
+
+    /// `<what>: <strerror>` with the error's errno (EIO for errors that carry none, such as a
+    /// short write).
+    pub fn io(what: impl fmt::Display, e: &io::Error) -> Self {
+        let errno = e.raw_os_error().filter(|&n| n != 0).unwrap_or(libc::EIO);
+        StepError::new(errno, format!("{what}: {}", crate::describe(e)))
+    }
+}
+
+/// One line of /pinvm/steps.
+#[derive(Debug)]
+pub struct Step {
+    /// 1 for the first step, counting steps only (not blank or comment lines).
+    pub index: u32,
+    pub op: &'static str,
+    pub action: Box<dyn Action>,
+}
+
+/// Parses /pinvm/steps: one step per line, whitespace-separated words, a word starting with
+/// `#` starts a comment. Errors name the line.
+pub fn parse(text: &str) -> Result<Vec<Step>, String> {
+    let mut steps = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let words: Vec<&str> = line
+            .split_ascii_whitespace()
+            .take_while(|w| !w.starts_with('#'))
+            .collect();
+        let Some((&op, args)) = words.split_first() else {
+            continue;
+        };
+        let at = format!("{STEPS_PATH} line {}", n + 1);
+        let def = lookup(op).ok_or_else(|| format!("{at}: unknown op {op:?}"))?;
+        let action =
+            (def.parse)(args).map_err(|e| format!("{at}: {op}: {e} (usage: {})", def.usage))?;
+        steps.push(Step {
+            index: steps.len() as u32 + 1,
+            op: def.name,
+            action,
+        });
+    }
+    Ok(steps)
+}
+
+/// Size of the I/O buffer shared by the data steps (one allocation for the whole run).
+pub const IO_CHUNK: usize = 64 * 1024;
+
+/// What steps share while they run.
+pub struct Ctx<'a> {
+    index: u32,
+    sink: &'a mut dyn FnMut(u32, &str),
+    buf: Vec<u8>,
+}
+
+impl Ctx<'_> {
+    /// Index of the running step.
+    pub fn index(&self) -> u32 {
+        self.index
+    }
+
+    /// Sends an extra STEP message (status 0) for the running step, e.g. an extent.
+    pub fn report(&mut self, line: &str) {
+        (self.sink)(0, line);
+    }
+
+    /// The I/O buffer: IO_CHUNK bytes, allocated on first use and kept for later steps (pages
+    /// already touched stay mapped: no new page faults).
+    pub fn buffer(&mut self) -> &mut [u8] {
+        if self.buf.is_empty() {
+            self.buf = vec![0; IO_CHUNK];
+        }
+        &mut self.buf
+    }
+}
+
+/// `step <index> <op> ok[ <detail>]`
+pub fn ok_line(index: u32, op: &str, detail: &str) -> String {
+    if detail.is_empty() {
+        format!("step {index} {op} ok")
+    } else {
+        format!("step {index} {op} ok {detail}")
+    }
+}
+
+/// `step <index> <op> err <errno> <message>` (line breaks in the message become spaces).
+pub fn err_line(index: u32, op: &str, e: &StepError) -> String {
+    let msg = e.message.replace(['\n', '\r'], " ");
+    format!("step {index} {op} err {} {msg}", e.errno)
+}
+
+/// Runs the steps in order, sending one STEP message per step to `sink(status, line)` (plus
+/// any a step sends itself, before its own), and printing each step's line on the console
+/// when `verbose`. Stops at the first failure and returns its index.
+pub fn run(steps: &[Step], verbose: bool, sink: &mut dyn FnMut(u32, &str)) -> Result<(), u32> {
+    let mut cx = Ctx {
+        index: 0,
+        sink,
+        buf: Vec::new(),
+    };
+    for step in steps {
+        cx.index = step.index;
+        let result = step.action.run(&mut cx);
+        let (status, line) = match &result {
+            Ok(detail) => (0, ok_line(step.index, step.op, detail)),
+            Err(e) => (e.errno as u32, err_line(step.index, step.op, e)),
+        };
+        (cx.sink)(status, &line);
+        if verbose {
+            say!("{line}");
+        }
+        if result.is_err() {
+            return Err(step.index);
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;
