@@ -44,7 +44,10 @@ fn command_status_is_the_exit_code() {
     if !kvm_or_skip("command status") {
         return;
     }
-    let r = pinvm(&["boot", "--", "sh", "-c", "echo to-stdout; exit 3"], BOOT_LIMIT);
+    let r = pinvm(
+        &["boot", "--", "sh", "-c", "echo to-stdout; exit 3"],
+        BOOT_LIMIT,
+    );
     assert_eq!(r.code, 3, "{r}");
     assert!(r.stdout.contains("to-stdout"), "{r}");
     // Not found: 127 in the guest, which is outside 0..=124 and becomes 1.
@@ -76,7 +79,10 @@ fn hang_is_reported_within_the_timeout() {
 
 #[test]
 fn bad_arguments_exit_125() {
-    let r = pinvm(&["boot", "--cpus", "0", "--", "true"], Duration::from_secs(60));
+    let r = pinvm(
+        &["boot", "--cpus", "0", "--", "true"],
+        Duration::from_secs(60),
+    );
     assert_eq!(r.code, 125, "{r}");
     let r = pinvm(
         &["boot", "--kernel", "/nonexistent/vmlinux", "--", "true"],

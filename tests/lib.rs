@@ -44,7 +44,9 @@ pub fn kvm_or_skip(test: &str) -> bool {
     {
         Ok(_) => true,
         Err(e) => {
-            eprintln!("\n*** SKIP {test}: /dev/kvm is not usable ({e}); VM tests did not run ***\n");
+            eprintln!(
+                "\n*** SKIP {test}: /dev/kvm is not usable ({e}); VM tests did not run ***\n"
+            );
             false
         }
     }
