@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Bump when the layout of the base archive changes: it is part of the cache key.
-pub const BASE_FORMAT_VERSION: u32 = 2;
+pub const BASE_FORMAT_VERSION: u32 = 3;
 
 const NEWC_MAGIC: &str = "070701";
 const TRAILER: &str = "TRAILER!!!";
@@ -217,26 +217,18 @@ const BASE_DIRS: [&str; 10] = [
     "dev", "proc", "sys", "tmp", "mnt", "root", "pinvm", "bin", "usr", "usr/bin",
 ];
 
-/// The only busybox links in the archive: what `#!` lines name. Every archive entry costs the
-/// guest kernel emulated time to unpack on kvm_pvm (measured: busybox's 269 applet links added
-/// ~5 s to the boot). Other applets need no link: the agent runs `/bin/busybox` with the
-/// applet as argv[0] when a command is not found in PATH, and busybox's shell is built
-/// standalone (it runs its applets without looking them up in PATH).
-const BUSYBOX_LINKS: [&str; 2] = ["bin/sh", "usr/bin/env"];
+/// Links to the tools disk's busybox (`guest_images::tools`, mounted at `/tools`): what `#!`
+/// lines and the agent's applet fallback name. Busybox itself is not in the archive: on kvm_pvm
+/// the guest kernel unpacks the initramfs in emulated code (measured ~2 s per MiB, and each
+/// entry extra; busybox plus its 269 applet links cost ~9 s of boot). Other applets need no
+/// link here: the agent runs `/bin/busybox` with the applet as argv[0] when a command is not
+/// in PATH, and busybox's shell is built standalone.
+const BUSYBOX_LINKS: [&str; 3] = ["bin/busybox", "bin/sh", "usr/bin/env"];
+const TOOLS_BUSYBOX: &str = "/tools/bin/busybox";
 
 /// The base initramfs: directories, `/dev/console`, `/dev/null`, `/dev/mem`, the agent as
-/// `/init` and, if given, `/bin/busybox` with the links in [`BUSYBOX_LINKS`].
-pub fn base_initramfs(agent: &[u8], busybox: Option<&Path>) -> Result<Vec<u8>> {
-    let busybox = match busybox {
-        Some(path) => Some(
-            std::fs::read(path).with_context(|| format!("reading busybox {}", path.display()))?,
-        ),
-        None => None,
-    };
-    build_base(agent, busybox.as_deref())
-}
-
-fn build_base(agent: &[u8], busybox: Option<&[u8]>) -> Result<Vec<u8>> {
+/// `/init` and, with `tools`, the `/tools` mount point and the links in [`BUSYBOX_LINKS`].
+pub fn base_initramfs(agent: &[u8], tools: bool) -> Result<Vec<u8>> {
     if agent.is_empty() {
         bail!("the agent binary is empty");
     }
@@ -253,10 +245,10 @@ fn build_base(agent: &[u8], busybox: Option<&[u8]>) -> Result<Vec<u8>> {
     w.char_dev("dev/null", 0o666, 1, 3)?;
     w.char_dev("dev/mem", 0o640, 1, 1)?;
     w.file("init", 0o755, agent)?;
-    if let Some(bytes) = busybox {
-        w.file("bin/busybox", 0o755, bytes)?;
+    if tools {
+        w.dir("tools", 0o755)?;
         for link in BUSYBOX_LINKS {
-            w.symlink(link, "/bin/busybox")?;
+            w.symlink(link, TOOLS_BUSYBOX)?;
         }
     }
     Ok(w.finish())
@@ -266,54 +258,136 @@ fn build_base(agent: &[u8], busybox: Option<&[u8]>) -> Result<Vec<u8>> {
 /// empty, `/pinvm/env` (`KEY=VALUE` entries each followed by NUL). It relies on the base
 /// archive for the `/pinvm` directory and is meant to be appended to it.
 pub fn job_archive(argv: &[String], env: &[(String, String)]) -> Result<Vec<u8>> {
-    if argv.is_empty() || argv[0].is_empty() {
-        bail!("the command is empty");
+    Job {
+        argv: argv.to_vec(),
+        env: env.to_vec(),
+        ..Job::default()
     }
-    let mut argv_bytes = Vec::new();
-    for arg in argv {
-        if arg.contains('\0') {
-            bail!("command argument {arg:?} contains a NUL byte");
-        }
-        argv_bytes.extend_from_slice(arg.as_bytes());
-        argv_bytes.push(0);
-    }
-    let mut env_bytes = Vec::new();
-    for (key, value) in env {
-        if key.is_empty() || key.contains('=') || key.contains('\0') {
-            bail!("invalid environment variable name {key:?}");
-        }
-        if value.contains('\0') {
-            bail!("environment variable {key} contains a NUL byte");
-        }
-        env_bytes.extend_from_slice(key.as_bytes());
-        env_bytes.push(b'=');
-        env_bytes.extend_from_slice(value.as_bytes());
-        env_bytes.push(0);
-    }
-    // Inode numbers far from the base archive's.
-    let mut w = CpioWriter::with_first_ino(0x4000_0000);
-    w.file("pinvm/argv", 0o644, &argv_bytes)?;
-    if !env_bytes.is_empty() {
-        w.file("pinvm/env", 0o644, &env_bytes)?;
-    }
-    Ok(w.finish())
+    .archive()
 }
 
-/// Cache key of a base archive: sha256 over the format version, the agent and busybox.
-fn base_key(agent: &[u8], busybox: Option<&[u8]>) -> String {
+/// A filesystem for the agent to mount before anything runs (`/pinvm/mounts`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mount {
+    pub device: String,
+    pub dir: String,
+    pub fstype: String,
+    /// Comma-separated mount options, or empty.
+    pub options: String,
+}
+
+/// What the guest agent is asked to do (docs/control-protocol.md, "The job").
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Job {
+    /// The command; may be empty when there are steps.
+    pub argv: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub mounts: Vec<Mount>,
+    /// In-process workload steps, one per line (`write PATH SIZE PATTERN`, `fsync PATH`, ...).
+    pub steps: Vec<String>,
+    /// Echo each step's result on the console.
+    pub verbose: bool,
+}
+
+fn one_line(what: &str, s: &str) -> Result<()> {
+    if s.is_empty() || s.contains(['\n', '\0']) {
+        bail!("{what} {s:?} must be one non-empty line without NUL bytes");
+    }
+    Ok(())
+}
+
+impl Job {
+    /// The per-run job archive: `/pinvm/argv` (each argument followed by NUL), and when not
+    /// empty `/pinvm/env` (`KEY=VALUE` + NUL each), `/pinvm/mounts`, `/pinvm/steps` and
+    /// `/pinvm/options`. It relies on the base archive for the `/pinvm` directory and is meant
+    /// to be appended to it.
+    pub fn archive(&self) -> Result<Vec<u8>> {
+        if self.argv.is_empty() && self.steps.is_empty() {
+            bail!("the command is empty");
+        }
+        if self.argv.first().is_some_and(|a| a.is_empty()) {
+            bail!("the command is empty");
+        }
+        let mut argv_bytes = Vec::new();
+        for arg in &self.argv {
+            if arg.contains('\0') {
+                bail!("command argument {arg:?} contains a NUL byte");
+            }
+            argv_bytes.extend_from_slice(arg.as_bytes());
+            argv_bytes.push(0);
+        }
+        let mut env_bytes = Vec::new();
+        for (key, value) in &self.env {
+            if key.is_empty() || key.contains('=') || key.contains('\0') {
+                bail!("invalid environment variable name {key:?}");
+            }
+            if value.contains('\0') {
+                bail!("environment variable {key} contains a NUL byte");
+            }
+            env_bytes.extend_from_slice(key.as_bytes());
+            env_bytes.push(b'=');
+            env_bytes.extend_from_slice(value.as_bytes());
+            env_bytes.push(0);
+        }
+        let mut mounts = String::new();
+        for m in &self.mounts {
+            for (what, v) in [
+                ("device", &m.device),
+                ("mount point", &m.dir),
+                ("fstype", &m.fstype),
+            ] {
+                one_line(what, v)?;
+                if v.contains(char::is_whitespace) {
+                    bail!("{what} {v:?} contains whitespace");
+                }
+            }
+            let opts = if m.options.is_empty() {
+                "-"
+            } else {
+                &m.options
+            };
+            mounts.push_str(&format!("{} {} {} {opts}\n", m.device, m.dir, m.fstype));
+        }
+        let mut steps = String::new();
+        for st in &self.steps {
+            one_line("step", st)?;
+            steps.push_str(st);
+            steps.push('\n');
+        }
+        // Inode numbers far from the base archive's.
+        let mut w = CpioWriter::with_first_ino(0x4000_0000);
+        if !self.argv.is_empty() {
+            w.file("pinvm/argv", 0o644, &argv_bytes)?;
+        }
+        for (name, bytes) in [
+            ("pinvm/env", env_bytes.as_slice()),
+            ("pinvm/mounts", mounts.as_bytes()),
+            ("pinvm/steps", steps.as_bytes()),
+            (
+                "pinvm/options",
+                if self.verbose {
+                    b"verbose\n".as_slice()
+                } else {
+                    b""
+                },
+            ),
+        ] {
+            if !bytes.is_empty() {
+                w.file(name, 0o644, bytes)?;
+            }
+        }
+        Ok(w.finish())
+    }
+}
+
+/// Cache key of a base archive: sha256 over the format version, the agent and `tools`.
+fn base_key(agent: &[u8], tools: bool) -> String {
     let mut h = Sha256::new();
     h.update(b"pinvm-initramfs-base\0");
     h.update(BASE_FORMAT_VERSION.to_le_bytes());
     h.update((agent.len() as u64).to_le_bytes());
     h.update(agent);
-    match busybox {
-        Some(b) => {
-            h.update([1]);
-            h.update((b.len() as u64).to_le_bytes());
-            h.update(b);
-        }
-        None => h.update([0]),
-    }
+    h.update([u8::from(tools)]);
     h.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
@@ -321,22 +395,15 @@ fn base_key(agent: &[u8], busybox: Option<&[u8]>) -> String {
 /// if it is not cached yet. The file name holds a sha256 over the agent and busybox bytes and
 /// [`BASE_FORMAT_VERSION`]; it is written to a temporary file and renamed into place, so
 /// concurrent callers never see a partial archive.
-pub fn cached_base_initramfs(
-    cache_dir: &Path,
-    agent: &Path,
-    busybox: Option<&Path>,
-) -> Result<PathBuf> {
+pub fn cached_base_initramfs(cache_dir: &Path, agent: &Path, tools: bool) -> Result<PathBuf> {
     let agent_bytes =
         std::fs::read(agent).with_context(|| format!("reading agent {}", agent.display()))?;
-    let busybox_bytes = busybox
-        .map(|p| std::fs::read(p).with_context(|| format!("reading busybox {}", p.display())))
-        .transpose()?;
-    let key = base_key(&agent_bytes, busybox_bytes.as_deref());
+    let key = base_key(&agent_bytes, tools);
     let path = cache_dir.join(format!("initramfs-base-{key}.cpio"));
     if path.is_file() {
         return Ok(path);
     }
-    let archive = build_base(&agent_bytes, busybox_bytes.as_deref())?;
+    let archive = base_initramfs(&agent_bytes, tools)?;
     std::fs::create_dir_all(cache_dir)
         .with_context(|| format!("creating cache directory {}", cache_dir.display()))?;
     static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);

@@ -9,16 +9,24 @@ use crate::quirks::QuirkCounts;
 use crate::vcpu::{self, VcpuEnd, VcpuShared};
 use crate::{host, kick, vm};
 use anyhow::{Context, Result};
+use devices::agent_msg::{parse_step, StepReport};
+use devices::block::disk::CowDisk;
+use devices::block::journal::JournalOptions;
+use devices::block::{Block, BlockConfig};
 use devices::bus::{Bus, BusDevice};
 use devices::control::{ControlEvent, ControlEventKind, ControlPage, CONTROL_PAGE_SIZE};
 use devices::i8042::{ResetTrigger, I8042, I8042_BASE, I8042_LEN};
 use devices::serial::{ConsoleRecord, ConsoleSink, Serial, COM1_BASE, COM1_IRQ, COM1_LEN};
+use devices::virtio::mmio::{MmioTransport, MMIO_SLOT_SIZE, QUEUE_NOTIFY_OFFSET};
+use devices::virtio::{cmdline_entry, GuestMem};
+use kvm_ioctls::IoEventAddress;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{channel, RecvTimeoutError};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+use vm_memory::GuestMemoryAtomic;
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 use vmm_sys_util::signal::Killable;
 
@@ -26,6 +34,18 @@ use vmm_sys_util::signal::Killable;
 const CONSOLE_RECORD_CAP: usize = 16 << 20;
 /// After the command is done the agent syncs and reboots; give it this long.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
+
+/// A virtio-blk disk: served copy-on-write over `image`, which is never modified.
+#[derive(Debug, Clone)]
+pub struct DiskSpec {
+    pub image: PathBuf,
+    /// Record every write and flush here (docs/journal-format.md).
+    pub journal: Option<PathBuf>,
+    /// Save the disk as the guest left it here.
+    pub keep: Option<PathBuf>,
+    /// GET_ID answer (serial), at most 20 bytes.
+    pub id: String,
+}
 
 #[derive(Debug, Clone)]
 pub struct RunSpec {
@@ -39,7 +59,22 @@ pub struct RunSpec {
     /// Copy the console to our stdout.
     pub echo: bool,
     pub console_log: Option<PathBuf>,
+    /// virtio-blk disks, in order: /dev/vda, /dev/vdb, ...
+    pub disks: Vec<DiskSpec>,
 }
+
+/// Guest-physical base and GSI of virtio-mmio slot `i`.
+pub fn virtio_slot(i: usize) -> (u64, u32) {
+    (
+        layout::VIRTIO_MMIO_BASE + i as u64 * MMIO_SLOT_SIZE,
+        VIRTIO_FIRST_GSI + i as u32,
+    )
+}
+
+/// Legacy GSIs 5..=23 are free for virtio-mmio devices (0-4 are taken by PIT, i8042, cascade,
+/// COM2 and COM1).
+const VIRTIO_FIRST_GSI: u32 = 5;
+const VIRTIO_LAST_GSI: u32 = 23;
 
 /// How the VM ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,6 +119,8 @@ pub struct RunReport {
     pub notes: Vec<String>,
     pub quirks: String,
     pub cmdline: String,
+    /// What the agent reported about its steps, in order.
+    pub steps: Vec<StepReport>,
 }
 
 enum Msg {
@@ -107,7 +144,17 @@ pub fn run(spec: &RunSpec) -> Result<RunReport> {
     if spec.cpus == 0 {
         anyhow::bail!("--cpus must be at least 1");
     }
-    let cmdline = host::cmdline(layout::CONTROL_PAGE, host::is_kvm_pvm(), &spec.append)
+    if spec.disks.len() > (VIRTIO_LAST_GSI - VIRTIO_FIRST_GSI + 1) as usize {
+        anyhow::bail!("at most {} disks", VIRTIO_LAST_GSI - VIRTIO_FIRST_GSI + 1);
+    }
+    let mut words: Vec<String> = (0..spec.disks.len())
+        .map(|i| {
+            let (base, gsi) = virtio_slot(i);
+            cmdline_entry(base, gsi)
+        })
+        .collect();
+    words.extend(spec.append.iter().cloned());
+    let cmdline = host::cmdline(layout::CONTROL_PAGE, host::is_kvm_pvm(), &words)
         .map_err(anyhow::Error::msg)?;
     kick::install().context("installing the vCPU kick signal handler")?;
     let t0 = Instant::now();
@@ -159,6 +206,44 @@ pub fn run(spec: &RunSpec) -> Result<RunReport> {
         CONTROL_PAGE_SIZE,
         Arc::new(Mutex::new(ControlBus(ControlPage::new(ctl_tx)))),
     )?;
+
+    let guest_mem: GuestMem = GuestMemoryAtomic::new(machine.mem.clone());
+    let mut disks = Vec::new();
+    for (i, d) in spec.disks.iter().enumerate() {
+        let (base, gsi) = virtio_slot(i);
+        let cow = CowDisk::open(&d.image)
+            .with_context(|| format!("opening disk image {}", d.image.display()))?;
+        let journal = d
+            .journal
+            .as_ref()
+            .map(|p| (p.clone(), JournalOptions::default()));
+        let block = Block::new(
+            cow,
+            BlockConfig {
+                id: d.id.clone(),
+                journal,
+                ..BlockConfig::default()
+            },
+        )
+        .with_context(|| format!("disk {}", d.image.display()))?;
+        disks.push((block.handle(), d));
+        let irq = EventFd::new(EFD_NONBLOCK)?;
+        machine
+            .fd
+            .register_irqfd(&irq, gsi)
+            .context("KVM_IRQFD for virtio")?;
+        let notify = EventFd::new(EFD_NONBLOCK)?;
+        machine
+            .fd
+            .register_ioevent(
+                &notify,
+                &IoEventAddress::Mmio(base + QUEUE_NOTIFY_OFFSET),
+                0u32,
+            )
+            .context("KVM_IOEVENTFD for virtio")?;
+        let transport = MmioTransport::new(Box::new(block), guest_mem.clone(), irq, vec![notify]);
+        mmio.insert(base, MMIO_SLOT_SIZE, Arc::new(Mutex::new(transport)))?;
+    }
 
     // Guest.
     let kernel = vm::load_guest(
@@ -279,6 +364,16 @@ pub fn run(spec: &RunSpec) -> Result<RunReport> {
         }
     }
     rips.sort();
+    for (handle, d) in &disks {
+        if let Err(e) = handle.flush() {
+            notes.push(format!("flushing disk {}: {e}", d.image.display()));
+        }
+        if let Some(keep) = &d.keep {
+            handle
+                .save_as(keep)
+                .with_context(|| format!("--keep-disk {}", keep.display()))?;
+        }
+    }
 
     let first_run = shared.first_run.get().copied();
     let since_run = |t: Option<Instant>| Some(t?.saturating_duration_since(first_run?));
@@ -300,6 +395,7 @@ pub fn run(spec: &RunSpec) -> Result<RunReport> {
         notes,
         quirks: shared.quirks.summary(),
         cmdline,
+        steps: w.steps,
     })
 }
 
@@ -313,6 +409,7 @@ struct Watch {
     cmd_status: Option<u32>,
     console_at_cmd_done: Option<u64>,
     agent_errors: Vec<String>,
+    steps: Vec<StepReport>,
 }
 
 impl Watch {
@@ -330,6 +427,12 @@ impl Watch {
                     Some(record.lock().unwrap_or_else(|p| p.into_inner()).total_len());
             }
             ControlEventKind::AgentError => self.agent_errors.push(ev.message),
+            ControlEventKind::Step => match parse_step(&ev.message) {
+                Ok(r) => self.steps.push(r),
+                Err(e) => self
+                    .agent_errors
+                    .push(format!("unreadable STEP report {:?}: {e}", ev.message)),
+            },
             _ => {}
         }
     }

@@ -245,8 +245,8 @@ fn header_fields_and_padding() {
 #[test]
 fn output_is_deterministic() {
     assert_eq!(sample(), sample());
-    let a = build_base(b"agent", None).unwrap();
-    assert_eq!(a, build_base(b"agent", None).unwrap());
+    let a = base_initramfs(b"agent", false).unwrap();
+    assert_eq!(a, base_initramfs(b"agent", false).unwrap());
 }
 
 #[test]
@@ -298,7 +298,7 @@ fn malformed_entries_are_rejected() {
 
 #[test]
 fn base_without_busybox() {
-    let archive = base_initramfs(b"\x7fELF-agent", None).unwrap();
+    let archive = base_initramfs(b"\x7fELF-agent", false).unwrap();
     assert_eq!(archive.len() % 4, 0);
     let (entries, used) = parse(&archive);
     assert_eq!(used, archive.len());
@@ -339,25 +339,18 @@ fn base_without_busybox() {
 }
 
 #[test]
-fn base_with_busybox() {
-    let Some(busybox) = crate::agent::busybox_path() else {
-        eprintln!("no static busybox on this host: skipped");
-        return;
-    };
-    let archive = base_initramfs(b"agent", Some(&busybox)).unwrap();
+fn base_with_tools_links() {
+    let archive = base_initramfs(b"agent", true).unwrap();
     assert_eq!(archive.len() % 4, 0);
     let (entries, used) = parse(&archive);
     assert_eq!(used, archive.len());
     let get = |n: &str| entries.iter().find(|e| e.name == n);
-    assert_eq!(
-        get("bin/busybox").unwrap().data,
-        std::fs::read(&busybox).unwrap()
-    );
     assert_eq!(get("init").unwrap().data, b"agent");
-    let sh = get("bin/sh").expect("bin/sh applet link");
+    assert_eq!(get("tools").unwrap().mode, S_IFDIR | 0o755);
+    let sh = get("bin/sh").expect("bin/sh link");
     assert_eq!(
         (sh.mode, sh.data.as_slice()),
-        (S_IFLNK | 0o777, b"/bin/busybox".as_slice())
+        (S_IFLNK | 0o777, b"/tools/bin/busybox".as_slice())
     );
     let links: Vec<&str> = entries
         .iter()
@@ -405,7 +398,7 @@ fn job_archive_contents_and_concatenation() {
     assert_eq!(names, ["pinvm/argv"]);
 
     // base ++ job parses as two archives back to back, with distinct inode numbers.
-    let base = build_base(b"agent", None).unwrap();
+    let base = base_initramfs(b"agent", false).unwrap();
     let mut all = base.clone();
     all.extend_from_slice(&job);
     let (first, used) = parse(&all);
@@ -441,23 +434,23 @@ fn cache_reuses_and_keys_on_contents() {
     let cache = tmp.0.join("cache");
     let agent = tmp.0.join("agent");
     std::fs::write(&agent, b"agent v1").unwrap();
-    let p1 = cached_base_initramfs(&cache, &agent, None).unwrap();
+    let p1 = cached_base_initramfs(&cache, &agent, false).unwrap();
     assert!(p1.starts_with(&cache));
     assert_eq!(
         std::fs::read(&p1).unwrap(),
-        build_base(b"agent v1", None).unwrap()
+        base_initramfs(b"agent v1", false).unwrap()
     );
     // Cached: the file is not rewritten.
     std::fs::write(&p1, b"sentinel").unwrap();
-    assert_eq!(cached_base_initramfs(&cache, &agent, None).unwrap(), p1);
+    assert_eq!(cached_base_initramfs(&cache, &agent, false).unwrap(), p1);
     assert_eq!(std::fs::read(&p1).unwrap(), b"sentinel");
     // New agent bytes: new key.
     std::fs::write(&agent, b"agent v2").unwrap();
-    let p2 = cached_base_initramfs(&cache, &agent, None).unwrap();
+    let p2 = cached_base_initramfs(&cache, &agent, false).unwrap();
     assert_ne!(p1, p2);
     assert_eq!(
         std::fs::read(&p2).unwrap(),
-        build_base(b"agent v2", None).unwrap()
+        base_initramfs(b"agent v2", false).unwrap()
     );
     // No temporary files left behind.
     let names: Vec<String> = std::fs::read_dir(&cache)
@@ -469,7 +462,7 @@ fn cache_reuses_and_keys_on_contents() {
         .iter()
         .all(|n| n.starts_with("initramfs-base-") && n.ends_with(".cpio")));
 
-    assert_ne!(base_key(b"a", None), base_key(b"a", Some(b"")));
-    assert_ne!(base_key(b"ab", Some(b"c")), base_key(b"a", Some(b"bc")));
-    assert!(cached_base_initramfs(&cache, &tmp.0.join("missing"), None).is_err());
+    assert_ne!(base_key(b"a", false), base_key(b"a", true));
+    assert_ne!(base_key(b"ab", true), base_key(b"a", true));
+    assert!(cached_base_initramfs(&cache, &tmp.0.join("missing"), false).is_err());
 }

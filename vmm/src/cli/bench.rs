@@ -1,9 +1,10 @@
 //! `pinvm bench boot`: how long boots take, measured, never asserted.
 
-use super::boot::prepare;
+use super::boot::{prepare, UserDisk};
 use super::kernel::KernelChoice;
 use anyhow::{bail, Result};
 use clap::{Args, Subcommand};
+use guest_images::initramfs::Job;
 use std::time::Duration;
 use vmm::runner::{self, RunSpec};
 
@@ -76,7 +77,11 @@ pub fn run(cmd: BenchCommand) -> Result<i32> {
             .as_ref()
             .map(|p| p.display().to_string())
             .unwrap_or_else(|| choice.kernel_version.clone());
-        let p = prepare(&choice, &["true".to_string()])?;
+        let job = Job {
+            argv: vec!["true".into()],
+            ..Job::default()
+        };
+        let p = prepare(&choice, job, UserDisk::default())?;
         let (mut setup, mut init, mut done) =
             (Series::default(), Series::default(), Series::default());
         for i in 0..b.runs {
@@ -89,6 +94,7 @@ pub fn run(cmd: BenchCommand) -> Result<i32> {
                 timeout: Duration::from_secs(300),
                 echo: false,
                 console_log: None,
+                disks: p.disks.clone(),
             })?;
             if r.cmd_status != Some(0) {
                 bail!(

@@ -3,10 +3,12 @@
 use super::kernel::{default_kernel, KernelChoice};
 use anyhow::{Context, Result};
 use clap::Args;
+use devices::agent_msg::StepReport;
+use guest_images::initramfs::{Job, Mount};
 use std::path::PathBuf;
 use std::time::Duration;
 use vmm::outcome;
-use vmm::runner::{self, RunReport, RunSpec};
+use vmm::runner::{self, DiskSpec, RunReport, RunSpec};
 
 #[derive(Args, Debug, Clone)]
 #[command(
@@ -34,23 +36,47 @@ pub struct BootArgs {
     /// Do not copy the guest console to stdout (the verdict is still printed on stderr).
     #[arg(long)]
     pub no_console: bool,
-    /// Print boot timings and run details on stderr.
+    /// Print boot timings, step results and run details on stderr.
     #[arg(long, short)]
     pub verbose: bool,
-    /// The command to run in the guest, after `--`.
-    #[arg(last = true, required = true, value_name = "CMD")]
+    /// Attach this filesystem image as /dev/vda (copy-on-write: the image never changes) and
+    /// mount it at /mnt when it holds ext4, xfs or btrfs.
+    #[arg(long, value_name = "IMAGE")]
+    pub disk: Option<PathBuf>,
+    /// Record every write and flush the guest sends to the disk in FILE (see `pinvm journal show`).
+    #[arg(long, value_name = "FILE", requires = "disk")]
+    pub journal: Option<PathBuf>,
+    /// Save the disk as the guest left it to PATH (a new file).
+    #[arg(long, value_name = "PATH", requires = "disk")]
+    pub keep_disk: Option<PathBuf>,
+    /// A workload step the agent runs in-process before CMD, e.g. 'write /mnt/f 1M stamp:t1',
+    /// 'fsync /mnt/f', 'fiemap /mnt/f', 'sync' (repeatable; see docs/control-protocol.md).
+    #[arg(long = "step", value_name = "STEP")]
+    pub steps: Vec<String>,
+    /// The command to run in the guest, after `--` (optional when --step is given).
+    #[arg(last = true, required_unless_present = "steps", value_name = "CMD")]
     pub cmd: Vec<String>,
 }
 
-/// A kernel and initramfs ready to boot.
+/// A kernel, initramfs and disks ready to boot.
 pub struct Prepared {
     pub kernel: PathBuf,
     pub system_map: Option<PathBuf>,
     pub initrd: Vec<u8>,
+    pub disks: Vec<DiskSpec>,
 }
 
-/// Resolve the kernel (building it if needed) and assemble the initramfs for `cmd`.
-pub fn prepare(choice: &KernelChoice, cmd: &[String]) -> Result<Prepared> {
+/// The user's disk, if any.
+#[derive(Default)]
+pub struct UserDisk {
+    pub image: Option<PathBuf>,
+    pub journal: Option<PathBuf>,
+    pub keep: Option<PathBuf>,
+}
+
+/// Resolve the kernel (building it if needed), the disks (the user's as /dev/vda, then the
+/// busybox tools disk) and the initramfs for `job`.
+pub fn prepare(choice: &KernelChoice, mut job: Job, user: UserDisk) -> Result<Prepared> {
     let (kernel, system_map) = match &choice.kernel {
         Some(p) => {
             if !p.is_file() {
@@ -65,21 +91,75 @@ pub fn prepare(choice: &KernelChoice, cmd: &[String]) -> Result<Prepared> {
         }
     };
     let cache = guest_images::cache::cache_dir()?;
-    let agent = guest_images::agent::agent_binary()?;
+    let mut disks = Vec::new();
+    if let Some(image) = user.image {
+        if !image.is_file() {
+            anyhow::bail!("--disk {}: no such file", image.display());
+        }
+        if let Some(fs) = guest_images::disk::detect(&image)? {
+            job.mounts.push(Mount {
+                device: "/dev/vda".into(),
+                dir: "/mnt".into(),
+                fstype: fs.name().into(),
+                options: String::new(),
+            });
+        }
+        disks.push(DiskSpec {
+            image,
+            journal: user.journal,
+            keep: user.keep,
+            id: "pinvm-disk".into(),
+        });
+    }
     let busybox = guest_images::agent::busybox_path();
-    let base = guest_images::initramfs::cached_base_initramfs(&cache, &agent, busybox.as_deref())?;
+    if let Some(bb) = &busybox {
+        let tools = guest_images::tools::cached_tools_image(&cache, bb)?;
+        job.mounts.push(Mount {
+            device: format!("/dev/vd{}", (b'a' + disks.len() as u8) as char),
+            dir: guest_images::tools::MOUNT_POINT.into(),
+            fstype: "ext4".into(),
+            options: "ro".into(),
+        });
+        disks.push(DiskSpec {
+            image: tools,
+            journal: None,
+            keep: None,
+            id: "pinvm-tools".into(),
+        });
+    }
+    let agent = guest_images::agent::agent_binary()?;
+    let base = guest_images::initramfs::cached_base_initramfs(&cache, &agent, busybox.is_some())?;
     let mut initrd =
         std::fs::read(&base).with_context(|| format!("reading initramfs {}", base.display()))?;
-    initrd.extend_from_slice(&guest_images::initramfs::job_archive(cmd, &[])?);
+    initrd.extend_from_slice(&job.archive()?);
     Ok(Prepared {
         kernel,
         system_map,
         initrd,
+        disks,
     })
 }
 
 pub fn run(a: BootArgs) -> Result<i32> {
-    let p = prepare(&a.kernel, &a.cmd)?;
+    let job = Job {
+        argv: a.cmd.clone(),
+        steps: a.steps.clone(),
+        ..Job::default()
+    };
+    let user = UserDisk {
+        image: a.disk.clone(),
+        journal: a.journal.clone(),
+        keep: a.keep_disk.clone(),
+    };
+    if let Some(k) = &a.keep_disk {
+        if k.exists() {
+            anyhow::bail!(
+                "--keep-disk {}: the file exists; not overwriting it",
+                k.display()
+            );
+        }
+    }
+    let p = prepare(&a.kernel, job, user)?;
     let spec = RunSpec {
         kernel: p.kernel.clone(),
         initrd: Some(p.initrd),
@@ -89,6 +169,7 @@ pub fn run(a: BootArgs) -> Result<i32> {
         timeout: Duration::from_secs(a.timeout),
         echo: !a.no_console,
         console_log: a.console_log.clone(),
+        disks: p.disks,
     };
     let report = match runner::run(&spec) {
         Ok(r) => r,
@@ -100,6 +181,18 @@ pub fn run(a: BootArgs) -> Result<i32> {
     let verdict = outcome::judge(&report, where_stopped(&report, p.system_map.as_deref()));
     if a.verbose {
         print_details(&report);
+    }
+    for st in &report.steps {
+        match st {
+            StepReport::Failed {
+                index,
+                op,
+                errno,
+                message,
+            } => eprintln!("pinvm: step {index} ({op}) failed: errno {errno}: {message}"),
+            other if a.verbose => eprintln!("pinvm: {other:?}"),
+            _ => {}
+        }
     }
     if !report.agent_started && verdict.code != 0 {
         // Stdout only carries the command's run; show how the boot ended.
