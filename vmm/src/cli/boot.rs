@@ -53,6 +53,10 @@ pub struct BootArgs {
     /// 'fsync /mnt/f', 'fiemap /mnt/f', 'sync' (repeatable; see docs/control-protocol.md).
     #[arg(long = "step", value_name = "STEP")]
     pub steps: Vec<String>,
+    /// Write a JSON report of the run (verdict, timings, step results with FIEMAP extents,
+    /// agent errors) to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
     /// The command to run in the guest, after `--` (optional when --step is given).
     #[arg(last = true, required_unless_present = "steps", value_name = "CMD")]
     pub cmd: Vec<String>,
@@ -204,6 +208,11 @@ pub fn run(a: BootArgs) -> Result<i32> {
     if let Some(reason) = &verdict.reason {
         eprintln!("pinvm: {reason}");
     }
+    if let Some(path) = &a.report {
+        let json = serde_json::to_string_pretty(&report_json(&report, &verdict))?;
+        std::fs::write(path, json + "\n")
+            .with_context(|| format!("writing --report {}", path.display()))?;
+    }
     Ok(verdict.code)
 }
 
@@ -224,6 +233,54 @@ pub fn where_stopped(r: &RunReport, system_map: Option<&std::path::Path>) -> Opt
         })
         .collect();
     Some(names.join(", "))
+}
+
+/// The machine-readable run report (`--report`).
+pub fn report_json(r: &RunReport, v: &outcome::Verdict) -> serde_json::Value {
+    use serde_json::json;
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    let steps: Vec<serde_json::Value> = r
+        .steps
+        .iter()
+        .map(|s| match s {
+            StepReport::Done { index, op, detail } => {
+                json!({"kind": "done", "index": index, "op": op, "detail": detail})
+            }
+            StepReport::Failed {
+                index,
+                op,
+                errno,
+                message,
+            } => json!({"kind": "failed", "index": index, "op": op, "errno": errno,
+                        "message": message}),
+            StepReport::Extent {
+                index,
+                logical,
+                physical,
+                length,
+                flags,
+            } => json!({"kind": "extent", "index": index, "logical": logical,
+                        "physical": physical, "length": length, "flags": flags}),
+        })
+        .collect();
+    json!({
+        "exit_code": v.code,
+        "reason": v.reason,
+        "vm_end": format!("{:?}", r.end),
+        "command_status": r.cmd_status,
+        "agent_started": r.agent_started,
+        "agent_errors": r.agent_errors,
+        "timings_ms": {
+            "setup": ms(r.timings.setup),
+            "to_init": r.timings.to_init.map(ms),
+            "to_cmd_done": r.timings.to_cmd_done.map(ms),
+            "total": ms(r.timings.total),
+        },
+        "steps": steps,
+        "cmdline": r.cmdline,
+        "kvm_pvm_workarounds": r.quirks,
+        "notes": r.notes,
+    })
 }
 
 fn print_details(r: &RunReport) {

@@ -4,6 +4,7 @@
 mod bench;
 mod boot;
 mod image;
+mod journal;
 mod kernel;
 
 use clap::{Parser, Subcommand};
@@ -34,6 +35,9 @@ pub enum Command {
     /// Make filesystem images for the guest disk.
     #[command(subcommand)]
     Image(image::ImageCommand),
+    /// Inspect disk write journals.
+    #[command(subcommand)]
+    Journal(journal::JournalCommand),
     /// Measure boot times (median over runs).
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -45,5 +49,6 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Kernel(k) => kernel::run(k),
         Command::Bench(b) => bench::run(b),
         Command::Image(i) => image::run(i),
+        Command::Journal(j) => journal::run(j),
     }
 }
