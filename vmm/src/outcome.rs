@@ -125,6 +125,8 @@ mod tests {
             notes: vec![],
             quirks: String::new(),
             cmdline: String::new(),
+            steps: vec![],
+            step_times: vec![],
         }
     }
 

@@ -121,6 +121,8 @@ pub struct RunReport {
     pub cmdline: String,
     /// What the agent reported about its steps, in order.
     pub steps: Vec<StepReport>,
+    /// When each report arrived, since the first KVM_RUN (same order as `steps`).
+    pub step_times: Vec<Duration>,
 }
 
 enum Msg {
@@ -395,6 +397,15 @@ pub fn run(spec: &RunSpec) -> Result<RunReport> {
         notes,
         quirks: shared.quirks.summary(),
         cmdline,
+        step_times: w
+            .step_at
+            .iter()
+            .map(|t| {
+                first_run
+                    .map(|f| t.saturating_duration_since(f))
+                    .unwrap_or_default()
+            })
+            .collect(),
         steps: w.steps,
     })
 }
@@ -410,6 +421,7 @@ struct Watch {
     console_at_cmd_done: Option<u64>,
     agent_errors: Vec<String>,
     steps: Vec<StepReport>,
+    step_at: Vec<Instant>,
 }
 
 impl Watch {
@@ -428,7 +440,10 @@ impl Watch {
             }
             ControlEventKind::AgentError => self.agent_errors.push(ev.message),
             ControlEventKind::Step => match parse_step(&ev.message) {
-                Ok(r) => self.steps.push(r),
+                Ok(r) => {
+                    self.steps.push(r);
+                    self.step_at.push(ev.at);
+                }
                 Err(e) => self
                     .agent_errors
                     .push(format!("unreadable STEP report {:?}: {e}", ev.message)),

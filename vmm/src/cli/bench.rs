@@ -4,8 +4,11 @@ use super::boot::{prepare, UserDisk};
 use super::kernel::KernelChoice;
 use anyhow::{bail, Result};
 use clap::{Args, Subcommand};
+use devices::agent_msg::StepReport;
 use guest_images::initramfs::Job;
-use std::time::Duration;
+use std::io::{Read, Write};
+use std::os::fd::AsRawFd;
+use std::time::{Duration, Instant};
 use vmm::runner::{self, RunSpec};
 
 #[derive(Subcommand, Debug)]
@@ -14,6 +17,22 @@ pub enum BenchCommand {
     /// until the first KVM_RUN, first KVM_RUN to guest init (agent's first event), and first
     /// KVM_RUN to command done.
     Boot(BootBench),
+    /// Guest sequential write (+fsync) and read (after drop_caches) of N MiB on a virtio-blk
+    /// ext4 disk, against the same on a host file.
+    Disk(DiskBench),
+}
+
+#[derive(Args, Debug)]
+pub struct DiskBench {
+    /// Kernel version (Debian, pinvm config).
+    #[arg(long, default_value = "6.12")]
+    pub kernel_version: String,
+    /// MiB to write and read.
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u64).range(1..=1024))]
+    pub mib: u64,
+    /// Filesystem of the guest disk.
+    #[arg(long, default_value = "ext4")]
+    pub fs: guest_images::disk::Fs,
 }
 
 #[derive(Args, Debug)]
@@ -29,7 +48,7 @@ pub struct BootBench {
     pub runs: u32,
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(1..=32))]
     pub cpus: u8,
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, default_value_t = 128)]
     pub mem: u64,
     /// Extra kernel command-line arguments.
     #[arg(long, value_name = "ARGS")]
@@ -56,7 +75,10 @@ impl Series {
 }
 
 pub fn run(cmd: BenchCommand) -> Result<i32> {
-    let BenchCommand::Boot(b) = cmd;
+    let b = match cmd {
+        BenchCommand::Boot(b) => b,
+        BenchCommand::Disk(d) => return disk(d),
+    };
     let choices: Vec<KernelChoice> = match &b.kernel {
         Some(p) => vec![KernelChoice {
             kernel: Some(p.clone()),
@@ -120,5 +142,110 @@ pub fn run(cmd: BenchCommand) -> Result<i32> {
         println!("  first KVM_RUN to guest init  {}", init.show());
         println!("  first KVM_RUN to CMD done    {}", done.show());
     }
+    Ok(0)
+}
+
+fn mb_s(bytes: u64, d: Duration) -> f64 {
+    bytes as f64 / (1 << 20) as f64 / d.as_secs_f64().max(1e-9)
+}
+
+fn disk(d: DiskBench) -> Result<i32> {
+    let bytes = d.mib << 20;
+    let cache = guest_images::cache::cache_dir()?;
+    let size = (bytes * 2 + (64 << 20)).max(d.fs.default_size());
+    let image = guest_images::disk::create(&cache, d.fs, size)?;
+    // Step 1 is a time mark; writes are timed from it to the end of fsync, reads from the end
+    // of drop_caches to the end of verify (verify reads the whole file).
+    let job = Job {
+        steps: vec![
+            "sleep 0".into(),
+            format!("write /mnt/bench {bytes} byte:0x5a"),
+            "fsync /mnt/bench".into(),
+            "drop_caches 3".into(),
+            format!("verify /mnt/bench {bytes} byte:0x5a"),
+        ],
+        ..Job::default()
+    };
+    let choice = KernelChoice {
+        kernel: None,
+        kernel_version: d.kernel_version.clone(),
+    };
+    let user = UserDisk {
+        image: Some(image),
+        ..UserDisk::default()
+    };
+    let p = prepare(&choice, job, user)?;
+    let r = runner::run(&RunSpec {
+        kernel: p.kernel.clone(),
+        initrd: Some(p.initrd.clone()),
+        append: vec![],
+        cpus: 2,
+        mem_mib: 128 + 2 * d.mib,
+        timeout: Duration::from_secs(1800),
+        echo: false,
+        console_log: None,
+        disks: p.disks.clone(),
+    })?;
+    let done: Vec<(u32, Duration)> = r
+        .steps
+        .iter()
+        .zip(&r.step_times)
+        .filter_map(|(s, t)| match s {
+            StepReport::Done { index, .. } => Some((*index, *t)),
+            _ => None,
+        })
+        .collect();
+    if done.len() != 5 || r.cmd_status != Some(0) {
+        bail!(
+            "the guest benchmark did not complete ({:?}, steps {:?}, agent errors {:?})",
+            r.end,
+            r.steps,
+            r.agent_errors
+        );
+    }
+    let guest_write = done[2].1 - done[0].1;
+    let guest_read = done[4].1 - done[3].1;
+
+    // The same on a host file next to the cache.
+    let path = cache.join(format!("bench-{}.tmp", std::process::id()));
+    let buf = vec![0x5au8; 1 << 16];
+    let t = Instant::now();
+    {
+        let mut f = std::fs::File::create(&path)?;
+        for _ in 0..bytes / buf.len() as u64 {
+            f.write_all(&buf)?;
+        }
+        f.sync_all()?;
+    }
+    let host_write = t.elapsed();
+    let f = std::fs::File::open(&path)?;
+    // SAFETY: posix_fadvise only reads its integer arguments; the fd is open.
+    unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+    let t = Instant::now();
+    let mut rd = std::io::BufReader::with_capacity(1 << 16, f);
+    let mut sink = vec![0u8; 1 << 16];
+    while rd.read(&mut sink)? > 0 {}
+    let host_read = t.elapsed();
+    let _ = std::fs::remove_file(&path);
+
+    println!(
+        "disk {}: {} MiB, kernel {}, 2 vCPUs, {} MiB RAM",
+        d.fs.name(),
+        d.mib,
+        d.kernel_version,
+        128 + 2 * d.mib
+    );
+    println!(
+        "  guest write+fsync {:8.1} MiB/s ({:.2} s)   host {:8.1} MiB/s",
+        mb_s(bytes, guest_write),
+        guest_write.as_secs_f64(),
+        mb_s(bytes, host_write)
+    );
+    println!(
+        "  guest read (cold) {:8.1} MiB/s ({:.2} s)   host {:8.1} MiB/s",
+        mb_s(bytes, guest_read),
+        guest_read.as_secs_f64(),
+        mb_s(bytes, host_read)
+    );
     Ok(0)
 }

@@ -22,7 +22,7 @@ pub struct BootArgs {
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(1..=32))]
     pub cpus: u8,
     /// Guest RAM in MiB.
-    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u64).range(32..=65536))]
+    #[arg(long, default_value_t = 128, value_parser = clap::value_parser!(u64).range(32..=65536))]
     pub mem: u64,
     /// Stop the guest and report a hang after this many seconds (counted from VM start).
     #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
