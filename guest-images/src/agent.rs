@@ -8,16 +8,6 @@ use std::time::SystemTime;
 /// Target the agent is built for: a static binary the guest kernel can exec without a loader.
 pub const AGENT_TARGET: &str = "x86_64-unknown-linux-musl";
 
-/// Settings for the agent passed to cargo as `--config` overrides (the workspace's release
-/// profile keeps debug info, which would add megabytes to the initramfs, and every megabyte
-/// costs seconds of emulated unpacking in the guest).
-const AGENT_PROFILE: [&str; 4] = [
-    "profile.release.package.pinvm-agent.debug=0",
-    "profile.release.package.pinvm-agent.strip=true",
-    "profile.release.package.pinvm-agent.opt-level=\"s\"",
-    "profile.release.package.pinvm-agent.codegen-units=1",
-];
-
 fn workspace_root() -> PathBuf {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/..")).to_path_buf()
 }
@@ -34,8 +24,8 @@ fn target_dir(root: &Path) -> PathBuf {
 /// `PINVM_AGENT` (if set) names it; it must exist. Otherwise it is
 /// `<target dir>/x86_64-unknown-linux-musl/release/pinvm-agent` of this workspace (target dir:
 /// `CARGO_TARGET_DIR` or `target`), built with
-/// `cargo build --release -p pinvm-agent --target x86_64-unknown-linux-musl` (plus the
-/// `--config` overrides in `AGENT_PROFILE`: stripped, no debug info) when missing or older
+/// `cargo build --release -p pinvm-agent --target x86_64-unknown-linux-musl` (the workspace's
+/// `[profile.release.package.pinvm-agent]` keeps it small and stripped) when missing or older
 /// than any file under `guest-images/agent/`.
 pub fn agent_binary() -> Result<PathBuf> {
     if let Some(path) = std::env::var_os("PINVM_AGENT") {
@@ -93,9 +83,6 @@ fn build_agent(root: &Path) -> Result<()> {
         "--target",
         AGENT_TARGET,
     ]);
-    for c in AGENT_PROFILE {
-        cmd.args(["--config", c]);
-    }
     let out = cmd.output().with_context(|| {
         format!(
             "running {} to build the guest agent",
