@@ -14,6 +14,10 @@ const CRASH_MARKERS: &[&str] = &[
     "Unable to handle kernel",
 ];
 
+/// Lines that start like a crash but are not one: the scheduler's complaint about an
+/// inconsistent CPU topology (kvm_pvm shows the guest the host's CPUID) is a pr_err.
+const NOT_CRASHES: &[&str] = &["BUG: arch topology borken"];
+
 /// Strip the `[    1.234567] ` printk time prefix, if any.
 fn strip_time(line: &str) -> &str {
     let t = line.trim_start();
@@ -36,7 +40,10 @@ pub fn first_crash(console: &str) -> Option<String> {
     console
         .lines()
         .map(|l| strip_time(l.trim_end_matches('\r')))
-        .find(|l| CRASH_MARKERS.iter().any(|m| l.starts_with(m)))
+        .find(|l| {
+            CRASH_MARKERS.iter().any(|m| l.starts_with(m))
+                && !NOT_CRASHES.iter().any(|m| l.starts_with(m))
+        })
         .map(|l| l.chars().take(200).collect())
 }
 
@@ -72,6 +79,7 @@ mod tests {
         assert_eq!(first_crash("Linux version 6.12\nall fine\n"), None);
         // A command printing something with "BUG" in a word is not a crash.
         assert_eq!(first_crash("DEBUG: value\n"), None);
+        assert_eq!(first_crash("[ 0.1] BUG: arch topology borken\n"), None);
     }
 
     #[test]

@@ -22,6 +22,7 @@ rdrand,rdseed,rdpid,umip,erms,fsrm,clflushopt,clwb,rdtscp";
 pub const PVM_PLATFORM_PARAMS: &str = "initcall_blacklist=calibrate_xor_blocks";
 
 /// The guest command line pinvm always uses, before the user's `--append`.
+/// - `earlyprintk=serial`: a panic before the console driver registers is still seen;
 /// - `reboot=k panic=1`: reboot and panic both end in the i8042 reset, which ends the VM;
 /// - `pci=off nomodule i8042.* 8250.nr_uarts=1`: skip probes we do not need;
 /// - `loglevel=5`: the console shows warnings, oopses and panics (each byte is a VM exit, so
@@ -30,7 +31,8 @@ pub const PVM_PLATFORM_PARAMS: &str = "initcall_blacklist=calibrate_xor_blocks";
 /// - `pinvm.ctl=`: where the agent finds the control page.
 pub fn base_cmdline(control_page: u64, pvm: bool) -> String {
     let mut s = format!(
-        "console=ttyS0 reboot=k panic=1 pci=off nomodule loglevel=5 i8042.noaux i8042.nomux \
+        "console=ttyS0 earlyprintk=serial,ttyS0,115200 reboot=k panic=1 pci=off nomodule \
+         loglevel=5 i8042.noaux i8042.nomux \
          i8042.nopnp i8042.dumbkbd 8250.nr_uarts=1 mitigations=off pinvm.ctl={control_page:#x}"
     );
     if pvm {

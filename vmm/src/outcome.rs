@@ -93,6 +93,7 @@ fn end_name(e: &VmEnd) -> String {
         VmEnd::SystemEvent(k) => format!("system event {k}"),
         VmEnd::Timeout => "timeout".into(),
         VmEnd::NoRebootAfterCommand => "no reboot after the command".into(),
+        VmEnd::Panicked => "kernel panic".into(),
         VmEnd::VcpuFailed(w) => w.clone(),
     }
 }

@@ -34,6 +34,11 @@ use vmm_sys_util::signal::Killable;
 const CONSOLE_RECORD_CAP: usize = 16 << 20;
 /// After the command is done the agent syncs and reboots; give it this long.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
+/// How often the console is checked for a panic, and how long the rest of the panic report
+/// gets to arrive before the VM is stopped.
+const CONSOLE_POLL: Duration = Duration::from_millis(250);
+const PANIC_GRACE: Duration = Duration::from_secs(2);
+const PANIC_MARKER: &str = "Kernel panic - not syncing";
 
 /// A virtio-blk disk: served copy-on-write over `image`, which is never modified.
 #[derive(Debug, Clone)]
@@ -88,6 +93,8 @@ pub enum VmEnd {
     Timeout,
     /// The command finished but the guest did not reboot within the grace period.
     NoRebootAfterCommand,
+    /// The kernel panicked; stopped without waiting for its (emulated, slow) reboot delay.
+    Panicked,
     /// A vCPU could not go on (internal error, entry failure).
     VcpuFailed(String),
 }
@@ -308,12 +315,31 @@ pub fn run(spec: &RunSpec) -> Result<RunReport> {
         echo_gate,
         ..Default::default()
     };
+    let mut scanned = 0u64;
+    let mut panic_at: Option<Instant> = None;
     let end = loop {
-        let limit = match w.cmd_done_at {
+        let mut limit = match w.cmd_done_at {
             Some(t) => deadline.min(t + SHUTDOWN_GRACE),
             None => deadline,
         };
-        let wait = limit.saturating_duration_since(Instant::now());
+        if let Some(t) = panic_at {
+            if Instant::now() >= t + PANIC_GRACE {
+                break VmEnd::Panicked;
+            }
+            limit = limit.min(t + PANIC_GRACE);
+        }
+        let wait = limit
+            .saturating_duration_since(Instant::now())
+            .min(CONSOLE_POLL);
+        if panic_at.is_none() {
+            let rec = record.lock().unwrap_or_else(|p| p.into_inner());
+            // Re-read a marker's length of old text so a marker split across polls is found.
+            let from = scanned.saturating_sub(PANIC_MARKER.len() as u64);
+            if rec.text_since(from).contains(PANIC_MARKER) {
+                panic_at = Some(Instant::now());
+            }
+            scanned = rec.total_len();
+        }
         match rx.recv_timeout(wait) {
             Ok(Msg::Reset) => break VmEnd::Reset,
             Ok(Msg::Control(ev)) => w.control(ev, &record),
@@ -325,6 +351,8 @@ pub fn run(spec: &RunSpec) -> Result<RunReport> {
             Ok(Msg::Vcpu(id, VcpuEnd::Stopped { .. })) => {
                 break VmEnd::VcpuFailed(format!("vCPU {id} stopped unexpectedly"))
             }
+            Err(RecvTimeoutError::Timeout) if Instant::now() < limit => continue,
+            Err(RecvTimeoutError::Timeout) if panic_at.is_some() => continue,
             Err(RecvTimeoutError::Timeout) if w.cmd_done_at.is_some() => {
                 break VmEnd::NoRebootAfterCommand
             }
