@@ -2,6 +2,7 @@ pub mod agent_msg;
 pub mod block;
 pub mod bus;
 pub mod control;
+pub mod dmapin;
 pub mod i8042;
 pub mod serial;
 pub mod virtio;

@@ -1,0 +1,589 @@
+//! The `DmaPin` virtio device: queue 0 ("dma") receives pinned pages, queue 1 ("ctl")
+//! receives START/STOP/RETURN messages. See the module documentation of [`super`] for the
+//! wire formats.
+
+use std::io;
+use std::path::PathBuf;
+use std::sync::mpsc::{channel, Sender};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use virtio_queue::{Queue, QueueOwnedT, QueueT};
+use vm_memory::{Bytes, GuestAddress, GuestAddressSpace, GuestMemory, Permissions};
+use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
+
+use super::engine::{run_engine_thread, DmaObserver, DmaStats, Engine, Job, PostedPage, Schedule};
+use super::log::DmaLogWriter;
+use super::stamp::PAGE;
+use crate::block::request::{collect_chain, Desc};
+use crate::virtio::{features, ActivateError, GuestMem, Interrupt, VirtioDevice};
+
+/// Virtio device ID of the DMA device (not an allocated virtio ID; "PI").
+pub const DMAPIN_DEVICE_ID: u32 = 0x5049;
+/// Queue indexes.
+pub const DMA_QUEUE: usize = 0;
+pub const CTL_QUEUE: usize = 1;
+/// Size of the dma-queue header `virtio_dmapin_buf_hdr`
+/// {le32 region_id, le32 page_index, le64 file_offset, le64 gpa}.
+pub const DMA_HEADER_LEN: u32 = 24;
+/// Size of the dma-queue status `virtio_dmapin_buf_status` {le32 dma_writes, le32 flags}.
+pub const DMA_STATUS_LEN: u32 = 8;
+/// Size of a ctl message {u32 op, u32 region_id, u32 schedule, u32 pad, u64 params[4]}.
+pub const CTL_MSG_LEN: u32 = 48;
+
+/// Ctl opcodes.
+pub mod op {
+    pub const START: u32 = 1;
+    pub const STOP: u32 = 2;
+    pub const RETURN: u32 = 3;
+}
+/// Ctl `schedule` values (for START).
+pub mod schedule {
+    /// params[0] = generation count (1..=MAX_BURST).
+    pub const BURST: u32 = 1;
+    /// params[0] = hz (1..=100000), params[1] = duration in ms.
+    pub const RATE: u32 = 2;
+    /// params[0] = max injections (0 = unlimited).
+    pub const ON_WRITEBACK: u32 = 3;
+}
+/// Ctl status values (le32 written to the device-writable buffer): 0 or a positive errno,
+/// as the driver expects.
+pub mod ctl_status {
+    pub const OK: u32 = 0;
+    /// Malformed message, unknown op or schedule, bad parameters (EINVAL).
+    pub const INVALID: u32 = 22;
+    /// Region id not known: no page posted for it (ENOENT).
+    pub const NO_REGION: u32 = 2;
+}
+/// Largest accepted Burst count.
+pub const MAX_BURST: u64 = 1 << 20;
+
+/// How to build a [`DmaPin`].
+#[derive(Clone, Debug)]
+pub struct DmaPinConfig {
+    /// DMA log file; `None` disables logging.
+    pub log: Option<PathBuf>,
+    /// Maximum number of regions.
+    pub max_regions: usize,
+    /// Maximum number of posted pages (all regions together).
+    pub max_pages: usize,
+    /// Queue sizes offered: (dma, ctl).
+    pub queue_sizes: [u16; 2],
+}
+
+impl Default for DmaPinConfig {
+    fn default() -> Self {
+        DmaPinConfig {
+            log: None,
+            max_regions: 64,
+            max_pages: 1 << 16,
+            queue_sizes: [1024, 64],
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DmaPinError {
+    #[error("cannot create DMA log {path}: {source}")]
+    Log { path: PathBuf, source: io::Error },
+    #[error("queue size {0} is not a power of two in 2..=32768")]
+    QueueSize(u16),
+}
+
+/// VMM-side handle: counters, log flush, region inspection; usable after the device was
+/// boxed into a transport.
+#[derive(Clone)]
+pub struct DmaPinHandle {
+    engine: Arc<Engine>,
+}
+
+impl DmaPinHandle {
+    pub fn stats(&self) -> DmaStats {
+        self.engine.lock().stats
+    }
+    /// Flush and fdatasync the DMA log.
+    pub fn flush(&self) -> io::Result<()> {
+        self.engine.lock().flush_log()
+    }
+    /// Posted pages of `region`, in posting order.
+    pub fn pages(&self, region: u32) -> Option<Vec<PostedPage>> {
+        self.engine
+            .lock()
+            .regions
+            .get(&region)
+            .map(|r| r.pages.clone())
+    }
+    /// Current schedule of `region` (`None`: stopped or unknown).
+    pub fn schedule(&self, region: u32) -> Option<Schedule> {
+        self.engine.lock().regions.get(&region)?.schedule
+    }
+    /// The block observer to put in `BlockConfig::observer`.
+    pub fn observer(&self) -> Arc<DmaObserver> {
+        Arc::new(DmaObserver::new(self.engine.clone()))
+    }
+    /// The engine (tests, benchmarks).
+    pub fn engine(&self) -> &Arc<Engine> {
+        &self.engine
+    }
+}
+
+struct Worker {
+    kill: EventFd,
+    thread: JoinHandle<()>,
+    engine_thread: JoinHandle<()>,
+}
+
+/// The DMA device.
+pub struct DmaPin {
+    engine: Arc<Engine>,
+    config: DmaPinConfig,
+    worker: Option<Worker>,
+}
+
+impl DmaPin {
+    pub fn new(config: DmaPinConfig) -> Result<DmaPin, DmaPinError> {
+        for &qs in &config.queue_sizes {
+            if !(2..=32768).contains(&qs) || !qs.is_power_of_two() {
+                return Err(DmaPinError::QueueSize(qs));
+            }
+        }
+        let log = match &config.log {
+            Some(path) => Some(
+                DmaLogWriter::create(path).map_err(|source| DmaPinError::Log {
+                    path: path.clone(),
+                    source,
+                })?,
+            ),
+            None => None,
+        };
+        Ok(DmaPin {
+            engine: Arc::new(Engine::new(log)),
+            config,
+            worker: None,
+        })
+    }
+
+    pub fn handle(&self) -> DmaPinHandle {
+        DmaPinHandle {
+            engine: self.engine.clone(),
+        }
+    }
+
+    /// Shortcut for `handle().observer()`.
+    pub fn observer(&self) -> Arc<DmaObserver> {
+        self.handle().observer()
+    }
+
+    fn stop_worker(&mut self) {
+        if let Some(w) = self.worker.take() {
+            let _ = w.kill.write(1);
+            let _ = w.thread.join();
+            let _ = w.engine_thread.join();
+        }
+        let mut st = self.engine.lock();
+        // Reset: all posted buffers are forgotten (the driver re-posts after re-init).
+        st.reset();
+        let _ = st.flush_log();
+    }
+}
+
+/// State the device thread owns besides the engine.
+pub struct DeviceCore {
+    pub engine: Arc<Engine>,
+    pub max_regions: usize,
+    pub max_pages: usize,
+    pub jobs: Sender<Job>,
+}
+
+fn le32(b: &[u8], o: usize) -> u32 {
+    u32::from_le_bytes(b[o..o + 4].try_into().expect("4"))
+}
+fn le64(b: &[u8], o: usize) -> u64 {
+    u64::from_le_bytes(b[o..o + 8].try_into().expect("8"))
+}
+
+impl DeviceCore {
+    /// Handle one dma-queue chain. `Some(len)`: return it now with that used length (refused:
+    /// 0, with a zeroed status if the chain has a usable status buffer); `None`: the page was
+    /// accepted and is held until RETURN.
+    pub fn handle_dma<M: GuestMemory + ?Sized>(
+        &self,
+        mem: &M,
+        head: u16,
+        descs: &[Desc],
+    ) -> Option<u32> {
+        let status_ok = |s: &Desc| {
+            s.writable
+                && s.len >= DMA_STATUS_LEN
+                && mem.check_range(
+                    GuestAddress(s.addr),
+                    DMA_STATUS_LEN as usize,
+                    Permissions::Write,
+                )
+        };
+        let refuse = |c: &Self| {
+            if let Some(s) = descs.get(2).filter(|s| descs.len() == 3 && status_ok(s)) {
+                let _ = mem.write_slice(&[0u8; DMA_STATUS_LEN as usize], GuestAddress(s.addr));
+            }
+            c.engine.lock().stats.dma_rejected += 1;
+            Some(0)
+        };
+        let [h, d, s] = descs else {
+            return refuse(self);
+        };
+        if h.writable
+            || h.len < DMA_HEADER_LEN
+            || !d.writable
+            || (d.len as usize) < PAGE
+            || !status_ok(s)
+            || !mem.check_range(
+                GuestAddress(h.addr),
+                DMA_HEADER_LEN as usize,
+                Permissions::Read,
+            )
+            || !mem.check_range(GuestAddress(d.addr), PAGE, Permissions::Write)
+        {
+            return refuse(self);
+        }
+        let mut hdr = [0u8; DMA_HEADER_LEN as usize];
+        if mem.read_slice(&mut hdr, GuestAddress(h.addr)).is_err() {
+            return refuse(self);
+        }
+        let (region, index) = (le32(&hdr, 0), le32(&hdr, 4));
+        let (file_offset, gpa) = (le64(&hdr, 8), le64(&hdr, 16));
+        if gpa != d.addr {
+            return refuse(self);
+        }
+        let mut st = self.engine.lock();
+        let new_region = !st.regions.contains_key(&region);
+        if st.total_pages() >= self.max_pages
+            || (new_region && st.regions.len() >= self.max_regions)
+            || st.by_gpa.contains_key(&d.addr)
+            || st
+                .regions
+                .get(&region)
+                .is_some_and(|r| r.pages.iter().any(|p| p.index == index))
+        {
+            drop(st);
+            return refuse(self);
+        }
+        st.regions
+            .entry(region)
+            .or_default()
+            .pages
+            .push(PostedPage {
+                index,
+                gpa: d.addr,
+                file_offset,
+                generation: 0,
+                head,
+                status_gpa: s.addr,
+                dma_writes: 0,
+            });
+        st.by_gpa.insert(d.addr, region);
+        st.stats.pages_posted += 1;
+        None
+    }
+
+    /// Handle one ctl chain. Returns (used length, pages to return on the dma queue).
+    pub fn handle_ctl<M: GuestMemory + ?Sized>(
+        &self,
+        mem: &M,
+        descs: &[Desc],
+    ) -> (u32, Vec<PostedPage>) {
+        let mut returned = Vec::new();
+        // The status buffer: the first device-writable descriptor, which must come after the
+        // message and be the last one.
+        let status_addr = match descs {
+            [m, s] if !m.writable && s.writable && s.len >= 4 => mem
+                .check_range(GuestAddress(s.addr), 4, Permissions::Write)
+                .then_some(s.addr),
+            _ => None,
+        };
+        let Some(status_addr) = status_addr else {
+            self.engine.lock().stats.ctl_errors += 1;
+            return (0, returned);
+        };
+        let m = descs[0];
+        let mut msg = [0u8; CTL_MSG_LEN as usize];
+        let status =
+            if m.len < CTL_MSG_LEN || mem.read_slice(&mut msg, GuestAddress(m.addr)).is_err() {
+                ctl_status::INVALID
+            } else {
+                self.ctl(&msg, &mut returned)
+            };
+        if status != ctl_status::OK {
+            self.engine.lock().stats.ctl_errors += 1;
+        }
+        if mem
+            .write_obj(status.to_le(), GuestAddress(status_addr))
+            .is_err()
+        {
+            return (0, returned);
+        }
+        (4, returned)
+    }
+
+    fn ctl(&self, msg: &[u8], returned: &mut Vec<PostedPage>) -> u32 {
+        let (opc, region, sched) = (le32(msg, 0), le32(msg, 4), le32(msg, 8));
+        let params = [le64(msg, 16), le64(msg, 24), le64(msg, 32), le64(msg, 40)];
+        let mut st = self.engine.lock();
+        if !st.regions.contains_key(&region) {
+            return if matches!(opc, op::START | op::STOP | op::RETURN) {
+                ctl_status::NO_REGION
+            } else {
+                ctl_status::INVALID
+            };
+        }
+        match opc {
+            op::START => {
+                let schedule = match sched {
+                    schedule::BURST if (1..=MAX_BURST).contains(&params[0]) => {
+                        Schedule::Burst { count: params[0] }
+                    }
+                    schedule::RATE
+                        if (1..=100_000).contains(&params[0])
+                            && (1..=86_400_000).contains(&params[1]) =>
+                    {
+                        Schedule::Rate {
+                            hz: params[0] as u32,
+                            duration: Duration::from_millis(params[1]),
+                        }
+                    }
+                    schedule::ON_WRITEBACK => Schedule::OnWriteback {
+                        max_triggers: params[0],
+                    },
+                    _ => return ctl_status::INVALID,
+                };
+                let r = st.regions.get_mut(&region).expect("checked");
+                r.epoch += 1;
+                r.schedule = Some(schedule);
+                r.triggers = 0;
+                let epoch = r.epoch;
+                drop(st);
+                if !matches!(schedule, Schedule::OnWriteback { .. }) {
+                    let _ = self.jobs.send(Job::Run {
+                        region,
+                        epoch,
+                        schedule,
+                    });
+                }
+                ctl_status::OK
+            }
+            op::STOP => {
+                let r = st.regions.get_mut(&region).expect("checked");
+                r.epoch += 1;
+                r.schedule = None;
+                ctl_status::OK
+            }
+            op::RETURN => {
+                let r = st.regions.remove(&region).expect("checked");
+                for p in &r.pages {
+                    st.by_gpa.remove(&p.gpa);
+                }
+                returned.extend(r.pages);
+                ctl_status::OK
+            }
+            _ => ctl_status::INVALID,
+        }
+    }
+}
+
+/// Fill in a returned page's status; the used length is the bytes the device wrote into
+/// the chain's writable buffers (the page if it was ever written, plus the status).
+fn return_page<M: GuestMemory + ?Sized>(mem: &M, p: &PostedPage) -> u32 {
+    let mut st = [0u8; DMA_STATUS_LEN as usize];
+    st[..4].copy_from_slice(&p.dma_writes.to_le_bytes());
+    if mem.write_slice(&st, GuestAddress(p.status_gpa)).is_err() {
+        return 0;
+    }
+    let page = if p.dma_writes > 0 { PAGE as u32 } else { 0 };
+    page + DMA_STATUS_LEN
+}
+
+/// Drain both queues once. `Err`: a ring is broken.
+pub fn process_queues<M: GuestMemory>(
+    core: &DeviceCore,
+    mem: &M,
+    queues: &mut [Queue; 2],
+    interrupt: &Interrupt,
+) -> Result<(), virtio_queue::Error> {
+    let [dma, ctl] = queues;
+    let mut notify = false;
+    loop {
+        dma.disable_notification(mem)?;
+        while let Some(chain) = dma.iter(mem)?.next() {
+            let head = chain.head_index();
+            let descs = collect_chain(chain, 3);
+            if let Some(len) = core.handle_dma(mem, head, &descs) {
+                dma.add_used(mem, head, len)?;
+                notify |= dma.needs_notification(mem)?;
+            }
+        }
+        ctl.disable_notification(mem)?;
+        while let Some(chain) = ctl.iter(mem)?.next() {
+            let head = chain.head_index();
+            let descs = collect_chain(chain, 2);
+            let (len, returned) = core.handle_ctl(mem, &descs);
+            // Return the region's buffers before answering, so the driver sees them when it
+            // processes the reply.
+            for p in returned {
+                let len = return_page(mem, &p);
+                dma.add_used(mem, p.head, len)?;
+                notify |= dma.needs_notification(mem)?;
+            }
+            ctl.add_used(mem, head, len)?;
+            notify |= ctl.needs_notification(mem)?;
+        }
+        let a = dma.enable_notification(mem)?;
+        let b = ctl.enable_notification(mem)?;
+        if !a && !b {
+            break;
+        }
+    }
+    if notify {
+        interrupt.signal_used_queue();
+    }
+    Ok(())
+}
+
+enum Wake {
+    Kill,
+    Work,
+}
+
+/// Wait until `kill` or one of `evts` is readable (draining the queue eventfds).
+fn wait(kill: &EventFd, evts: &[EventFd]) -> Wake {
+    use std::os::fd::AsRawFd;
+    let mut fds: Vec<libc::pollfd> = std::iter::once(kill)
+        .chain(evts.iter())
+        .map(|e| libc::pollfd {
+            fd: e.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        })
+        .collect();
+    loop {
+        // SAFETY: `fds` is a valid, exclusively borrowed array of pollfd structs and we pass
+        // its exact length; the descriptors belong to EventFds that outlive the call.
+        let r = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) };
+        if r < 0 {
+            if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Wake::Kill;
+        }
+        if fds[0].revents != 0 {
+            return Wake::Kill;
+        }
+        for (e, f) in evts.iter().zip(&fds[1..]) {
+            if f.revents != 0 {
+                let _ = e.read();
+            }
+        }
+        return Wake::Work;
+    }
+}
+
+impl VirtioDevice for DmaPin {
+    fn device_type(&self) -> u32 {
+        DMAPIN_DEVICE_ID
+    }
+
+    fn queue_max_sizes(&self) -> &[u16] {
+        &self.config.queue_sizes
+    }
+
+    fn features(&self) -> u64 {
+        features::VERSION_1 | features::RING_EVENT_IDX
+    }
+
+    fn read_config(&self, _offset: u64, data: &mut [u8]) {
+        data.fill(0);
+    }
+
+    fn write_config(&mut self, _offset: u64, _data: &[u8]) {}
+
+    fn activate(
+        &mut self,
+        mem: GuestMem,
+        _acked_features: u64,
+        queues: Vec<Queue>,
+        interrupt: Arc<Interrupt>,
+        queue_evts: Vec<EventFd>,
+    ) -> Result<(), ActivateError> {
+        if self.worker.is_some() {
+            return Err(ActivateError::AlreadyActive);
+        }
+        if queues.len() != 2 || queue_evts.len() != 2 {
+            return Err(ActivateError::QueueCount {
+                expected: 2,
+                got: queues.len().min(queue_evts.len()),
+            });
+        }
+        let mut queues: [Queue; 2] = queues.try_into().expect("length checked");
+        for (i, q) in queues.iter().enumerate() {
+            if !q.ready() {
+                return Err(ActivateError::BadQueue(i));
+            }
+        }
+        self.engine.lock().mem = Some(mem.clone());
+        let kill = EventFd::new(EFD_NONBLOCK).map_err(ActivateError::Thread)?;
+        let kill2 = kill.try_clone().map_err(ActivateError::Thread)?;
+        let (tx, rx) = channel();
+        let engine = self.engine.clone();
+        let engine_thread = std::thread::Builder::new()
+            .name("pinvm-dma".into())
+            .spawn(move || run_engine_thread(engine, rx))
+            .map_err(ActivateError::Thread)?;
+        let core = DeviceCore {
+            engine: self.engine.clone(),
+            max_regions: self.config.max_regions,
+            max_pages: self.config.max_pages,
+            jobs: tx,
+        };
+        let thread = std::thread::Builder::new()
+            .name("pinvm-dmapin".into())
+            .spawn(move || {
+                let mut broken = false;
+                loop {
+                    if !broken {
+                        let guard = mem.memory();
+                        if process_queues(&core, &*guard, &mut queues, &interrupt).is_err() {
+                            interrupt.signal_device_error();
+                            broken = true;
+                        }
+                    }
+                    if let Wake::Kill = wait(&kill2, &queue_evts) {
+                        // Dropping `core` drops the job sender: the engine thread exits.
+                        return;
+                    }
+                }
+            });
+        let thread = match thread {
+            Ok(t) => t,
+            Err(e) => {
+                // `core` (and its sender) was dropped with the closure: the engine exits.
+                let _ = engine_thread.join();
+                return Err(ActivateError::Thread(e));
+            }
+        };
+        self.worker = Some(Worker {
+            kill,
+            thread,
+            engine_thread,
+        });
+        Ok(())
+    }
+
+    fn reset(&mut self) {
+        self.stop_worker();
+    }
+}
+
+impl Drop for DmaPin {
+    fn drop(&mut self) {
+        self.stop_worker();
+    }
+}
