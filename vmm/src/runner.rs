@@ -15,6 +15,7 @@ use devices::block::journal::JournalOptions;
 use devices::block::{Block, BlockConfig};
 use devices::bus::{Bus, BusDevice};
 use devices::control::{ControlEvent, ControlEventKind, ControlPage, CONTROL_PAGE_SIZE};
+use devices::dmapin::{DmaPin, DmaPinConfig};
 use devices::i8042::{ResetTrigger, I8042, I8042_BASE, I8042_LEN};
 use devices::serial::{ConsoleRecord, ConsoleSink, Serial, COM1_BASE, COM1_IRQ, COM1_LEN};
 use devices::virtio::mmio::{MmioTransport, MMIO_SLOT_SIZE, QUEUE_NOTIFY_OFFSET};
@@ -66,6 +67,15 @@ pub struct RunSpec {
     pub console_log: Option<PathBuf>,
     /// virtio-blk disks, in order: /dev/vda, /dev/vdb, ...
     pub disks: Vec<DiskSpec>,
+    /// Attach the dmapin DMA device (after the disks); log its DMA writes here if set.
+    pub dma: Option<DmaSpec>,
+}
+
+/// The fake DMA device (`devices::dmapin`): it writes stamped data into pages the guest driver
+/// pinned and posted; its writeback schedule hooks the first disk's copies.
+#[derive(Debug, Clone, Default)]
+pub struct DmaSpec {
+    pub log: Option<PathBuf>,
 }
 
 /// Guest-physical base and GSI of virtio-mmio slot `i`.
@@ -153,10 +163,14 @@ pub fn run(spec: &RunSpec) -> Result<RunReport> {
     if spec.cpus == 0 {
         anyhow::bail!("--cpus must be at least 1");
     }
-    if spec.disks.len() > (VIRTIO_LAST_GSI - VIRTIO_FIRST_GSI + 1) as usize {
-        anyhow::bail!("at most {} disks", VIRTIO_LAST_GSI - VIRTIO_FIRST_GSI + 1);
+    let slots = spec.disks.len() + usize::from(spec.dma.is_some());
+    if slots > (VIRTIO_LAST_GSI - VIRTIO_FIRST_GSI + 1) as usize {
+        anyhow::bail!(
+            "at most {} virtio devices",
+            VIRTIO_LAST_GSI - VIRTIO_FIRST_GSI + 1
+        );
     }
-    let mut words: Vec<String> = (0..spec.disks.len())
+    let mut words: Vec<String> = (0..slots)
         .map(|i| {
             let (base, gsi) = virtio_slot(i);
             cmdline_entry(base, gsi)
@@ -217,6 +231,14 @@ pub fn run(spec: &RunSpec) -> Result<RunReport> {
     )?;
 
     let guest_mem: GuestMem = GuestMemoryAtomic::new(machine.mem.clone());
+    let dma = match &spec.dma {
+        Some(d) => Some(DmaPin::new(DmaPinConfig {
+            log: d.log.clone(),
+            ..DmaPinConfig::default()
+        })?),
+        None => None,
+    };
+    let dma_handle = dma.as_ref().map(|d| d.handle());
     let mut disks = Vec::new();
     for (i, d) in spec.disks.iter().enumerate() {
         let (base, gsi) = virtio_slot(i);
@@ -231,6 +253,11 @@ pub fn run(spec: &RunSpec) -> Result<RunReport> {
             BlockConfig {
                 id: d.id.clone(),
                 journal,
+                // The DMA device times its writeback races against the first disk's copies.
+                observer: match (&dma_handle, i) {
+                    (Some(h), 0) => Some(h.observer()),
+                    _ => None,
+                },
                 ..BlockConfig::default()
             },
         )
@@ -251,6 +278,25 @@ pub fn run(spec: &RunSpec) -> Result<RunReport> {
             )
             .context("KVM_IOEVENTFD for virtio")?;
         let transport = MmioTransport::new(Box::new(block), guest_mem.clone(), irq, vec![notify]);
+        mmio.insert(base, MMIO_SLOT_SIZE, Arc::new(Mutex::new(transport)))?;
+    }
+    if let Some(dev) = dma {
+        let (base, gsi) = virtio_slot(spec.disks.len());
+        let irq = EventFd::new(EFD_NONBLOCK)?;
+        machine
+            .fd
+            .register_irqfd(&irq, gsi)
+            .context("KVM_IRQFD for dmapin")?;
+        let mut notify = Vec::new();
+        for q in 0..2u32 {
+            let e = EventFd::new(EFD_NONBLOCK)?;
+            machine
+                .fd
+                .register_ioevent(&e, &IoEventAddress::Mmio(base + QUEUE_NOTIFY_OFFSET), q)
+                .context("KVM_IOEVENTFD for dmapin")?;
+            notify.push(e);
+        }
+        let transport = MmioTransport::new(Box::new(dev), guest_mem.clone(), irq, notify);
         mmio.insert(base, MMIO_SLOT_SIZE, Arc::new(Mutex::new(transport)))?;
     }
 
@@ -394,6 +440,11 @@ pub fn run(spec: &RunSpec) -> Result<RunReport> {
         }
     }
     rips.sort();
+    if let Some(h) = &dma_handle {
+        if let Err(e) = h.flush() {
+            notes.push(format!("flushing the DMA log: {e}"));
+        }
+    }
     for (handle, d) in &disks {
         if let Err(e) = handle.flush() {
             notes.push(format!("flushing disk {}: {e}", d.image.display()));

@@ -9,7 +9,7 @@ use guest_images::initramfs::Job;
 use std::io::{Read, Write};
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
-use vmm::runner::{self, RunSpec};
+use vmm::runner::{self, DmaSpec, RunSpec};
 
 #[derive(Subcommand, Debug)]
 pub enum BenchCommand {
@@ -117,6 +117,7 @@ pub fn run(cmd: BenchCommand) -> Result<i32> {
                 echo: false,
                 console_log: None,
                 disks: p.disks.clone(),
+                dma: Some(DmaSpec::default()),
             })?;
             if r.cmd_status != Some(0) {
                 bail!(
@@ -185,6 +186,7 @@ fn disk(d: DiskBench) -> Result<i32> {
         echo: false,
         console_log: None,
         disks: p.disks.clone(),
+        dma: Some(DmaSpec::default()),
     })?;
     let done: Vec<(u32, Duration)> = r
         .steps

@@ -8,7 +8,7 @@ use guest_images::initramfs::{Job, Mount};
 use std::path::PathBuf;
 use std::time::Duration;
 use vmm::outcome;
-use vmm::runner::{self, DiskSpec, RunReport, RunSpec};
+use vmm::runner::{self, DiskSpec, DmaSpec, RunReport, RunSpec};
 
 #[derive(Args, Debug, Clone)]
 #[command(
@@ -49,6 +49,10 @@ pub struct BootArgs {
     /// Save the disk as the guest left it to PATH (a new file).
     #[arg(long, value_name = "PATH", requires = "disk")]
     pub keep_disk: Option<PathBuf>,
+    /// Log every write of the DMA device (dmapin) into guest pages to FILE
+    /// (docs/dma-log-format.md).
+    #[arg(long, value_name = "FILE")]
+    pub dma_log: Option<PathBuf>,
     /// A workload step the agent runs in-process before CMD, e.g. 'write /mnt/f 1M stamp:t1',
     /// 'fsync /mnt/f', 'fiemap /mnt/f', 'sync' (repeatable; see docs/control-protocol.md).
     #[arg(long = "step", value_name = "STEP")]
@@ -174,6 +178,9 @@ pub fn run(a: BootArgs) -> Result<i32> {
         echo: !a.no_console,
         console_log: a.console_log.clone(),
         disks: p.disks,
+        dma: Some(DmaSpec {
+            log: a.dma_log.clone(),
+        }),
     };
     let report = match runner::run(&spec) {
         Ok(r) => r,
