@@ -1,5 +1,6 @@
-//! Thin safe wrappers over the few libc calls std does not offer. Together with `ctl.rs` this is
-//! the only `unsafe` code of the agent; each wrapper passes only valid pointers it owns.
+//! Thin safe wrappers over the few libc calls std does not offer. Together with `ctl.rs` and
+//! `steps/dmapin_abi.rs` (the /dev/dmapin ioctls) this is the only `unsafe` code of the agent;
+//! each wrapper passes only valid pointers it owns.
 
 use std::ffi::CStr;
 use std::io;
@@ -139,4 +140,128 @@ pub fn reboot() -> io::Error {
 pub fn pause() {
     // SAFETY: pause takes no arguments.
     unsafe { libc::pause() };
+}
+
+/// A shared read-write file mapping (`mmap` step), unmapped on drop. The file stays open so
+/// that `touch` can check it still covers the mapping (a store beyond the end of the file
+/// would raise SIGBUS, and PID 1 must not die).
+#[derive(Debug)]
+pub struct Mapping {
+    addr: *mut u8,
+    len: usize,
+    file: std::fs::File,
+}
+
+/// x86_64 base page size (the guest kernel and the dmapin driver use 4 KiB pages).
+pub const PAGE_SIZE: usize = 4096;
+
+impl Mapping {
+    /// mmap(NULL, len, PROT_READ|PROT_WRITE, MAP_SHARED, file, 0). `len` must not be 0.
+    pub fn new(file: std::fs::File, len: usize) -> io::Result<Mapping> {
+        // SAFETY: a fresh mapping at an address the kernel chooses (NULL hint, no MAP_FIXED),
+        // so no existing memory of ours is replaced; the fd is open for the call.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                file.as_raw_fd(),
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Mapping {
+            addr: p.cast(),
+            len,
+            file,
+        })
+    }
+
+    pub fn addr(&self) -> usize {
+        self.addr as usize
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// The mapped file.
+    pub fn file(&self) -> &std::fs::File {
+        &self.file
+    }
+
+    /// Reads the first byte of every page and stores it back (one write fault per page, the
+    /// data unchanged). The caller checks first that the file covers the whole mapping.
+    /// Returns the number of pages touched.
+    pub fn touch_pages(&self) -> usize {
+        let mut n = 0;
+        for off in (0..self.len).step_by(PAGE_SIZE) {
+            // SAFETY: `off < len`, so the byte lies inside our live PROT_READ|PROT_WRITE
+            // mapping; volatile keeps the compiler from eliding the load/store pair. The file
+            // backs it (checked by the caller), so neither access raises SIGBUS.
+            unsafe {
+                let p = self.addr.add(off);
+                p.write_volatile(p.read_volatile());
+            }
+            n += 1;
+        }
+        n
+    }
+
+    /// A copy of the mapped bytes (for tests).
+    #[cfg(test)]
+    pub fn to_vec(&self) -> Vec<u8> {
+        // SAFETY: the whole range is our live, readable mapping, backed by the file in tests.
+        unsafe { std::slice::from_raw_parts(self.addr, self.len) }.to_vec()
+    }
+
+    /// msync(MS_SYNC) over the whole mapping.
+    pub fn msync(&self) -> io::Result<()> {
+        // SAFETY: the range is exactly our own live mapping; msync touches no other memory.
+        let r = unsafe { libc::msync(self.addr.cast(), self.len, libc::MS_SYNC) };
+        if r == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
+        }
+    }
+
+    /// madvise(advice) over the whole mapping (only MADV_PAGEOUT and MADV_DONTNEED are used:
+    /// for a shared file mapping both keep the data, the file holds it).
+    pub fn madvise(&self, advice: libc::c_int) -> io::Result<()> {
+        // SAFETY: the range is exactly our own live mapping; for MAP_SHARED file pages neither
+        // advice used here loses data (DONTNEED drops PTEs, later accesses refault from the
+        // page cache), and no Rust reference into the mapping exists.
+        let r = unsafe { libc::madvise(self.addr.cast(), self.len, advice) };
+        if r == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
+        }
+    }
+
+    /// munmap, reporting its error (Drop ignores it).
+    pub fn unmap(mut self) -> io::Result<()> {
+        // SAFETY: our own live mapping; `len` becomes 0 below so Drop does not unmap it again,
+        // and no reference into the mapping exists (only raw accesses in the methods above).
+        let r = unsafe { libc::munmap(self.addr.cast(), self.len) };
+        self.len = 0;
+        if r == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
+        }
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        if self.len != 0 {
+            // SAFETY: our own live mapping (len 0 marks one already unmapped by unmap()).
+            unsafe { libc::munmap(self.addr.cast(), self.len) };
+        }
+    }
 }

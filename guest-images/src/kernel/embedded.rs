@@ -43,6 +43,19 @@ pub const PLATFORM_PATCHES: &[PlatformPatch] = &[
     },
 ];
 
+/// The config fragment that goes with the driver patches.
+pub const DRIVER_FRAGMENT: (&str, &str) = (
+    "dmapin.config",
+    include_str!("../../kernel/config/dmapin.config"),
+);
+
+/// pinvm's own guest driver (`/dev/dmapin`, group Driver), applied to every build after the
+/// platform fix and before the patches under test. One patch serves 6.1 and 6.12.
+pub const DRIVER_PATCHES: &[(&str, &str)] = &[(
+    "virtio-dmapin.patch",
+    include_str!("../../kernel/patches/driver/virtio-dmapin.patch"),
+)];
+
 /// The version-specific fragment for `major_minor`, if there is one.
 pub fn version_fragment(major_minor: &str) -> Option<(&'static str, &'static str)> {
     VERSION_FRAGMENTS
@@ -100,6 +113,7 @@ mod tests {
             .map(|(_, n, _)| n.to_string())
             .collect();
         configs.push(BASE_FRAGMENT.0.to_string());
+        configs.push(DRIVER_FRAGMENT.0.to_string());
         configs.sort();
         assert_eq!(files("kernel/config", ".config"), configs);
         for (v, name, _) in VERSION_FRAGMENTS {
@@ -111,6 +125,14 @@ mod tests {
             .collect();
         patches.sort();
         assert_eq!(files("kernel/patches/platform", ".patch"), patches);
+        let mut driver: Vec<String> = DRIVER_PATCHES.iter().map(|(n, _)| n.to_string()).collect();
+        driver.sort();
+        assert_eq!(files("kernel/patches/driver", ".patch"), driver);
+        for (name, text) in DRIVER_PATCHES {
+            let on_disk =
+                std::fs::read_to_string(root.join("kernel/patches/driver").join(name)).unwrap();
+            assert_eq!(&on_disk, text);
+        }
         for p in PLATFORM_PATCHES {
             let versioned = ["6.1", "6.12"]
                 .into_iter()

@@ -12,6 +12,7 @@
 //!     patches: vec!["fix.patch".into()],                       // --patch (repeatable)
 //!     platform_fix: "auto".parse::<PlatformFix>()?,            // --platform-fix
 //!     jobs: None,                                              // default: all CPUs
+//!     without_driver: false,                                   // --no-driver
 //! };
 //! let cache = guest_images::cache::cache_dir()?;
 //! if let Some(k) = kernel::lookup(&req, &cache)? {              // never builds
@@ -128,6 +129,9 @@ pub struct BuildRequest {
     pub platform_fix: PlatformFix,
     /// `make -j`; default: `std::thread::available_parallelism()`.
     pub jobs: Option<usize>,
+    /// Leave out pinvm's guest driver (patch group Driver and its config fragment), e.g. for
+    /// a tree it does not apply to.
+    pub without_driver: bool,
 }
 
 /// A published kernel in the cache.
@@ -209,18 +213,23 @@ pub fn cache_key(
     k.finish()
 }
 
-/// pinvm's fragments for a version: the base one, then `pinvm-<major.minor>.config`.
-fn pinvm_fragments(major_minor: &str) -> Result<Vec<Fragment>> {
+/// pinvm's fragments for a version: the base one, then `pinvm-<major.minor>.config`, then the
+/// driver's (unless it is left out).
+fn pinvm_fragments(major_minor: &str, driver: bool) -> Result<Vec<Fragment>> {
     let mut out = Vec::new();
     let (name, text) = embedded::BASE_FRAGMENT;
     out.push(config::parse_fragment(&format!("pinvm:{name}"), text)?);
     if let Some((name, text)) = embedded::version_fragment(major_minor) {
         out.push(config::parse_fragment(&format!("pinvm:{name}"), text)?);
     }
+    if driver {
+        let (name, text) = embedded::DRIVER_FRAGMENT;
+        out.push(config::parse_fragment(&format!("pinvm:{name}"), text)?);
+    }
     Ok(out)
 }
 
-/// The patch series: platform fix (if decided), then the user's patches.
+/// The patch series: platform fix (if decided), pinvm's driver, then the user's patches.
 fn patch_series(
     req: &BuildRequest,
     major_minor: &str,
@@ -245,6 +254,16 @@ fn patch_series(
             )?);
         }
     }
+    for (name, text) in embedded::DRIVER_PATCHES
+        .iter()
+        .filter(|_| !req.without_driver)
+    {
+        list.push(Patch::new(
+            format!("pinvm:{name}"),
+            PatchGroup::Driver,
+            text.as_bytes().to_vec(),
+        )?);
+    }
     for p in &req.patches {
         list.push(Patch::from_file(p, PatchGroup::UnderTest)?);
     }
@@ -256,7 +275,7 @@ fn patch_series(
 pub fn plan_with(req: &BuildRequest, cache_root: &Path, host_is_pvm: bool) -> Result<Plan> {
     let source = source::resolve(&req.source, cache_root)?;
     let mm = source.major_minor_str();
-    let mut fragments = pinvm_fragments(&mm)?;
+    let mut fragments = pinvm_fragments(&mm, !req.without_driver)?;
     for path in &req.fragments {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("reading config fragment {}", path.display()))?;

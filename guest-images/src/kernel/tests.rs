@@ -238,6 +238,7 @@ fn pipeline_builds_publishes_and_then_hits_the_cache() {
         ],
         platform_fix: PlatformFix::Never,
         jobs: Some(1),
+        without_driver: true,
     };
     assert!(lookup(&req, &cache_root).unwrap().is_none());
 
@@ -370,6 +371,7 @@ fn concurrent_builds_of_one_key_build_once() {
         source: KernelSource::Tree(tree),
         platform_fix: PlatformFix::Never,
         jobs: Some(1),
+        without_driver: true,
         ..Default::default()
     };
     let results: Vec<BuiltKernel> = std::thread::scope(|s| {
@@ -407,6 +409,7 @@ fn second_build_with_a_published_entry_never_runs_make() {
     let req = BuildRequest {
         source: KernelSource::Tree(tree),
         platform_fix: PlatformFix::Never,
+        without_driver: true,
         ..Default::default()
     };
     let p = plan(&req, &cache_root).unwrap();
@@ -472,6 +475,7 @@ fn survival_failure_names_the_options() {
         fragments: vec![frag.clone()],
         platform_fix: PlatformFix::Never,
         jobs: Some(1),
+        without_driver: true,
         ..Default::default()
     };
     let err = format!(
@@ -505,6 +509,7 @@ fn request_errors_are_clear() {
         source: KernelSource::Tree(tree.clone()),
         fragments: vec![frag.clone()],
         platform_fix: PlatformFix::Never,
+        without_driver: true,
         ..Default::default()
     };
     let err = format!("{:#}", lookup(&req, &cache_root).unwrap_err());
@@ -518,6 +523,7 @@ fn request_errors_are_clear() {
         source: KernelSource::Tree(tree.clone()),
         patches: vec![bad.clone()],
         platform_fix: PlatformFix::Never,
+        without_driver: true,
         ..Default::default()
     };
     let err = format!("{:#}", build(&req, &cache_root, &mut |_| {}).unwrap_err());

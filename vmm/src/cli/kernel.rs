@@ -61,6 +61,10 @@ pub struct BuildArgs {
     /// When to apply the kvm_pvm platform fix (its own patch, never mixed with yours).
     #[arg(long, value_enum, default_value_t = PlatformFixArg::Auto)]
     pub platform_fix: PlatformFixArg,
+    /// Leave out pinvm's guest driver (/dev/dmapin) and its config, e.g. for a tree the
+    /// driver patch does not apply to.
+    #[arg(long)]
+    pub no_driver: bool,
     /// Parallel make jobs (default: number of CPUs).
     #[arg(long, short)]
     pub jobs: Option<usize>,
@@ -107,6 +111,7 @@ pub fn default_kernel(choice: &KernelChoice) -> Result<BuiltKernel> {
         patches: vec![],
         platform_fix: PlatformFix::Auto,
         jobs: None,
+        without_driver: false,
     };
     build_with_progress(&req)
 }
@@ -120,6 +125,7 @@ pub fn run(cmd: KernelCommand) -> Result<i32> {
                 patches: a.patches,
                 platform_fix: a.platform_fix.into(),
                 jobs: a.jobs,
+                without_driver: a.no_driver,
             };
             let k = build_with_progress(&req)?;
             if a.print_path {
