@@ -47,6 +47,8 @@ pub struct DiskSpec {
     pub image: PathBuf,
     /// Record every write and flush here (docs/journal-format.md).
     pub journal: Option<PathBuf>,
+    /// Also record the full data of every write in the journal.
+    pub journal_data: bool,
     /// Save the disk as the guest left it here.
     pub keep: Option<PathBuf>,
     /// GET_ID answer (serial), at most 20 bytes.
@@ -244,10 +246,13 @@ pub fn run(spec: &RunSpec) -> Result<RunReport> {
         let (base, gsi) = virtio_slot(i);
         let cow = CowDisk::open(&d.image)
             .with_context(|| format!("opening disk image {}", d.image.display()))?;
-        let journal = d
-            .journal
-            .as_ref()
-            .map(|p| (p.clone(), JournalOptions::default()));
+        let journal = d.journal.as_ref().map(|p| {
+            let opts = JournalOptions {
+                record_data: d.journal_data,
+                ..JournalOptions::default()
+            };
+            (p.clone(), opts)
+        });
         let block = Block::new(
             cow,
             BlockConfig {

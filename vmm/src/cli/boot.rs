@@ -46,6 +46,9 @@ pub struct BootArgs {
     /// Record every write and flush the guest sends to the disk in FILE (see `pinvm journal show`).
     #[arg(long, value_name = "FILE", requires = "disk")]
     pub journal: Option<PathBuf>,
+    /// Also record the full data of every write in the journal (not only block hashes).
+    #[arg(long, requires = "journal")]
+    pub journal_data: bool,
     /// Save the disk as the guest left it to PATH (a new file).
     #[arg(long, value_name = "PATH", requires = "disk")]
     pub keep_disk: Option<PathBuf>,
@@ -79,6 +82,7 @@ pub struct Prepared {
 pub struct UserDisk {
     pub image: Option<PathBuf>,
     pub journal: Option<PathBuf>,
+    pub journal_data: bool,
     pub keep: Option<PathBuf>,
 }
 
@@ -115,6 +119,7 @@ pub fn prepare(choice: &KernelChoice, mut job: Job, user: UserDisk) -> Result<Pr
         disks.push(DiskSpec {
             image,
             journal: user.journal,
+            journal_data: user.journal_data,
             keep: user.keep,
             id: "pinvm-disk".into(),
         });
@@ -131,6 +136,7 @@ pub fn prepare(choice: &KernelChoice, mut job: Job, user: UserDisk) -> Result<Pr
         disks.push(DiskSpec {
             image: tools,
             journal: None,
+            journal_data: false,
             keep: None,
             id: "pinvm-tools".into(),
         });
@@ -157,6 +163,7 @@ pub fn run(a: BootArgs) -> Result<i32> {
     let user = UserDisk {
         image: a.disk.clone(),
         journal: a.journal.clone(),
+        journal_data: a.journal_data,
         keep: a.keep_disk.clone(),
     };
     if let Some(k) = &a.keep_disk {
