@@ -97,3 +97,66 @@ impl Pattern {
         }
     }
 }
+
+/// A name given to a mapping or a region: 1 to 32 ASCII letters, digits, `_`, `-` or `.`.
+pub fn name(word: &str) -> Result<String, String> {
+    if (1..=32).contains(&word.len())
+        && word
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b))
+    {
+        Ok(word.to_string())
+    } else {
+        Err(format!(
+            "bad name {word:?}: expected 1 to 32 letters, digits, '_', '-' or '.'"
+        ))
+    }
+}
+
+/// Errno names the steps accept and print (`expect=`, `got=`).
+const ERRNOS: &[(&str, i32)] = &[
+    ("EPERM", libc::EPERM),
+    ("ENOENT", libc::ENOENT),
+    ("EINTR", libc::EINTR),
+    ("EIO", libc::EIO),
+    ("ENXIO", libc::ENXIO),
+    ("E2BIG", libc::E2BIG),
+    ("EBADF", libc::EBADF),
+    ("EAGAIN", libc::EAGAIN),
+    ("ENOMEM", libc::ENOMEM),
+    ("EACCES", libc::EACCES),
+    ("EFAULT", libc::EFAULT),
+    ("EBUSY", libc::EBUSY),
+    ("EEXIST", libc::EEXIST),
+    ("ENODEV", libc::ENODEV),
+    ("EINVAL", libc::EINVAL),
+    ("ENOSPC", libc::ENOSPC),
+    ("EROFS", libc::EROFS),
+    ("ERANGE", libc::ERANGE),
+    ("ENOTTY", libc::ENOTTY),
+    ("ENOSYS", libc::ENOSYS),
+    ("EOPNOTSUPP", libc::EOPNOTSUPP),
+    ("ETIMEDOUT", libc::ETIMEDOUT),
+    ("EHWPOISON", libc::EHWPOISON),
+];
+
+/// An errno: `0`, a decimal number, or a name such as `EFAULT`.
+pub fn errno(word: &str) -> Result<i32, String> {
+    if let Some(&(_, n)) = ERRNOS.iter().find(|(s, _)| *s == word) {
+        return Ok(n);
+    }
+    match number(word, "errno") {
+        Ok(n) if n < 4096 => Ok(n as i32),
+        _ => Err(format!(
+            "bad errno {word:?}: expected 0, a decimal number or a name such as EFAULT"
+        )),
+    }
+}
+
+/// The name of an errno (`0` for none, the decimal number when it has no name here).
+pub fn errno_name(n: i32) -> String {
+    match ERRNOS.iter().find(|(_, v)| *v == n) {
+        Some((s, _)) => s.to_string(),
+        None => n.to_string(),
+    }
+}

@@ -20,8 +20,7 @@ pub const DMAPIN_PIN_FAST_LONGTERM: u32 = 5;
 /// dmapin_pin.flags: FOLL_WRITE.
 pub const DMAPIN_WRITE: u32 = 1;
 
-/// Largest region (bytes).
-pub const DMAPIN_MAX_LEN: u64 = 64 << 20;
+// (DMAPIN_MAX_LEN, 64 MiB per region, is the driver's to enforce: a longer pin is EINVAL.)
 
 // dmapin_release.method
 pub const DMAPIN_REL_DIRTY_LOCK: u32 = 0;

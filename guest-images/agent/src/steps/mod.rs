@@ -12,11 +12,17 @@
 
 mod args;
 mod data;
+mod dmapin;
+mod dmapin_abi;
 mod fiemap;
+mod mapping;
 mod misc;
 mod sync;
 
+use crate::sys::Mapping;
+use std::collections::HashMap;
 use std::fmt;
+use std::fs::{File, OpenOptions};
 use std::io;
 
 pub const STEPS_PATH: &str = "/pinvm/steps";
@@ -32,7 +38,14 @@ pub struct OpDef {
 }
 
 /// All op families; the first definition of a name wins (names are unique, see the test).
-const FAMILIES: [&[OpDef]; 4] = [data::OPS, sync::OPS, fiemap::OPS, misc::OPS];
+const FAMILIES: [&[OpDef]; 6] = [
+    data::OPS,
+    sync::OPS,
+    fiemap::OPS,
+    mapping::OPS,
+    dmapin::OPS,
+    misc::OPS,
+];
 
 fn lookup(name: &str) -> Option<&'static OpDef> {
     FAMILIES
@@ -104,11 +117,27 @@ pub fn parse(text: &str) -> Result<Vec<Step>, String> {
 /// Size of the I/O buffer shared by the data steps (one allocation for the whole run).
 pub const IO_CHUNK: usize = 64 * 1024;
 
-/// What steps share while they run.
+/// A pinned region of /dev/dmapin (`pin` step).
+#[derive(Clone, Copy, Debug)]
+pub struct Region {
+    /// The driver's region id (never 0).
+    pub id: u32,
+    pub npinned: u32,
+}
+
+/// What steps share while they run. When the run ends, fields drop in this order: first
+/// /dev/dmapin is closed (the driver releases the regions still pinned, with DIRTY_LOCK), then
+/// the mappings are unmapped.
 pub struct Ctx<'a> {
     index: u32,
     sink: &'a mut dyn FnMut(u32, &str),
     buf: Vec<u8>,
+    /// /dev/dmapin, opened by the first `pin` step.
+    dmapin: Option<File>,
+    /// Regions by name (`pin` adds, `release` removes).
+    regions: HashMap<String, Region>,
+    /// Mappings by name (`mmap` adds, `munmap` removes).
+    maps: HashMap<String, Mapping>,
 }
 
 impl Ctx<'_> {
@@ -129,6 +158,43 @@ impl Ctx<'_> {
             self.buf = vec![0; IO_CHUNK];
         }
         &mut self.buf
+    }
+
+    /// The mapping named `name` by an earlier `mmap` step.
+    pub fn map(&self, name: &str) -> Result<&Mapping, StepError> {
+        self.maps.get(name).ok_or_else(|| {
+            StepError::new(
+                libc::ENOENT,
+                format!(
+                    "no mapping named {name} (no earlier mmap step made it, or it was unmapped)"
+                ),
+            )
+        })
+    }
+
+    /// /dev/dmapin, opened read-write on first use.
+    pub fn dmapin(&mut self) -> Result<&File, StepError> {
+        if self.dmapin.is_none() {
+            let dev = dmapin_abi::DEVICE;
+            let f = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(dev)
+                .map_err(|e| StepError::io(format_args!("cannot open {dev}"), &e))?;
+            self.dmapin = Some(f);
+        }
+        Ok(self.dmapin.as_ref().expect("opened above"))
+    }
+
+    /// The open /dev/dmapin and the region named `name` by an earlier `pin` step.
+    pub fn region(&self, name: &str) -> Result<(&File, Region), StepError> {
+        match (&self.dmapin, self.regions.get(name)) {
+            (Some(dev), Some(r)) => Ok((dev, *r)),
+            _ => Err(StepError::new(
+                libc::ENOENT,
+                format!("no region named {name} (no earlier pin step made it, or it was released)"),
+            )),
+        }
     }
 }
 
@@ -155,6 +221,9 @@ pub fn run(steps: &[Step], verbose: bool, sink: &mut dyn FnMut(u32, &str)) -> Re
         index: 0,
         sink,
         buf: Vec::new(),
+        dmapin: None,
+        regions: HashMap::new(),
+        maps: HashMap::new(),
     };
     for step in steps {
         cx.index = step.index;

@@ -389,3 +389,426 @@ fn a_failing_step_stops_the_run() {
     assert_eq!(events[0].0, libc::ENOENT as u32);
     assert!(Path::new(&f).exists());
 }
+
+#[test]
+fn parses_mapping_and_dmapin_steps() {
+    let text = "mmap m1 /mnt/f 64K\ntouch m1\nmsync m1\nmadvise m1 pageout\nmadvise m1 dontneed\n\
+                pin r1 m1 gup rw\npin r2 m1 gup_fast ro\npin r3 m1 pin rw expect=0\n\
+                pin r4 m1 pin_fast ro expect=EFAULT\npin r5 m1 pin_longterm rw expect=14\n\
+                pin r6 m1 pin_fast_longterm rw # comment\npost r1 0\npost r2 1M\n\
+                dma_start r1 burst 4\ndma_start r1 rate 100 2000\ndma_start r1 writeback 0\n\
+                dma_start r1 burst\ndma_start r1 rate 1 2 3 4\ndma_stop r1\nquery r1\n\
+                release r1 dirty_lock\nrelease r2 dirty_nolock\nrelease r3 no_dirty\nmunmap m1\n";
+    let steps = parse(text).unwrap();
+    let names: Vec<&str> = steps.iter().map(|s| s.op).collect();
+    assert_eq!(
+        names,
+        [
+            "mmap",
+            "touch",
+            "msync",
+            "madvise",
+            "madvise",
+            "pin",
+            "pin",
+            "pin",
+            "pin",
+            "pin",
+            "pin",
+            "post",
+            "post",
+            "dma_start",
+            "dma_start",
+            "dma_start",
+            "dma_start",
+            "dma_start",
+            "dma_stop",
+            "query",
+            "release",
+            "release",
+            "release",
+            "munmap"
+        ]
+    );
+    assert_eq!(steps.last().unwrap().index, 24);
+    let dbg = |i: usize| format!("{:?}", steps[i].action);
+    assert!(dbg(0).contains("size: 65536"), "{}", dbg(0));
+    assert!(dbg(3).contains("Pageout") && dbg(4).contains("Dontneed"));
+    assert!(
+        dbg(5).contains("method: 0, write: true, expect: None"),
+        "{}",
+        dbg(5)
+    );
+    assert!(dbg(6).contains("method: 1, write: false"), "{}", dbg(6));
+    assert!(
+        dbg(7).contains("method: 2, write: true, expect: Some(0)"),
+        "{}",
+        dbg(7)
+    );
+    assert!(dbg(8).contains("method: 3, write: false, expect: Some(14)"));
+    assert!(dbg(9).contains("method: 4, write: true, expect: Some(14)"));
+    assert!(dbg(10).contains("method: 5, write: true, expect: None"));
+    assert!(dbg(12).contains("file_offset: 1048576"));
+    assert!(
+        dbg(13).contains("schedule: 1, params: [4, 0, 0, 0]"),
+        "{}",
+        dbg(13)
+    );
+    assert!(dbg(14).contains("schedule: 2, params: [100, 2000, 0, 0]"));
+    assert!(dbg(15).contains("schedule: 3, params: [0, 0, 0, 0]"));
+    assert!(dbg(17).contains("params: [1, 2, 3, 4]"));
+    assert!(dbg(18).contains("start: false, schedule: 0"));
+    assert!(dbg(20).contains("method: 0") && dbg(21).contains("method: 1"));
+    assert!(dbg(22).contains("method: 2"));
+}
+
+#[test]
+fn bad_mapping_and_dmapin_lines_name_the_line() {
+    let cases = [
+        ("mmap m1 /f", "line 1: mmap: expected 3 arguments, found 2 (usage: mmap NAME PATH SIZE"),
+        ("sync\nmmap m1 /f 100", "line 2: mmap: bad size 100: expected a non-zero multiple of 4096"),
+        ("mmap m1 /f 0", "line 1: mmap: bad size 0: expected a non-zero multiple of 4096"),
+        ("mmap m1 /f 4Q", "line 1: mmap: bad size \"4Q\""),
+        ("mmap m/1 /f 4K", "line 1: mmap: bad name \"m/1\""),
+        ("mmap a=b /f 4K", "bad name \"a=b\""),
+        ("\n\ntouch", "line 3: touch: expected 1 argument, found 0 (usage: touch NAME)"),
+        ("touch m1 m2", "line 1: touch: expected 1 argument, found 2"),
+        ("msync", "line 1: msync: expected 1 argument"),
+        ("munmap a b", "line 1: munmap: expected 1 argument, found 2"),
+        ("madvise m1", "line 1: madvise: expected 2 arguments, found 1"),
+        ("madvise m1 willneed", "line 1: madvise: bad advice \"willneed\": expected pageout or dontneed"),
+        ("pin r1 m1 gup", "line 1: pin: expected 4 arguments, found 3 (usage: pin REGION NAME METHOD rw|ro [expect=ERRNO]"),
+        ("pin r1 m1 pin_slow rw", "line 1: pin: bad method \"pin_slow\""),
+        ("pin r1 m1 pin wr", "line 1: pin: bad access \"wr\": expected rw or ro"),
+        ("pin r1 m1 pin rw expect=EWHAT", "line 1: pin: bad errno \"EWHAT\""),
+        ("pin r1 m1 pin rw expect=", "line 1: pin: bad errno \"\""),
+        ("pin r1 m1 pin rw expect=99999", "bad errno \"99999\""),
+        ("pin r1 m1 pin rw extra", "line 1: pin: expected 4 arguments, found 5"),
+        ("pin r1 m1 pin expect=0", "line 1: pin: expected 4 arguments, found 3"),
+        ("post r1", "line 1: post: expected 2 arguments, found 1 (usage: post REGION FILE_OFFSET)"),
+        ("post r1 x", "line 1: post: bad size \"x\""),
+        ("dma_start r1", "line 1: dma_start: expected 2 to 6 arguments, found 1"),
+        ("dma_start r1 burst 1 2 3 4 5", "line 1: dma_start: expected 2 to 6 arguments, found 7"),
+        ("dma_start r1 flood 1", "line 1: dma_start: bad schedule \"flood\": expected burst, rate or writeback"),
+        ("dma_start r1 rate 10 1s", "line 1: dma_start: bad P1 \"1s\": expected a decimal number"),
+        ("dma_stop", "line 1: dma_stop: expected 1 argument, found 0"),
+        ("dma_stop r1 burst", "line 1: dma_stop: expected 1 argument, found 2"),
+        ("query", "line 1: query: expected 1 argument, found 0"),
+        ("release r1", "line 1: release: expected 2 arguments, found 1"),
+        ("release r1 dirty", "line 1: release: bad release method \"dirty\""),
+    ];
+    for (text, want) in cases {
+        let e = parse_err(text);
+        assert!(e.contains(want), "{text:?}: {e}");
+        assert!(e.starts_with("/pinvm/steps line "), "{e}");
+    }
+}
+
+#[test]
+fn errno_words() {
+    assert_eq!(args::errno("0"), Ok(0));
+    assert_eq!(args::errno("EFAULT"), Ok(libc::EFAULT));
+    assert_eq!(args::errno("14"), Ok(14));
+    assert_eq!(args::errno("ENOSPC"), Ok(libc::ENOSPC));
+    assert!(args::errno("efault").is_err());
+    assert!(args::errno("-14").is_err());
+    assert_eq!(args::errno_name(0), "0");
+    assert_eq!(args::errno_name(libc::EFAULT), "EFAULT");
+    assert_eq!(args::errno_name(libc::ETIMEDOUT), "ETIMEDOUT");
+    assert_eq!(args::errno_name(4000), "4000");
+}
+
+#[test]
+fn query_detail_format() {
+    let q = dmapin_abi::DmapinQuery {
+        region_id: 3,
+        method: dmapin_abi::DMAPIN_PIN_FAST_LONGTERM,
+        flags: dmapin_abi::DMAPIN_WRITE,
+        npages: 16,
+        npinned: 16,
+        inflight: 2,
+        addr: 0x7f00_0000_0000,
+        posted: 16,
+        completed: 14,
+        dma_writes: 40,
+        used_bytes: 57344,
+        nr_dirty: 5,
+        nr_writeback: 1,
+        nr_private: 16,
+        nr_no_mapping: 0,
+        nr_maybe_pinned: 16,
+        reserved: 0,
+    };
+    assert_eq!(
+        dmapin::query_detail(&q),
+        "method=pin_fast_longterm flags=0x1 npages=16 npinned=16 inflight=2 \
+         addr=0x7f0000000000 posted=16 completed=14 dma_writes=40 used_bytes=57344 nr_dirty=5 \
+         nr_writeback=1 nr_private=16 nr_no_mapping=0 nr_maybe_pinned=16"
+    );
+}
+
+/// A scratch directory in /var/tmp (a disk filesystem on the build host, unlike a tmpfs /tmp).
+struct VarTmp(PathBuf);
+
+impl VarTmp {
+    fn new(name: &str) -> VarTmp {
+        let dir =
+            PathBuf::from("/var/tmp").join(format!("pinvm-agent-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        VarTmp(dir)
+    }
+
+    fn path(&self, name: &str) -> String {
+        self.0.join(name).to_str().unwrap().to_string()
+    }
+}
+
+impl Drop for VarTmp {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn lines(events: &[(u32, String)]) -> Vec<&str> {
+    events.iter().map(|(_, l)| l.as_str()).collect()
+}
+
+#[test]
+fn mmap_touch_msync_madvise_munmap_on_a_real_file() {
+    let dir = VarTmp::new("mmap");
+    let f = dir.path("data");
+    let text = format!(
+        "write {f} 64K stamp:map-1\nmmap m {f} 64K\ntouch m\nmsync m\nmadvise m pageout\n\
+         madvise m dontneed\ntouch m\nmsync m\nmunmap m\nverify {f} 64K stamp:map-1\n\
+         mmap m {f} 32K\ntouch m\n"
+    );
+    let (r, events) = run_text(&text);
+    assert_eq!(r, Ok(()), "{events:?}");
+    let l = lines(&events);
+    assert_eq!(
+        l,
+        [
+            "step 1 write ok bytes=65536",
+            "step 2 mmap ok bytes=65536 pages=16",
+            "step 3 touch ok pages=16",
+            "step 4 msync ok",
+            "step 5 madvise ok",
+            "step 6 madvise ok",
+            "step 7 touch ok pages=16",
+            "step 8 msync ok",
+            "step 9 munmap ok",
+            "step 10 verify ok bytes=65536",
+            "step 11 mmap ok bytes=32768 pages=8",
+            "step 12 touch ok pages=8",
+        ]
+    );
+    // touch stored back the bytes that were there: the data is unchanged.
+    let mut want = vec![0u8; 65536];
+    stamp::fill("map-1", 0, &mut want);
+    assert_eq!(std::fs::read(&f).unwrap(), want);
+
+    // The mapping shares the file's pages: a write() shows through it.
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&f)
+        .unwrap();
+    let m = crate::sys::Mapping::new(file, 8192).unwrap();
+    std::fs::write(&f, vec![0x33u8; 8192]).unwrap();
+    assert_eq!(m.to_vec(), vec![0x33u8; 8192]);
+    assert_eq!(m.touch_pages(), 2);
+    m.unmap().unwrap();
+}
+
+#[test]
+fn mapping_step_errors() {
+    let dir = VarTmp::new("mmap-err");
+    let f = dir.path("f");
+    let missing = dir.path("missing");
+    let cases: [(String, &str); 7] = [
+        (
+            format!("mmap m {missing} 4K\n"),
+            "step 1 mmap err 2 open MISSING: No such file or directory",
+        ),
+        (
+            format!("write {f} 4K byte:0x01\nmmap m {f} 8K\n"),
+            "step 2 mmap err 22 F: file is 4096 bytes, shorter than the mapping (8192 bytes)",
+        ),
+        (
+            "touch m\n".into(),
+            "step 1 touch err 2 no mapping named m (no earlier mmap step made it, or it was \
+             unmapped)",
+        ),
+        (
+            format!("write {f} 4K byte:0x01\nmmap m {f} 4K\nmunmap m\nmsync m\n"),
+            "step 4 msync err 2 no mapping named m",
+        ),
+        (
+            format!("write {f} 4K byte:0x01\nmmap m {f} 4K\nmmap m {f} 4K\n"),
+            "step 3 mmap err 17 mapping m exists already",
+        ),
+        (
+            // the file shrank under the mapping: touch refuses instead of dying of SIGBUS
+            format!("write {f} 8K byte:0x01\nmmap m {f} 8K\nwrite {f} 4K byte:0x01\ntouch m\n"),
+            "step 4 touch err 22 touch m: the file is now 4096 bytes, shorter than the mapping \
+             (8192 bytes)",
+        ),
+        (
+            "post r 0\n".into(),
+            "step 1 post err 2 no region named r (no earlier pin step made it, or it was \
+             released)",
+        ),
+    ];
+    for (text, want) in cases {
+        let want = want
+            .replace("MISSING", &missing)
+            .replace("F:", &format!("{f}:"));
+        let (r, events) = run_text(&text);
+        assert!(r.is_err(), "{text}");
+        let last = &events.last().unwrap().1;
+        assert!(last.starts_with(&want), "{text}: {last}");
+    }
+    for op in [
+        "dma_stop r",
+        "query r",
+        "release r no_dirty",
+        "dma_start r burst 1",
+    ] {
+        let (_, events) = run_text(&format!("{op}\n"));
+        assert!(
+            events[0].1.contains(" err 2 no region named r "),
+            "{events:?}"
+        );
+    }
+}
+
+#[test]
+fn pin_without_the_device_is_a_clear_step_error() {
+    if Path::new(dmapin_abi::DEVICE).exists() {
+        eprintln!("skipped: {} exists on this host", dmapin_abi::DEVICE);
+        return;
+    }
+    let dir = VarTmp::new("nodev");
+    let f = dir.path("f");
+    for expect in ["", " expect=EFAULT", " expect=ENOENT"] {
+        let text = format!(
+            "write {f} 8K stamp:nodev\nmmap m {f} 8K\ntouch m\npin r m pin_longterm rw{expect}\n\
+             sync\n"
+        );
+        let (r, events) = run_text(&text);
+        assert_eq!(r, Err(4));
+        assert_eq!(
+            events.last().unwrap(),
+            &(
+                libc::ENOENT as u32,
+                "step 4 pin err 2 cannot open /dev/dmapin: No such file or directory".to_string()
+            )
+        );
+    }
+    let (_, events) = run_text("pin r m gup ro\n");
+    assert_eq!(
+        events[0].1,
+        "step 1 pin err 2 no mapping named m (no earlier mmap step made it, or it was unmapped)"
+    );
+}
+
+#[test]
+fn pin_outcomes_and_expect() {
+    use dmapin::pin_verdict;
+    use dmapin_abi::DmapinPin;
+    let how = "pin_longterm rw of m1";
+    let asked = DmapinPin {
+        addr: 0x7f00_0000_0000,
+        len: 16 * 4096,
+        method: 4,
+        flags: 1,
+        ..DmapinPin::default()
+    };
+    let pinned = DmapinPin {
+        region_id: 3,
+        npinned: 16,
+        npages: 16,
+        ..asked
+    };
+    let partial = DmapinPin {
+        npinned: 3,
+        ..pinned
+    };
+    let refused = DmapinPin {
+        err: -libc::EFAULT,
+        npages: 16,
+        ..asked
+    };
+    let nothing = DmapinPin {
+        npages: 16,
+        ..asked
+    };
+    let v = |errno, arg: &DmapinPin, expect| pin_verdict("r1", how, errno, arg, expect);
+    let err = |errno: i32, msg: &str| Err(StepError::new(errno, msg.to_string()));
+
+    // Without expect=: faithful.
+    assert_eq!(
+        v(None, &pinned, None),
+        Ok("region=3 pinned=16 pages=16".into())
+    );
+    assert_eq!(
+        v(None, &partial, None),
+        Ok("region=3 pinned=3 pages=16".into())
+    );
+    assert_eq!(
+        v(None, &refused, None),
+        err(
+            libc::EFAULT,
+            "pin r1: pin_longterm rw of m1: Bad address (region=0 pinned=0 pages=16)"
+        )
+    );
+    assert_eq!(
+        v(None, &nothing, None),
+        err(
+            libc::EIO,
+            "pin r1: pin_longterm rw of m1: the kernel pinned nothing (region=0 pinned=0 pages=16)"
+        )
+    );
+    assert_eq!(
+        v(Some(libc::ENOSPC), &asked, None),
+        err(
+            libc::ENOSPC,
+            "DMAPIN_IOC_PIN r1 (pin_longterm rw of m1): No space left on device"
+        )
+    );
+
+    // With expect=: the outcome decides.
+    assert_eq!(
+        v(None, &refused, Some(libc::EFAULT)),
+        Ok("region=0 pinned=0 pages=16 got=EFAULT".into())
+    );
+    assert_eq!(
+        v(None, &pinned, Some(0)),
+        Ok("region=3 pinned=16 pages=16 got=0".into())
+    );
+    assert_eq!(
+        v(Some(libc::EINVAL), &asked, Some(libc::EINVAL)),
+        Ok("region=0 pinned=0 pages=16 got=EINVAL".into())
+    );
+    assert_eq!(
+        v(None, &pinned, Some(libc::EFAULT)),
+        err(
+            libc::EIO,
+            "pin r1: pin_longterm rw of m1: expected EFAULT, got=0 region=3 pinned=16 pages=16"
+        )
+    );
+    assert_eq!(
+        v(None, &refused, Some(0)),
+        err(
+            libc::EFAULT,
+            "pin r1: pin_longterm rw of m1: expected 0, got=EFAULT region=0 pinned=0 pages=16"
+        )
+    );
+    assert_eq!(
+        v(Some(libc::ENOSPC), &asked, Some(libc::EFAULT)),
+        err(
+            libc::ENOSPC,
+            "pin r1: pin_longterm rw of m1: expected EFAULT, got=ENOSPC region=0 pinned=0 pages=16"
+        )
+    );
+}

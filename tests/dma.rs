@@ -1,0 +1,250 @@
+//! The guest pins pages of an ext4 file through /dev/dmapin, the host's DMA device writes
+//! stamped generations into them, and the host checks what reached the disk.
+
+use devices::block::journal::Journal;
+use devices::block::request::RequestKind;
+use devices::dmapin::log::DmaLog;
+use devices::dmapin::stamp::{classify_block, BlockClass};
+use pinvm_tests::{kvm_or_skip, pinvm, Run};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+const LIMIT: Duration = Duration::from_secs(1800);
+const PAGES: u64 = 16;
+
+fn scratch(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("pinvm-dma-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+struct Outcome {
+    run: Run,
+    report: serde_json::Value,
+    kept: PathBuf,
+    journal: PathBuf,
+    dma_log: PathBuf,
+}
+
+/// Boot `kernel` with an ext4 disk and run `steps` (after writing and mapping the file).
+fn boot_with_steps(kernel: &str, name: &str, steps: &[&str]) -> Outcome {
+    let dir = scratch(&format!("{kernel}-{name}"));
+    let created = pinvm(&["image", "create", "--fs", "ext4"], LIMIT);
+    assert_eq!(created.code, 0, "{created}");
+    let base = created.stdout.trim().to_string();
+    let p = |n: &str| dir.join(n);
+    let (kept, journal, dma_log, report) = (p("kept.img"), p("journal"), p("dma.log"), p("r.json"));
+    let size = format!("{}K", PAGES * 4);
+    let write = format!("write /mnt/f {size} stamp:file");
+    let map = format!("mmap m /mnt/f {size}");
+    let mut args: Vec<String> = [
+        "boot",
+        "--kernel-version",
+        kernel,
+        "--disk",
+        &base,
+        "--journal",
+        journal.to_str().unwrap(),
+        "--journal-data",
+        "--keep-disk",
+        kept.to_str().unwrap(),
+        "--dma-log",
+        dma_log.to_str().unwrap(),
+        "--report",
+        report.to_str().unwrap(),
+        "--step",
+        &write,
+        "--step",
+        "fsync /mnt/f",
+        "--step",
+        &map,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    for s in steps {
+        args.push("--step".into());
+        args.push(s.to_string());
+    }
+    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    let run = pinvm(&argv, LIMIT);
+    let report = std::fs::read_to_string(&report)
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or(serde_json::Value::Null);
+    Outcome {
+        run,
+        report,
+        kept,
+        journal,
+        dma_log,
+    }
+}
+
+/// (logical, device offset, length) of the file's extents from the report.
+fn extents(report: &serde_json::Value) -> Vec<(u64, u64, u64)> {
+    report["steps"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter(|s| s["kind"] == "extent")
+                .map(|s| {
+                    let n = |k: &str| s[k].as_u64().unwrap();
+                    (n("logical"), n("physical"), n("length"))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The last generation the device wrote into each (region, page), from the DMA log.
+fn last_generations(log: &Path) -> HashMap<(u32, u32), u64> {
+    let mut last = HashMap::new();
+    for r in DmaLog::open(log).unwrap().records() {
+        let r = r.unwrap();
+        let g = last.entry((r.region, r.page)).or_insert(0);
+        *g = (*g).max(r.generation);
+    }
+    last
+}
+
+fn pin_dirty_lock_persists_the_last_generation(kernel: &str) {
+    if !kvm_or_skip(&format!("dma pin+dirty_lock on {kernel}")) {
+        return;
+    }
+    let o = boot_with_steps(
+        kernel,
+        "dirty-lock",
+        &[
+            "touch m",
+            "pin r m pin rw",
+            "post r 0",
+            "dma_start r burst 3",
+            "sleep 300",
+            "dma_stop r",
+            "release r dirty_lock",
+            "fsync /mnt/f",
+            "fiemap /mnt/f",
+        ],
+    );
+    assert_eq!(o.run.code, 0, "{}", o.run);
+    let last = last_generations(&o.dma_log);
+    assert_eq!(last.len() as u64, PAGES, "every page got DMA: {last:?}");
+    let image = std::fs::read(&o.kept).unwrap();
+    let mut pages = 0;
+    for (logical, physical, length) in extents(&o.report) {
+        for off in (0..length.min(PAGES * 4096 - logical)).step_by(4096) {
+            let at = (physical + off) as usize;
+            let block: &[u8; 4096] = image[at..at + 4096].try_into().unwrap();
+            match classify_block(block) {
+                BlockClass::Uniform {
+                    region,
+                    page,
+                    generation,
+                } => {
+                    assert_eq!(
+                        u64::from(page) * 4096,
+                        logical + off,
+                        "page at the wrong place"
+                    );
+                    assert_eq!(
+                        Some(&generation),
+                        last.get(&(region, page)),
+                        "page {page} on disk is not the last DMA generation"
+                    );
+                }
+                other => panic!("file offset {}: {other:?} on disk", logical + off),
+            }
+            pages += 1;
+        }
+    }
+    assert_eq!(pages, PAGES, "extents cover the file");
+}
+
+#[test]
+fn pin_dirty_lock_6_12() {
+    pin_dirty_lock_persists_the_last_generation("6.12");
+}
+
+#[test]
+fn pin_dirty_lock_6_1() {
+    pin_dirty_lock_persists_the_last_generation("6.1");
+}
+
+/// FOLL_LONGTERM | FOLL_WRITE on a MAP_SHARED ext4 page: 6.1 pins it, 6.12 refuses with EFAULT
+/// (research notes §2).
+fn longterm_write_pin(kernel: &str, expect: &str) {
+    if !kvm_or_skip(&format!("long-term write pin on {kernel}")) {
+        return;
+    }
+    let step = format!("pin r m pin_longterm rw expect={expect}");
+    let o = boot_with_steps(kernel, "longterm", &["touch m", &step]);
+    assert_eq!(o.run.code, 0, "{}", o.run);
+}
+
+#[test]
+fn longterm_write_pin_of_ext4_is_refused_on_6_12() {
+    longterm_write_pin("6.12", "EFAULT");
+}
+
+#[test]
+fn longterm_write_pin_of_ext4_succeeds_on_6_1() {
+    longterm_write_pin("6.1", "0");
+}
+
+/// With the device writing a pinned page in the middle of the block layer's copy of it, a
+/// block write mixing two DMA generations reaches the journal, in every one of 10 rounds.
+fn writeback_race_tears_blocks(kernel: &str) {
+    if !kvm_or_skip(&format!("on-writeback race on {kernel}")) {
+        return;
+    }
+    const ROUNDS: usize = 10;
+    let mut steps: Vec<String> = vec![
+        "pin r m pin rw".into(),
+        "post r 0".into(),
+        "dma_start r burst 1".into(),
+        "sleep 100".into(),
+    ];
+    for _ in 0..ROUNDS {
+        steps.push("dma_start r writeback 1".into());
+        steps.push("touch m".into());
+        steps.push("msync m".into());
+    }
+    steps.push("release r dirty_lock".into());
+    let refs: Vec<&str> = steps.iter().map(String::as_str).collect();
+    let o = boot_with_steps(kernel, "writeback", &refs);
+    assert_eq!(o.run.code, 0, "{}", o.run);
+    // Torn blocks in the journal: OUT requests whose data holds a Mixed block.
+    let mut torn_requests = 0;
+    for rec in Journal::open(&o.journal).unwrap().records() {
+        let rec = rec.unwrap();
+        if rec.kind != RequestKind::Out {
+            continue;
+        }
+        let data = rec.data.expect("--journal-data");
+        let mixed = data.chunks_exact(4096).any(|b| {
+            matches!(
+                classify_block(b.try_into().unwrap()),
+                BlockClass::Mixed { .. }
+            )
+        });
+        torn_requests += usize::from(mixed);
+    }
+    assert!(
+        torn_requests >= ROUNDS,
+        "{torn_requests} torn block writes in {ROUNDS} rounds\n{}",
+        o.run
+    );
+}
+
+#[test]
+fn writeback_race_tears_blocks_6_12() {
+    writeback_race_tears_blocks("6.12");
+}
+
+#[test]
+fn writeback_race_tears_blocks_6_1() {
+    writeback_race_tears_blocks("6.1");
+}
