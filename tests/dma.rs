@@ -232,6 +232,7 @@ fn writeback_race_tears_blocks(kernel: &str) {
         });
         torn_requests += usize::from(mixed);
     }
+    eprintln!("{kernel}: {torn_requests} torn block writes in {ROUNDS} rounds");
     assert!(
         torn_requests >= ROUNDS,
         "{torn_requests} torn block writes in {ROUNDS} rounds\n{}",
