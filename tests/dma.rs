@@ -173,6 +173,73 @@ fn pin_dirty_lock_6_1() {
     pin_dirty_lock_persists_the_last_generation("6.1");
 }
 
+/// Every short-term method (get_user_pages, _fast, pin_user_pages, _fast), each released with
+/// the correct dirtying call, gets the device's last generation of every page to the disk:
+/// checked per method from the journal's write data, and for the last one on the kept image.
+fn every_method_with_dirty_lock(kernel: &str) {
+    if !kvm_or_skip(&format!("dma: every pin method on {kernel}")) {
+        return;
+    }
+    const METHODS: [&str; 4] = ["gup", "gup_fast", "pin", "pin_fast"];
+    let mut steps = vec!["touch m".to_string()];
+    for (i, m) in METHODS.iter().enumerate() {
+        steps.extend([
+            format!("pin r{i} m {m} rw"),
+            format!("post r{i} 0"),
+            format!("dma_start r{i} burst 2"),
+            "sleep 100".into(),
+            format!("dma_stop r{i}"),
+            format!("release r{i} dirty_lock"),
+            "fsync /mnt/f".into(),
+        ]);
+    }
+    let refs: Vec<&str> = steps.iter().map(String::as_str).collect();
+    let o = boot_with_steps(kernel, "methods", &refs);
+    assert_eq!(o.run.code, 0, "{}", o.run);
+    let last = last_generations(&o.dma_log);
+    let regions: std::collections::BTreeSet<u32> = last.keys().map(|k| k.0).collect();
+    assert_eq!(
+        regions.len(),
+        METHODS.len(),
+        "one region per method: {regions:?}"
+    );
+    // Every (region, page)'s last generation was written to the disk by some request.
+    let mut written = std::collections::HashSet::new();
+    for rec in Journal::open(&o.journal).unwrap().records() {
+        let rec = rec.unwrap();
+        if rec.kind != RequestKind::Out {
+            continue;
+        }
+        for b in rec.data.expect("--journal-data").chunks_exact(4096) {
+            if let BlockClass::Uniform {
+                region,
+                page,
+                generation,
+            } = classify_block(b.try_into().unwrap())
+            {
+                written.insert((region, page, generation));
+            }
+        }
+    }
+    for ((region, page), g) in &last {
+        assert!(
+            written.contains(&(*region, *page, *g)),
+            "region {region} (method {}) page {page}: generation {g} never reached the disk",
+            METHODS[regions.iter().position(|r| r == region).unwrap()]
+        );
+    }
+}
+
+#[test]
+fn every_method_with_dirty_lock_6_12() {
+    every_method_with_dirty_lock("6.12");
+}
+
+#[test]
+fn every_method_with_dirty_lock_6_1() {
+    every_method_with_dirty_lock("6.1");
+}
+
 /// FOLL_LONGTERM | FOLL_WRITE on a MAP_SHARED ext4 page: 6.1 pins it, 6.12 refuses with EFAULT
 /// (research notes §2).
 fn longterm_write_pin(kernel: &str, expect: &str) {
