@@ -5,7 +5,7 @@
 use devices::agent_msg::decode_stamp;
 use devices::block::journal::{block_hash, Journal};
 use devices::block::request::RequestKind;
-use pinvm_tests::{kvm_or_skip, pinvm};
+use pinvm_tests::{device_offset, kvm_or_skip, pinvm};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -23,26 +23,6 @@ fn scratch(name: &str) -> PathBuf {
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
     d
-}
-
-/// Where a FIEMAP "physical" address is on the device: identical for ext4/xfs; btrfs reports
-/// addresses in its own logical space, mapped through its chunk tree.
-fn device_offset(fs: &str, image: &Path, physical: u64) -> u64 {
-    if fs != "btrfs" {
-        return physical;
-    }
-    let out = std::process::Command::new("btrfs-map-logical")
-        .args(["-l", &physical.to_string()])
-        .arg(image)
-        .output()
-        .expect("btrfs-map-logical (btrfs-progs)");
-    let text = String::from_utf8_lossy(&out.stdout);
-    let field = text
-        .split_whitespace()
-        .skip_while(|w| *w != "physical")
-        .nth(1)
-        .unwrap_or_else(|| panic!("cannot map btrfs logical {physical}: {text}"));
-    field.parse().unwrap()
 }
 
 fn write_sync_and_prove(kernel: &str, fs: &str) {

@@ -5,7 +5,7 @@ use devices::block::journal::Journal;
 use devices::block::request::RequestKind;
 use devices::dmapin::log::DmaLog;
 use devices::dmapin::stamp::{classify_block, BlockClass};
-use pinvm_tests::{kvm_or_skip, pinvm, Run};
+use pinvm_tests::{device_offset, kvm_or_skip, pinvm, Run};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -30,8 +30,13 @@ struct Outcome {
 
 /// Boot `kernel` with an ext4 disk and run `steps` (after writing and mapping the file).
 fn boot_with_steps(kernel: &str, name: &str, steps: &[&str]) -> Outcome {
-    let dir = scratch(&format!("{kernel}-{name}"));
-    let created = pinvm(&["image", "create", "--fs", "ext4"], LIMIT);
+    boot_with_steps_on(kernel, "ext4", name, steps)
+}
+
+/// The same on a `fs` disk.
+fn boot_with_steps_on(kernel: &str, fs: &str, name: &str, steps: &[&str]) -> Outcome {
+    let dir = scratch(&format!("{kernel}-{fs}-{name}"));
+    let created = pinvm(&["image", "create", "--fs", fs], LIMIT);
     assert_eq!(created.code, 0, "{created}");
     let base = created.stdout.trim().to_string();
     let p = |n: &str| dir.join(n);
@@ -110,12 +115,13 @@ fn last_generations(log: &Path) -> HashMap<(u32, u32), u64> {
     last
 }
 
-fn pin_dirty_lock_persists_the_last_generation(kernel: &str) {
-    if !kvm_or_skip(&format!("dma pin+dirty_lock on {kernel}")) {
+fn pin_dirty_lock_persists_the_last_generation(kernel: &str, fs: &str) {
+    if !kvm_or_skip(&format!("dma pin+dirty_lock on {kernel} {fs}")) {
         return;
     }
-    let o = boot_with_steps(
+    let o = boot_with_steps_on(
         kernel,
+        fs,
         "dirty-lock",
         &[
             "touch m",
@@ -135,8 +141,9 @@ fn pin_dirty_lock_persists_the_last_generation(kernel: &str) {
     let image = std::fs::read(&o.kept).unwrap();
     let mut pages = 0;
     for (logical, physical, length) in extents(&o.report) {
+        let dev = device_offset(fs, &o.kept, physical);
         for off in (0..length.min(PAGES * 4096 - logical)).step_by(4096) {
-            let at = (physical + off) as usize;
+            let at = (dev + off) as usize;
             let block: &[u8; 4096] = image[at..at + 4096].try_into().unwrap();
             match classify_block(block) {
                 BlockClass::Uniform {
@@ -163,15 +170,21 @@ fn pin_dirty_lock_persists_the_last_generation(kernel: &str) {
     assert_eq!(pages, PAGES, "extents cover the file");
 }
 
-#[test]
-fn pin_dirty_lock_6_12() {
-    pin_dirty_lock_persists_the_last_generation("6.12");
+macro_rules! dirty_lock_test {
+    ($name:ident, $kernel:expr, $fs:expr) => {
+        #[test]
+        fn $name() {
+            pin_dirty_lock_persists_the_last_generation($kernel, $fs);
+        }
+    };
 }
 
-#[test]
-fn pin_dirty_lock_6_1() {
-    pin_dirty_lock_persists_the_last_generation("6.1");
-}
+dirty_lock_test!(pin_dirty_lock_ext4_6_12, "6.12", "ext4");
+dirty_lock_test!(pin_dirty_lock_xfs_6_12, "6.12", "xfs");
+dirty_lock_test!(pin_dirty_lock_btrfs_6_12, "6.12", "btrfs");
+dirty_lock_test!(pin_dirty_lock_ext4_6_1, "6.1", "ext4");
+dirty_lock_test!(pin_dirty_lock_xfs_6_1, "6.1", "xfs");
+dirty_lock_test!(pin_dirty_lock_btrfs_6_1, "6.1", "btrfs");
 
 /// Every short-term method (get_user_pages, _fast, pin_user_pages, _fast), each released with
 /// the correct dirtying call, gets the device's last generation of every page to the disk:
