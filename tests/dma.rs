@@ -21,6 +21,7 @@ fn scratch(name: &str) -> PathBuf {
 }
 
 struct Outcome {
+    dir: PathBuf,
     run: Run,
     report: serde_json::Value,
     kept: PathBuf,
@@ -80,11 +81,21 @@ fn boot_with_steps_on(kernel: &str, fs: &str, name: &str, steps: &[&str]) -> Out
         .and_then(|t| serde_json::from_str(&t).ok())
         .unwrap_or(serde_json::Value::Null);
     Outcome {
+        dir,
         run,
         report,
         kept,
         journal,
         dma_log,
+    }
+}
+
+/// The scratch directory goes away with a passing test and stays for a failing one.
+impl Drop for Outcome {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
     }
 }
 

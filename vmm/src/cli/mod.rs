@@ -3,6 +3,7 @@
 
 mod bench;
 mod boot;
+mod dma;
 mod image;
 mod journal;
 mod kernel;
@@ -38,6 +39,9 @@ pub enum Command {
     /// Inspect disk write journals.
     #[command(subcommand)]
     Journal(journal::JournalCommand),
+    /// Inspect the DMA device's logs.
+    #[command(subcommand)]
+    Dma(dma::DmaCommand),
     /// Measure boot times (median over runs).
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -50,5 +54,6 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Bench(b) => bench::run(b),
         Command::Image(i) => image::run(i),
         Command::Journal(j) => journal::run(j),
+        Command::Dma(d) => dma::run(d),
     }
 }
