@@ -208,7 +208,19 @@ pub fn run(a: BootArgs) -> Result<i32> {
                 errno,
                 message,
             } => eprintln!("pinvm: step {index} ({op}) failed: errno {errno}: {message}"),
-            other if a.verbose => eprintln!("pinvm: {other:?}"),
+            StepReport::Done { index, op, detail } if a.verbose => {
+                eprintln!("pinvm: step {index} ({op}) ok {detail}")
+            }
+            StepReport::Extent {
+                index,
+                logical,
+                physical,
+                length,
+                flags,
+            } if a.verbose => eprintln!(
+                "pinvm: step {index} extent logical={logical} physical={physical} \
+                 length={length} flags={flags:#x}"
+            ),
             _ => {}
         }
     }
