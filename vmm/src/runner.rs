@@ -19,7 +19,7 @@ use devices::dmapin::{DmaPin, DmaPinConfig};
 use devices::i8042::{ResetTrigger, I8042, I8042_BASE, I8042_LEN};
 use devices::serial::{ConsoleRecord, ConsoleSink, Serial, COM1_BASE, COM1_IRQ, COM1_LEN};
 use devices::virtio::mmio::{MmioTransport, MMIO_SLOT_SIZE, QUEUE_NOTIFY_OFFSET};
-use devices::virtio::{cmdline_entry, GuestMem};
+use devices::virtio::{cmdline_entry, GuestMem, VirtioDevice};
 use kvm_ioctls::IoEventAddress;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -86,6 +86,32 @@ pub fn virtio_slot(i: usize) -> (u64, u32) {
         layout::VIRTIO_MMIO_BASE + i as u64 * MMIO_SLOT_SIZE,
         VIRTIO_FIRST_GSI + i as u32,
     )
+}
+
+/// Put `device` in virtio-mmio slot `slot`: an irqfd for its interrupt, one ioeventfd per queue
+/// on QUEUE_NOTIFY (datamatch = queue index, so notifications never leave the kernel), and the
+/// transport on the MMIO bus.
+fn attach_virtio(
+    vm: &kvm_ioctls::VmFd,
+    mmio: &mut Bus,
+    mem: &GuestMem,
+    slot: usize,
+    device: Box<dyn VirtioDevice>,
+) -> Result<()> {
+    let (base, gsi) = virtio_slot(slot);
+    let irq = EventFd::new(EFD_NONBLOCK)?;
+    vm.register_irqfd(&irq, gsi)
+        .with_context(|| format!("KVM_IRQFD for virtio slot {slot}"))?;
+    let mut notify = Vec::new();
+    for q in 0..device.queue_max_sizes().len() as u32 {
+        let e = EventFd::new(EFD_NONBLOCK)?;
+        vm.register_ioevent(&e, &IoEventAddress::Mmio(base + QUEUE_NOTIFY_OFFSET), q)
+            .with_context(|| format!("KVM_IOEVENTFD for virtio slot {slot} queue {q}"))?;
+        notify.push(e);
+    }
+    let transport = MmioTransport::new(device, mem.clone(), irq, notify);
+    mmio.insert(base, MMIO_SLOT_SIZE, Arc::new(Mutex::new(transport)))?;
+    Ok(())
 }
 
 /// Legacy GSIs 5..=23 are free for virtio-mmio devices (0-4 are taken by PIT, i8042, cascade,
@@ -243,7 +269,6 @@ pub fn run(spec: &RunSpec) -> Result<RunReport> {
     let dma_handle = dma.as_ref().map(|d| d.handle());
     let mut disks = Vec::new();
     for (i, d) in spec.disks.iter().enumerate() {
-        let (base, gsi) = virtio_slot(i);
         let cow = CowDisk::open(&d.image)
             .with_context(|| format!("opening disk image {}", d.image.display()))?;
         let journal = d.journal.as_ref().map(|p| {
@@ -268,41 +293,16 @@ pub fn run(spec: &RunSpec) -> Result<RunReport> {
         )
         .with_context(|| format!("disk {}", d.image.display()))?;
         disks.push((block.handle(), d));
-        let irq = EventFd::new(EFD_NONBLOCK)?;
-        machine
-            .fd
-            .register_irqfd(&irq, gsi)
-            .context("KVM_IRQFD for virtio")?;
-        let notify = EventFd::new(EFD_NONBLOCK)?;
-        machine
-            .fd
-            .register_ioevent(
-                &notify,
-                &IoEventAddress::Mmio(base + QUEUE_NOTIFY_OFFSET),
-                0u32,
-            )
-            .context("KVM_IOEVENTFD for virtio")?;
-        let transport = MmioTransport::new(Box::new(block), guest_mem.clone(), irq, vec![notify]);
-        mmio.insert(base, MMIO_SLOT_SIZE, Arc::new(Mutex::new(transport)))?;
+        attach_virtio(&machine.fd, &mut mmio, &guest_mem, i, Box::new(block))?;
     }
     if let Some(dev) = dma {
-        let (base, gsi) = virtio_slot(spec.disks.len());
-        let irq = EventFd::new(EFD_NONBLOCK)?;
-        machine
-            .fd
-            .register_irqfd(&irq, gsi)
-            .context("KVM_IRQFD for dmapin")?;
-        let mut notify = Vec::new();
-        for q in 0..2u32 {
-            let e = EventFd::new(EFD_NONBLOCK)?;
-            machine
-                .fd
-                .register_ioevent(&e, &IoEventAddress::Mmio(base + QUEUE_NOTIFY_OFFSET), q)
-                .context("KVM_IOEVENTFD for dmapin")?;
-            notify.push(e);
-        }
-        let transport = MmioTransport::new(Box::new(dev), guest_mem.clone(), irq, notify);
-        mmio.insert(base, MMIO_SLOT_SIZE, Arc::new(Mutex::new(transport)))?;
+        attach_virtio(
+            &machine.fd,
+            &mut mmio,
+            &guest_mem,
+            spec.disks.len(),
+            Box::new(dev),
+        )?;
     }
 
     // Guest.
