@@ -58,6 +58,35 @@ pub enum StepReport {
     },
 }
 
+/// The wire line the report was parsed from (`parse_step(&r.to_string()) == Ok(r)`).
+impl std::fmt::Display for StepReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StepReport::Done { index, op, detail } if detail.is_empty() => {
+                write!(f, "step {index} {op} ok")
+            }
+            StepReport::Done { index, op, detail } => write!(f, "step {index} {op} ok {detail}"),
+            StepReport::Failed {
+                index,
+                op,
+                errno,
+                message,
+            } => write!(f, "step {index} {op} err {errno} {message}"),
+            StepReport::Extent {
+                index,
+                logical,
+                physical,
+                length,
+                flags,
+            } => write!(
+                f,
+                "extent {index} logical={logical} physical={physical} length={length} \
+                 flags={flags:#x}"
+            ),
+        }
+    }
+}
+
 impl StepReport {
     /// The index of the step the message belongs to.
     pub fn index(&self) -> u32 {
@@ -211,6 +240,20 @@ mod tests {
     }
 
     /// These lines are the ones the agent's unit tests expect it to produce.
+    #[test]
+    fn display_is_the_wire_line() {
+        for line in [
+            "step 1 write ok bytes=1048576",
+            "step 3 sync ok",
+            "step 2 verify err 5 mismatch at offset 4096",
+            "extent 7 logical=0 physical=8913920 length=262144 flags=0x1",
+        ] {
+            let r = parse_step(line).unwrap();
+            assert_eq!(r.to_string(), line);
+            assert_eq!(parse_step(&r.to_string()).unwrap(), r);
+        }
+    }
+
     #[test]
     fn good_lines() {
         assert_eq!(

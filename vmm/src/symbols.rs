@@ -1,14 +1,7 @@
 //! Naming a guest RIP from the kernel's System.map (for hang reports).
 
-use std::path::Path;
-
-/// `symbol+0xoff` for `addr`, from a System.map file; None if unavailable.
-pub fn symbolize(system_map: &Path, addr: u64) -> Option<String> {
-    let text = std::fs::read_to_string(system_map).ok()?;
-    lookup(&text, addr)
-}
-
-fn lookup(map: &str, addr: u64) -> Option<String> {
+/// `symbol+0xoff` for `addr`, from the text of a System.map file; None if not in the kernel.
+pub fn lookup(map: &str, addr: u64) -> Option<String> {
     let mut best: Option<(u64, &str)> = None;
     for line in map.lines() {
         let mut it = line.split_whitespace();

@@ -201,27 +201,8 @@ pub fn run(a: BootArgs) -> Result<i32> {
         print_details(&report);
     }
     for st in &report.steps {
-        match st {
-            StepReport::Failed {
-                index,
-                op,
-                errno,
-                message,
-            } => eprintln!("pinvm: step {index} ({op}) failed: errno {errno}: {message}"),
-            StepReport::Done { index, op, detail } if a.verbose => {
-                eprintln!("pinvm: step {index} ({op}) ok {detail}")
-            }
-            StepReport::Extent {
-                index,
-                logical,
-                physical,
-                length,
-                flags,
-            } if a.verbose => eprintln!(
-                "pinvm: step {index} extent logical={logical} physical={physical} \
-                 length={length} flags={flags:#x}"
-            ),
-            _ => {}
+        if a.verbose || matches!(st, StepReport::Failed { .. }) {
+            eprintln!("pinvm: {st}");
         }
     }
     if !report.agent_started && verdict.code != 0 {
@@ -247,11 +228,13 @@ pub fn where_stopped(r: &RunReport, system_map: Option<&std::path::Path>) -> Opt
     if r.vcpu_rips.is_empty() {
         return None;
     }
+    // Read System.map once for all vCPUs.
+    let map = system_map.and_then(|m| std::fs::read_to_string(m).ok());
     let names: Vec<String> = r
         .vcpu_rips
         .iter()
         .map(|(id, rip)| {
-            let sym = system_map.and_then(|m| vmm::symbols::symbolize(m, *rip));
+            let sym = map.as_deref().and_then(|m| vmm::symbols::lookup(m, *rip));
             match sym {
                 Some(s) => format!("vCPU{id} at {s}"),
                 None => format!("vCPU{id} at {rip:#x}"),
