@@ -14,7 +14,9 @@ pub fn lookup(map: &str, addr: u64) -> Option<String> {
         let Ok(a) = u64::from_str_radix(a, 16) else {
             continue;
         };
-        if a <= addr && best.is_none_or(|(b, _)| a > b) {
+        // At equal addresses a real function beats a section marker like __cpuidle_text_start.
+        let better = |(b, n): (u64, &str)| a > b || (a == b && n.starts_with("__"));
+        if a <= addr && best.is_none_or(better) {
             best = Some((a, name));
         }
     }
@@ -29,7 +31,8 @@ mod tests {
 
     #[test]
     fn picks_the_enclosing_text_symbol() {
-        let map = "ffffffff81000000 T _stext\nffffffff81000100 t default_idle\n\
+        let map = "ffffffff81000000 T _stext\nffffffff81000100 T __cpuidle_text_start\n\
+                   ffffffff81000100 t default_idle\n\
                    ffffffff81000200 D some_data\nffffffff81000300 T next_fn\n";
         assert_eq!(
             lookup(map, 0xffffffff81000123).unwrap(),
