@@ -125,6 +125,49 @@ pub fn fiemap(fd: &impl AsRawFd, start: u64, flags: u32) -> io::Result<Vec<Fiema
     Ok(req.extents[..n].to_vec())
 }
 
+/// truncate(2): sets the size of the file at `path`.
+pub fn truncate(path: &CStr, len: u64) -> io::Result<()> {
+    let len = off_t(len)?;
+    // SAFETY: `path` is a NUL-terminated CStr borrowed for the call; no other memory is used.
+    if unsafe { libc::truncate(path.as_ptr(), len) } == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// fallocate(2) with `mode` (e.g. FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE).
+pub fn fallocate(fd: &impl AsRawFd, mode: libc::c_int, offset: u64, len: u64) -> io::Result<()> {
+    let (offset, len) = (off_t(offset)?, off_t(len)?);
+    // SAFETY: fallocate takes a plain (borrowed, so open) fd and integers; no memory of ours.
+    if unsafe { libc::fallocate(fd.as_raw_fd(), mode, offset, len) } == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// sync_file_range(2); `nbytes` 0 means "to the end of the file".
+pub fn sync_file_range(
+    fd: &impl AsRawFd,
+    offset: u64,
+    nbytes: u64,
+    flags: libc::c_uint,
+) -> io::Result<()> {
+    let (offset, nbytes) = (off_t(offset)?, off_t(nbytes)?);
+    // SAFETY: a plain (borrowed, so open) fd and integers; no memory of ours is touched.
+    if unsafe { libc::sync_file_range(fd.as_raw_fd(), offset, nbytes, flags) } == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// A file offset or length as off_t (EINVAL above i64::MAX, as the kernel would say).
+fn off_t(v: u64) -> io::Result<libc::off_t> {
+    libc::off_t::try_from(v).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))
+}
+
 pub fn sync() {
     // SAFETY: sync takes no arguments.
     unsafe { libc::sync() }
@@ -243,6 +286,48 @@ impl Mapping {
         }
     }
 
+    /// One pread() of the file open as `fd` at `offset` into the whole mapping: the kernel
+    /// writes the file's bytes into the mapped pages (with O_DIRECT, a DMA target buffer that
+    /// is itself a file mapping). Returns the bytes read.
+    pub fn pread_into(&self, fd: &impl AsRawFd, offset: u64) -> io::Result<usize> {
+        let offset = off_t(offset)?;
+        // SAFETY: the buffer is exactly our own live, writable mapping (kept alive by the
+        // borrow of self); only the kernel writes it and no Rust reference into it exists.
+        let r = unsafe { libc::pread(fd.as_raw_fd(), self.addr.cast(), self.len, offset) };
+        if r < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(r as usize)
+        }
+    }
+
+    /// process_vm_writev() to our own pid: the kernel copies `data` into the mapping at byte
+    /// `offset` (through get_user_pages of the target range, as for another process). The
+    /// range must lie inside the mapping (EINVAL otherwise). Returns the bytes written.
+    pub fn process_vm_write(&self, offset: usize, data: &[u8]) -> io::Result<usize> {
+        if offset > self.len || data.len() > self.len - offset {
+            return Err(io::Error::from_raw_os_error(libc::EINVAL));
+        }
+        let local = libc::iovec {
+            iov_base: data.as_ptr() as *mut libc::c_void,
+            iov_len: data.len(),
+        };
+        let remote = libc::iovec {
+            // SAFETY (of the add): offset <= len, so the pointer stays inside the mapping.
+            iov_base: unsafe { self.addr.add(offset) }.cast(),
+            iov_len: data.len(),
+        };
+        // SAFETY: the local iovec describes `data` (only read); the remote one a range of our
+        // own live writable mapping (checked above), which only the kernel writes; no Rust
+        // reference into the mapping exists.
+        let r = unsafe { libc::process_vm_writev(libc::getpid(), &local, 1, &remote, 1, 0) };
+        if r < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(r as usize)
+        }
+    }
+
     /// munmap, reporting its error (Drop ignores it).
     pub fn unmap(mut self) -> io::Result<()> {
         // SAFETY: our own live mapping; `len` becomes 0 below so Drop does not unmap it again,
@@ -256,6 +341,13 @@ impl Mapping {
         }
     }
 }
+
+// SAFETY: a Mapping is only an address range and its open file. All methods take &self and
+// either pass the range to the kernel (msync, madvise, pread, process_vm_writev) or access it
+// with raw volatile loads and stores; no Rust reference into the mapping is ever made. Using
+// it from several threads at once (the race steps) is what the kernel sees from any
+// multi-threaded program; the mapping stays mapped while any &Mapping lives.
+unsafe impl Sync for Mapping {}
 
 impl Drop for Mapping {
     fn drop(&mut self) {

@@ -1,4 +1,4 @@
-//! Data file ops: `write PATH SIZE PATTERN`, `verify PATH SIZE PATTERN`.
+//! Data file ops: `write PATH SIZE PATTERN`, `verify PATH SIZE PATTERN`, `read PATH`.
 
 use super::args::{self, Pattern};
 use super::{Action, Ctx, OpDef, StepError};
@@ -16,6 +16,14 @@ pub const OPS: &[OpDef] = &[
         name: "verify",
         usage: "verify PATH SIZE PATTERN",
         parse: |a| parse(a, false),
+    },
+    OpDef {
+        name: "read",
+        usage: "read PATH",
+        parse: |a| {
+            let [path] = args::count(a)?;
+            Ok(Box::new(ReadFile(path.to_string())))
+        },
     },
 ];
 
@@ -115,6 +123,34 @@ impl Action for VerifyFile {
             pos += n as u64;
         }
         Ok(format!("bytes={size}"))
+    }
+}
+
+/// Reads the whole file in IO_CHUNK read() calls (the data is not looked at: the point is the
+/// read's errno, e.g. EIO from a checksum failure).
+#[derive(Debug)]
+struct ReadFile(String);
+
+impl Action for ReadFile {
+    fn run(&self, cx: &mut Ctx) -> Result<String, StepError> {
+        let path = &self.0;
+        let mut f = File::open(path).map_err(|e| StepError::io(format_args!("open {path}"), &e))?;
+        let buf = cx.buffer();
+        let mut pos = 0u64;
+        loop {
+            match f.read(buf) {
+                Ok(0) => break,
+                Ok(n) => pos += n as u64,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    return Err(StepError::io(
+                        format_args!("read {path} at offset {pos}"),
+                        &e,
+                    ))
+                }
+            }
+        }
+        Ok(format!("bytes={pos}"))
     }
 }
 

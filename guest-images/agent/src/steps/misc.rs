@@ -1,4 +1,4 @@
-//! Odds and ends: `drop_caches N`, `sleep MS`.
+//! Odds and ends: `drop_caches N`, `sleep MS`, `sysctl KEY VALUE`, `sysfs PATH VALUE`.
 
 use super::args;
 use super::{Action, Ctx, OpDef, StepError};
@@ -26,6 +26,43 @@ pub const OPS: &[OpDef] = &[
             Ok(Box::new(Sleep(args::number(ms, "duration")?)))
         },
     },
+    OpDef {
+        name: "sysctl",
+        usage: "sysctl KEY VALUE (KEY such as vm.dirty_writeback_centisecs)",
+        parse: |a| {
+            let [key, value] = args::count(a)?;
+            let ok = !key.is_empty()
+                && key
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_.".contains(&b))
+                && key.split('.').all(|part| !part.is_empty());
+            if !ok {
+                return Err(format!(
+                    "bad key {key:?}: expected dot-separated words of a-z, 0-9 and '_'"
+                ));
+            }
+            Ok(Box::new(WriteValue {
+                path: format!("/proc/sys/{}", key.replace('.', "/")),
+                value: value.to_string(),
+            }))
+        },
+    },
+    OpDef {
+        name: "sysfs",
+        usage: "sysfs PATH VALUE (PATH under /sys/)",
+        parse: |a| {
+            let [path, value] = args::count(a)?;
+            if !path.starts_with("/sys/") || path.split('/').any(|c| c == "..") {
+                return Err(format!(
+                    "bad path {path:?}: expected a path under /sys/ (without ..)"
+                ));
+            }
+            Ok(Box::new(WriteValue {
+                path: path.to_string(),
+                value: value.to_string(),
+            }))
+        },
+    },
 ];
 
 const DROP_CACHES: &str = "/proc/sys/vm/drop_caches";
@@ -41,6 +78,26 @@ impl Action for DropCaches {
             .map_err(|e| StepError::io(format_args!("open {DROP_CACHES}"), &e))?;
         f.write_all(format!("{}\n", self.0).as_bytes())
             .map_err(|e| StepError::io(format_args!("write {DROP_CACHES}"), &e))?;
+        Ok(String::new())
+    }
+}
+
+/// Writes `VALUE\n` to a /proc/sys or /sys file in one write() (`sysctl`, `sysfs`).
+#[derive(Debug)]
+struct WriteValue {
+    path: String,
+    value: String,
+}
+
+impl Action for WriteValue {
+    fn run(&self, _cx: &mut Ctx) -> Result<String, StepError> {
+        let path = &self.path;
+        let mut f = OpenOptions::new()
+            .write(true)
+            .open(path)
+            .map_err(|e| StepError::io(format_args!("open {path}"), &e))?;
+        f.write_all(format!("{}\n", self.value).as_bytes())
+            .map_err(|e| StepError::io(format_args!("write {:?} to {path}", self.value), &e))?;
         Ok(String::new())
     }
 }

@@ -15,8 +15,10 @@ mod data;
 mod dmapin;
 mod dmapin_abi;
 mod fiemap;
+mod fileio;
 mod mapping;
 mod misc;
+mod races;
 mod sync;
 
 use crate::sys::Mapping;
@@ -38,11 +40,13 @@ pub struct OpDef {
 }
 
 /// All op families; the first definition of a name wins (names are unique, see the test).
-const FAMILIES: [&[OpDef]; 6] = [
+const FAMILIES: [&[OpDef]; 8] = [
     data::OPS,
+    fileio::OPS,
     sync::OPS,
     fiemap::OPS,
     mapping::OPS,
+    races::OPS,
     dmapin::OPS,
     misc::OPS,
 ];
@@ -117,6 +121,38 @@ pub fn parse(text: &str) -> Result<Vec<Step>, String> {
 /// Size of the I/O buffer shared by the data steps (one allocation for the whole run).
 pub const IO_CHUNK: usize = 64 * 1024;
 
+/// Alignment O_DIRECT asks of buffers (a page covers every logical block size we use).
+pub const DIRECT_ALIGN: usize = 4096;
+
+/// A zeroed heap buffer of `len` bytes starting at a DIRECT_ALIGN-aligned address (a Vec with
+/// room to spare, used from the first aligned byte on: no unsafe allocation code).
+#[derive(Debug, Default)]
+pub struct AlignedBuf {
+    bytes: Vec<u8>,
+    start: usize,
+    len: usize,
+}
+
+impl AlignedBuf {
+    pub fn new(len: usize) -> AlignedBuf {
+        let bytes = vec![0u8; len + DIRECT_ALIGN];
+        let start = bytes.as_ptr().align_offset(DIRECT_ALIGN);
+        AlignedBuf { bytes, start, len }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn as_slice(&self) -> &[u8] {
+        &self.bytes[self.start..self.start + self.len]
+    }
+
+    pub fn as_mut_slice(&mut self) -> &mut [u8] {
+        &mut self.bytes[self.start..self.start + self.len]
+    }
+}
+
 /// A pinned region of /dev/dmapin (`pin` step).
 #[derive(Clone, Copy, Debug)]
 pub struct Region {
@@ -131,7 +167,7 @@ pub struct Region {
 pub struct Ctx<'a> {
     index: u32,
     sink: &'a mut dyn FnMut(u32, &str),
-    buf: Vec<u8>,
+    buf: AlignedBuf,
     /// /dev/dmapin, opened by the first `pin` step.
     dmapin: Option<File>,
     /// Regions by name (`pin` adds, `release` removes).
@@ -151,13 +187,14 @@ impl Ctx<'_> {
         (self.sink)(0, line);
     }
 
-    /// The I/O buffer: IO_CHUNK bytes, allocated on first use and kept for later steps (pages
-    /// already touched stay mapped: no new page faults).
+    /// The I/O buffer: IO_CHUNK bytes at a DIRECT_ALIGN-aligned address (usable for
+    /// O_DIRECT), allocated on first use and kept for later steps (pages already touched stay
+    /// mapped: no new page faults).
     pub fn buffer(&mut self) -> &mut [u8] {
         if self.buf.is_empty() {
-            self.buf = vec![0; IO_CHUNK];
+            self.buf = AlignedBuf::new(IO_CHUNK);
         }
-        &mut self.buf
+        self.buf.as_mut_slice()
     }
 
     /// The mapping named `name` by an earlier `mmap` step.
@@ -220,7 +257,7 @@ pub fn run(steps: &[Step], verbose: bool, sink: &mut dyn FnMut(u32, &str)) -> Re
     let mut cx = Ctx {
         index: 0,
         sink,
-        buf: Vec::new(),
+        buf: AlignedBuf::default(),
         dmapin: None,
         regions: HashMap::new(),
         maps: HashMap::new(),

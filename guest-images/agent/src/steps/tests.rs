@@ -812,3 +812,254 @@ fn pin_outcomes_and_expect() {
         )
     );
 }
+
+#[test]
+fn parses_file_race_and_setting_steps() {
+    let text = "read /mnt/f\ntruncate /mnt/f 8K\npunch /mnt/f 4096 1M\n\
+                pwrite /mnt/f 100 3000 stamp:a\npwrite /mnt/f 4K 64K byte:0x5a direct\n\
+                sync_file_range /mnt/f 0 0\nsync_file_range /mnt/f 4K 8K\n\
+                sysctl vm.dirty_writeback_centisecs 0\n\
+                sysfs /sys/block/vda/queue/stable_writes 1\ndio_read_race m /mnt/src 20\n\
+                pvm_race m /mnt/f 2000\ntruncate /mnt/f 0\n";
+    let steps = parse(text).unwrap();
+    assert_eq!(
+        ops(&steps),
+        vec![
+            (1, "read"),
+            (2, "truncate"),
+            (3, "punch"),
+            (4, "pwrite"),
+            (5, "pwrite"),
+            (6, "sync_file_range"),
+            (7, "sync_file_range"),
+            (8, "sysctl"),
+            (9, "sysfs"),
+            (10, "dio_read_race"),
+            (11, "pvm_race"),
+            (12, "truncate"),
+        ]
+    );
+    let dbg: Vec<String> = steps.iter().map(|s| format!("{:?}", s.action)).collect();
+    let has = |i: usize, want: &str| assert!(dbg[i].contains(want), "{want} in {}", dbg[i]);
+    has(0, "ReadFile(\"/mnt/f\")");
+    has(1, "path: \"/mnt/f\", size: 8192");
+    has(2, "offset: 4096, len: 1048576");
+    has(
+        3,
+        "offset: 100, size: 3000, pattern: Stamp(\"a\"), direct: false",
+    );
+    has(
+        4,
+        "offset: 4096, size: 65536, pattern: Byte(90), direct: true",
+    );
+    has(5, "offset: 0, len: 0");
+    has(6, "offset: 4096, len: 8192");
+    has(
+        7,
+        "path: \"/proc/sys/vm/dirty_writeback_centisecs\", value: \"0\"",
+    );
+    has(
+        8,
+        "path: \"/sys/block/vda/queue/stable_writes\", value: \"1\"",
+    );
+    has(9, "name: \"m\", src: \"/mnt/src\", rounds: 20");
+    has(10, "name: \"m\", path: \"/mnt/f\", ms: 2000");
+    has(11, "size: 0");
+}
+
+#[test]
+fn bad_file_race_and_setting_lines_name_the_line() {
+    let cases = [
+        ("read", "line 1: read: expected 1 argument, found 0 (usage: read PATH)"),
+        ("read /a /b", "line 1: read: expected 1 argument, found 2"),
+        ("sync\ntruncate /f", "line 2: truncate: expected 2 arguments, found 1 (usage: truncate PATH SIZE)"),
+        ("truncate /f 1x", "line 1: truncate: bad size \"1x\""),
+        ("truncate /f 9223372036854775808", "bad size \"9223372036854775808\": larger than the largest file offset"),
+        ("punch /f 0", "line 1: punch: expected 3 arguments, found 2 (usage: punch PATH OFFSET LEN"),
+        ("punch /f 0 0", "line 1: punch: bad length \"0\": the hole must not be empty"),
+        ("punch /f 4K -1", "line 1: punch: bad size \"-1\""),
+        ("punch /f 9223372036854775807 1", "offset 9223372036854775807 + length 1 is beyond the largest file offset"),
+        ("pwrite /f 0 4K", "line 1: pwrite: expected 4 or 5 arguments, found 3 (usage: pwrite PATH OFFSET SIZE PATTERN [direct]"),
+        ("pwrite /f 0 4K byte:0x00 direct x", "expected 4 or 5 arguments, found 6"),
+        ("pwrite /f 0 4K byte:0x00 sync", "line 1: pwrite: bad flag \"sync\": expected direct or nothing"),
+        ("pwrite /f 0 4K zero", "line 1: pwrite: bad pattern \"zero\""),
+        ("pwrite /f 512 4K byte:0x00 direct", "line 1: pwrite: bad offset \"512\": with direct it must be a multiple of 4096"),
+        ("pwrite /f 8K 100 stamp:x direct", "line 1: pwrite: bad size \"100\": with direct it must be a multiple of 4096"),
+        ("pwrite /f x 4K byte:0x00", "line 1: pwrite: bad size \"x\""),
+        ("sync_file_range /f 0", "line 1: sync_file_range: expected 3 arguments, found 2 (usage: sync_file_range PATH OFFSET LEN"),
+        ("sync_file_range /f 0 1Q", "bad size \"1Q\""),
+        ("sysctl vm.dirty_ratio", "line 1: sysctl: expected 2 arguments, found 1 (usage: sysctl KEY VALUE"),
+        ("sysctl vm/dirty_ratio 5", "line 1: sysctl: bad key \"vm/dirty_ratio\": expected dot-separated words"),
+        ("sysctl VM.dirty_ratio 5", "bad key \"VM.dirty_ratio\""),
+        ("sysctl vm..dirty_ratio 5", "bad key \"vm..dirty_ratio\""),
+        ("sysctl .vm 5", "bad key \".vm\""),
+        ("sysctl vm. 5", "bad key \"vm.\""),
+        ("sysfs /proc/sys/vm/x 1", "line 1: sysfs: bad path \"/proc/sys/vm/x\": expected a path under /sys/"),
+        ("sysfs /sys/../etc/x 1", "bad path \"/sys/../etc/x\""),
+        ("sysfs /sys 1", "bad path \"/sys\""),
+        ("sysfs /sys/x", "line 1: sysfs: expected 2 arguments, found 1 (usage: sysfs PATH VALUE"),
+        ("dio_read_race m /f", "line 1: dio_read_race: expected 3 arguments, found 2 (usage: dio_read_race NAME SRC ROUNDS"),
+        ("dio_read_race m /f 0", "line 1: dio_read_race: bad rounds \"0\": expected at least 1"),
+        ("dio_read_race m /f 1K", "line 1: dio_read_race: bad rounds \"1K\": expected a decimal number"),
+        ("dio_read_race m/x /f 1", "line 1: dio_read_race: bad name \"m/x\""),
+        ("pvm_race m /f", "line 1: pvm_race: expected 3 arguments, found 2 (usage: pvm_race NAME PATH MS)"),
+        ("pvm_race m /f 2s", "line 1: pvm_race: bad duration \"2s\": expected a decimal number"),
+        ("pvm_race = /f 2", "line 1: pvm_race: bad name \"=\""),
+    ];
+    for (text, want) in cases {
+        let e = parse_err(text);
+        assert!(e.contains(want), "{text:?}: {e}");
+        assert!(e.starts_with("/pinvm/steps line "), "{e}");
+    }
+}
+
+#[test]
+fn pwrite_read_truncate_punch_sync_file_range_on_a_real_file() {
+    let dir = VarTmp::new("fileio");
+    let f = dir.path("f");
+    let text = format!(
+        "write {f} 64K stamp:a\nfsync {f}\npwrite {f} 4096 8192 stamp:a direct\n\
+         verify {f} 64K stamp:a\npwrite {f} 100 1000 stamp:b\npwrite {f} 60K 8K byte:0x7e direct\n\
+         read {f}\nsync_file_range {f} 0 0\nsync_file_range {f} 4K 4K\npunch {f} 8K 4K\n\
+         truncate {f} 66K\nread {f}\n"
+    );
+    let (r, events) = run_text(&text);
+    assert_eq!(r, Ok(()), "{events:?}");
+    assert_eq!(
+        lines(&events),
+        [
+            "step 1 write ok bytes=65536",
+            "step 2 fsync ok",
+            "step 3 pwrite ok bytes=8192",
+            "step 4 verify ok bytes=65536",
+            "step 5 pwrite ok bytes=1000",
+            "step 6 pwrite ok bytes=8192",
+            "step 7 read ok bytes=69632",
+            "step 8 sync_file_range ok",
+            "step 9 sync_file_range ok",
+            "step 10 punch ok",
+            "step 11 truncate ok",
+            "step 12 read ok bytes=67584",
+        ]
+    );
+    let mut want = vec![0u8; 68 * 1024];
+    stamp::fill("a", 0, &mut want);
+    // pwrite puts the bytes of the same file offsets: stamp:b from 100 to 1100.
+    stamp::fill("b", 100, &mut want[100..1100]);
+    want[60 * 1024..].fill(0x7e);
+    want[8192..12288].fill(0); // the hole
+    want.truncate(66 * 1024);
+    let got = std::fs::read(&f).unwrap();
+    assert_eq!(got.len(), want.len());
+    let first = got.iter().zip(&want).position(|(a, b)| a != b);
+    assert_eq!(first, None, "first difference");
+
+    // pwrite does not create (or truncate) files; run-time errors name the call.
+    let missing = dir.path("missing");
+    let cases = [
+        (
+            format!("pwrite {missing} 0 4K byte:0x00\n"),
+            format!("step 1 pwrite err 2 open {missing}: No such file or directory"),
+        ),
+        (
+            format!("pwrite {missing} 0 4K byte:0x00 direct\n"),
+            format!("step 1 pwrite err 2 open {missing}: No such file or directory"),
+        ),
+        (
+            format!("read {missing}\n"),
+            format!("step 1 read err 2 open {missing}: No such file or directory"),
+        ),
+        (
+            format!("truncate {missing} 0\n"),
+            format!("step 1 truncate err 2 truncate {missing} to 0: No such file or directory"),
+        ),
+        (
+            format!("punch {missing} 0 1\n"),
+            format!("step 1 punch err 2 open {missing}: No such file or directory"),
+        ),
+        (
+            format!("sync_file_range {missing} 0 0\n"),
+            format!("step 1 sync_file_range err 2 open {missing}: No such file or directory"),
+        ),
+        (
+            format!("read {}\n", dir.0.display()),
+            format!(
+                "step 1 read err 21 read {} at offset 0: Is a directory",
+                dir.0.display()
+            ),
+        ),
+        (
+            "sysctl vm.pinvm_no_such_knob 1\n".into(),
+            "step 1 sysctl err 2 open /proc/sys/vm/pinvm_no_such_knob: No such file or directory"
+                .into(),
+        ),
+        (
+            "sysfs /sys/pinvm_no_such_file 1\n".into(),
+            "step 1 sysfs err 2 open /sys/pinvm_no_such_file: No such file or directory".into(),
+        ),
+    ];
+    for (text, want) in cases {
+        let (r, events) = run_text(&text);
+        assert_eq!(r, Err(1), "{text}");
+        assert_eq!(events.last().unwrap().1, want);
+    }
+    assert!(!Path::new(&missing).exists());
+}
+
+#[test]
+fn races_on_a_real_file() {
+    let dir = VarTmp::new("races");
+    let f = dir.path("f");
+    let src = dir.path("src");
+    let text = format!(
+        "write {f} 64K stamp:f\nwrite {src} 64K stamp:s\nfsync {src}\nmmap m {f} 64K\n\
+         dio_read_race m {src} 3\nmunmap m\nverify {f} 64K stamp:s\nmmap m {f} 16K\n\
+         pvm_race m {f} 200\nmunmap m\n"
+    );
+    // (No msync or fsync after pvm_race: when a DIO write could not invalidate a page the
+    // mapping holds, the kernel prints "Page cache invalidation failure on direct I/O" and
+    // records EIO on the file, which the next msync/fsync reports.)
+    let (r, events) = run_text(&text);
+    assert_eq!(r, Ok(()), "{events:?}");
+    let l = lines(&events);
+    let dio = l[4].strip_prefix("step 5 dio_read_race ok rounds=3 pageouts=");
+    assert!(
+        dio.is_some_and(|n| n.parse::<u64>().unwrap() >= 1),
+        "{}",
+        l[4]
+    );
+    assert_eq!(l[6], "step 7 verify ok bytes=65536");
+    let pvm: Vec<u64> = l[8]
+        .strip_prefix("step 9 pvm_race ok pvm_writes=")
+        .unwrap()
+        .split(" dio_writes=")
+        .map(|n| n.parse().unwrap())
+        .collect();
+    assert!(pvm[0] > 0 && pvm[1] > 0, "{}", l[8]);
+    // Every page now holds one writer's stamp (whole sectors of pvm or dio).
+    let data = std::fs::read(&f).unwrap();
+    for (k, sector) in data[..16384].chunks(512).enumerate() {
+        let tag = stamp::decode(sector).map(|(t, off)| (t.to_string(), off));
+        assert!(
+            matches!(&tag, Some((t, off)) if (t == "pvm" || t == "dio") && *off == k as u64 * 512),
+            "sector {k}: {tag:?}"
+        );
+    }
+
+    let (_, events) = run_text(&format!("dio_read_race m {src} 1\n"));
+    assert!(events[0]
+        .1
+        .starts_with("step 1 dio_read_race err 2 no mapping named m"));
+    let (_, events) = run_text(&format!(
+        "mmap m {f} 4K\ndio_read_race m {}/missing 1\npvm_race m {}/missing 1\n",
+        dir.0.display(),
+        dir.0.display()
+    ));
+    assert_eq!(
+        events[1].1,
+        format!(
+            "step 2 dio_read_race err 2 open {}/missing (O_DIRECT): No such file or directory",
+            dir.0.display()
+        )
+    );
+}
