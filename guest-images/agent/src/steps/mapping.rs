@@ -67,6 +67,9 @@ pub const OPS: &[OpDef] = &[
 /// MADV_PAGEOUT (Linux 5.4+): reclaim the pages now (written back first if dirty).
 const MADV_PAGEOUT: libc::c_int = 21;
 
+/// The kernel option that provides madvise(2) (and fadvise64).
+pub const MADVISE_CONFIG: &str = "CONFIG_ADVISE_SYSCALLS";
+
 /// Opens PATH read-write (it must exist), maps SIZE bytes MAP_SHARED and names the mapping.
 #[derive(Debug)]
 struct Mmap {
@@ -166,10 +169,10 @@ impl Action for OnMap {
             How::Msync => m.msync().map_err(|e| io("msync", e))?,
             How::Pageout => m
                 .madvise(MADV_PAGEOUT)
-                .map_err(|e| io("madvise(MADV_PAGEOUT)", e))?,
+                .map_err(|e| io("madvise(MADV_PAGEOUT)", e).enosys_needs(MADVISE_CONFIG))?,
             How::Dontneed => m
                 .madvise(libc::MADV_DONTNEED)
-                .map_err(|e| io("madvise(MADV_DONTNEED)", e))?,
+                .map_err(|e| io("madvise(MADV_DONTNEED)", e).enosys_needs(MADVISE_CONFIG))?,
         }
         Ok(String::new())
     }

@@ -82,6 +82,16 @@ impl StepError {
         let errno = e.raw_os_error().filter(|&n| n != 0).unwrap_or(libc::EIO);
         StepError::new(errno, format!("{what}: {}", crate::describe(e)))
     }
+
+    /// Names the kernel option a system call needs when it failed with ENOSYS (the guest
+    /// kernel was built without it): appends ` (the kernel lacks <config>)`.
+    pub fn enosys_needs(mut self, config: &str) -> Self {
+        if self.errno == libc::ENOSYS {
+            self.message
+                .push_str(&format!(" (the kernel lacks {config})"));
+        }
+        self
+    }
 }
 
 /// One line of /pinvm/steps.

@@ -8,6 +8,7 @@
 //! error (the earliest to be recorded) fails the step.
 
 use super::args::{self, Pattern};
+use super::mapping::MADVISE_CONFIG;
 use super::{Action, AlignedBuf, Ctx, OpDef, StepError};
 use crate::sys::{self, Mapping, PAGE_SIZE};
 use std::fs::{File, OpenOptions};
@@ -127,10 +128,8 @@ impl Action for DioReadRace {
             loop {
                 sys::sync();
                 if let Err(e) = m.madvise(libc::MADV_PAGEOUT) {
-                    race.fail(StepError::io(
-                        format_args!("madvise(MADV_PAGEOUT) {name}"),
-                        &e,
-                    ));
+                    let e = StepError::io(format_args!("madvise(MADV_PAGEOUT) {name}"), &e);
+                    race.fail(e.enosys_needs(MADVISE_CONFIG));
                     break;
                 }
                 pageouts += 1;
@@ -242,10 +241,10 @@ fn pvm_writer(race: &Race, m: &Mapping, data: &[u8], name: &str, deadline: Insta
                 ),
             )),
             Err(e) if retry(&e) => continue,
-            Err(e) => race.fail(StepError::io(
-                format_args!("process_vm_writev into {name} at offset {off}"),
-                &e,
-            )),
+            Err(e) => {
+                let what = format_args!("process_vm_writev into {name} at offset {off}");
+                race.fail(StepError::io(what, &e).enosys_needs("CONFIG_CROSS_MEMORY_ATTACH"))
+            }
         }
         page = (page + 1) % (data.len() / PAGE_SIZE);
     }

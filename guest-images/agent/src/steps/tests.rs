@@ -1063,3 +1063,18 @@ fn races_on_a_real_file() {
         )
     );
 }
+
+#[test]
+fn enosys_names_the_missing_kernel_option() {
+    let e = StepError::io(
+        "madvise(MADV_PAGEOUT) m",
+        &io::Error::from_raw_os_error(libc::ENOSYS),
+    );
+    assert_eq!(
+        err_line(3, "madvise", &e.enosys_needs(mapping::MADVISE_CONFIG)),
+        "step 3 madvise err 38 madvise(MADV_PAGEOUT) m: Function not implemented (the kernel \
+         lacks CONFIG_ADVISE_SYSCALLS)"
+    );
+    let e = StepError::io("x", &io::Error::from_raw_os_error(libc::EFAULT)).enosys_needs("C");
+    assert_eq!(e.message, "x: Bad address");
+}
