@@ -108,23 +108,9 @@ impl std::fmt::Display for Run {
     }
 }
 
-/// Where a FIEMAP "physical" address of a file on `image` is on the device: identical for
-/// ext4/xfs; btrfs reports addresses in its own logical space, mapped through its chunk tree
-/// (`btrfs-map-logical`, from btrfs-progs).
+/// Where a FIEMAP "physical" address of a file on `image` is on the device
+/// (`guest_images::disk::device_offset`).
 pub fn device_offset(fs: &str, image: &Path, physical: u64) -> u64 {
-    if fs != "btrfs" {
-        return physical;
-    }
-    let out = Command::new("btrfs-map-logical")
-        .args(["-l", &physical.to_string()])
-        .arg(image)
-        .output()
-        .expect("btrfs-map-logical (btrfs-progs)");
-    let text = String::from_utf8_lossy(&out.stdout);
-    let field = text
-        .split_whitespace()
-        .skip_while(|w| *w != "physical")
-        .nth(1)
-        .unwrap_or_else(|| panic!("cannot map btrfs logical {physical}: {text}"));
-    field.parse().unwrap()
+    let fs: guest_images::disk::Fs = fs.parse().expect("ext4, xfs or btrfs");
+    guest_images::disk::device_offset(fs, image, physical).unwrap()
 }

@@ -91,6 +91,9 @@ pub struct ControlEvent {
     pub message: String,
     /// When the EVENT write reached the VMM.
     pub at: Instant,
+    /// The same moment on CLOCK_MONOTONIC in ns: the clock of the block journal and the DMA
+    /// log, so step results can be ordered against disk writes and DMA.
+    pub at_ns: u64,
 }
 
 /// The device behind the control page.
@@ -166,12 +169,14 @@ impl ControlPage {
 
     fn event(&mut self, code: u32) {
         let at = Instant::now();
+        let at_ns = crate::block::journal::monotonic_ns();
         let len = (self.len as usize).min(self.mailbox.len());
         let event = ControlEvent {
             kind: ControlEventKind::from_code(code),
             status: self.status,
             message: String::from_utf8_lossy(&self.mailbox[..len]).into_owned(),
             at,
+            at_ns,
         };
         self.status = 0;
         self.len = 0;

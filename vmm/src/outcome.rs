@@ -128,6 +128,7 @@ mod tests {
             cmdline: String::new(),
             steps: vec![],
             step_times: vec![],
+            step_ns: vec![],
         }
     }
 

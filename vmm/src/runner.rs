@@ -168,6 +168,9 @@ pub struct RunReport {
     pub steps: Vec<StepReport>,
     /// When each report arrived, since the first KVM_RUN (same order as `steps`).
     pub step_times: Vec<Duration>,
+    /// When each report arrived on CLOCK_MONOTONIC in ns, the clock of the block journal and
+    /// the DMA log (same order as `steps`).
+    pub step_ns: Vec<u64>,
 }
 
 enum Msg {
@@ -490,6 +493,7 @@ pub fn run(spec: &RunSpec) -> Result<RunReport> {
                     .unwrap_or_default()
             })
             .collect(),
+        step_ns: w.step_ns,
         steps: w.steps,
     })
 }
@@ -506,6 +510,7 @@ struct Watch {
     agent_errors: Vec<String>,
     steps: Vec<StepReport>,
     step_at: Vec<Instant>,
+    step_ns: Vec<u64>,
 }
 
 impl Watch {
@@ -527,6 +532,7 @@ impl Watch {
                 Ok(r) => {
                     self.steps.push(r);
                     self.step_at.push(ev.at);
+                    self.step_ns.push(ev.at_ns);
                 }
                 Err(e) => self
                     .agent_errors

@@ -73,6 +73,8 @@ pub struct BootArgs {
 pub struct Prepared {
     pub kernel: PathBuf,
     pub system_map: Option<PathBuf>,
+    /// `make kernelrelease` of a kernel pinvm built (None for a --kernel file).
+    pub release: Option<String>,
     pub initrd: Vec<u8>,
     pub disks: Vec<DiskSpec>,
 }
@@ -89,17 +91,18 @@ pub struct UserDisk {
 /// Resolve the kernel (building it if needed), the disks (the user's as /dev/vda, then the
 /// busybox tools disk) and the initramfs for `job`.
 pub fn prepare(choice: &KernelChoice, mut job: Job, user: UserDisk) -> Result<Prepared> {
-    let (kernel, system_map) = match &choice.kernel {
+    let (kernel, system_map, release) = match &choice.kernel {
         Some(p) => {
             if !p.is_file() {
                 anyhow::bail!("--kernel {}: no such file", p.display());
             }
             let map = p.with_file_name("System.map");
-            (p.clone(), map.is_file().then_some(map))
+            (p.clone(), map.is_file().then_some(map), None)
         }
         None => {
             let built = default_kernel(choice)?;
-            (built.vmlinux, Some(built.system_map))
+            let release = Some(built.manifest.kernelrelease.clone());
+            (built.vmlinux, Some(built.system_map), release)
         }
     };
     let cache = guest_images::cache::cache_dir()?;
@@ -149,6 +152,7 @@ pub fn prepare(choice: &KernelChoice, mut job: Job, user: UserDisk) -> Result<Pr
     Ok(Prepared {
         kernel,
         system_map,
+        release,
         initrd,
         disks,
     })
@@ -270,6 +274,14 @@ pub fn report_json(r: &RunReport, v: &outcome::Verdict) -> serde_json::Value {
                 flags,
             } => json!({"kind": "extent", "index": index, "logical": logical,
                         "physical": physical, "length": length, "flags": flags}),
+        })
+        .collect();
+    let steps: Vec<serde_json::Value> = steps
+        .into_iter()
+        .zip(&r.step_ns)
+        .map(|(mut s, t)| {
+            s["time_ns"] = json!(t);
+            s
         })
         .collect();
     json!({

@@ -3,10 +3,12 @@
 
 mod bench;
 mod boot;
+mod case;
 mod dma;
 mod image;
 mod journal;
 mod kernel;
+mod run;
 
 use clap::{Parser, Subcommand};
 
@@ -42,6 +44,9 @@ pub enum Command {
     /// Inspect the DMA device's logs.
     #[command(subcommand)]
     Dma(dma::DmaCommand),
+    /// Run a scenario on one kernel and filesystem and judge it (exit 0 clean, 1 found, 125
+    /// could not test).
+    Run(run::RunArgs),
     /// Measure boot times (median over runs).
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -50,6 +55,7 @@ pub enum Command {
 pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
         Command::Boot(a) => boot::run(a),
+        Command::Run(r) => run::run(r),
         Command::Kernel(k) => kernel::run(k),
         Command::Bench(b) => bench::run(b),
         Command::Image(i) => image::run(i),

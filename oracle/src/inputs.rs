@@ -1,0 +1,103 @@
+//! What the oracle reads: host records (DMA log, block journal, final image, console) and the
+//! two things it takes from the guest (the file's extents and the step results).
+
+use devices::agent_msg::StepReport;
+use devices::block::journal::JournalRecord;
+use devices::dmapin::log::DmaRecord;
+use std::io;
+
+/// Bytes per page and per file-system block in every scenario.
+pub const PAGE: u64 = 4096;
+
+/// One extent of the target file, with its start already translated to a byte offset on the
+/// disk (FIEMAP's "physical" is a btrfs-logical address on btrfs; the caller maps it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FileExtent {
+    pub logical: u64,
+    pub device: u64,
+    pub length: u64,
+    /// FIEMAP flags (FIEMAP_EXTENT_UNWRITTEN = 0x800: reads as zeros, not disk content).
+    pub flags: u32,
+}
+
+pub const FIEMAP_EXTENT_UNWRITTEN: u32 = 0x800;
+
+/// The target file as the guest described it after the workload (from a `fiemap` step).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FileMap {
+    pub extents: Vec<FileExtent>,
+}
+
+impl FileMap {
+    /// Disk byte offset of the block holding file offset `off`, if the file has one there
+    /// (None for a hole, an unwritten extent or past the end).
+    pub fn device_of(&self, off: u64) -> Option<u64> {
+        self.extents
+            .iter()
+            .find(|e| off >= e.logical && off < e.logical + e.length)
+            .filter(|e| e.flags & FIEMAP_EXTENT_UNWRITTEN == 0)
+            .map(|e| e.device + (off - e.logical))
+    }
+}
+
+/// The final disk image (what the disk held when the guest stopped).
+pub trait DiskImage {
+    /// Read exactly `buf.len()` bytes at byte offset `off`.
+    fn read_at(&self, off: u64, buf: &mut [u8]) -> io::Result<()>;
+}
+
+impl DiskImage for std::fs::File {
+    fn read_at(&self, off: u64, buf: &mut [u8]) -> io::Result<()> {
+        std::os::unix::fs::FileExt::read_exact_at(self, buf, off)
+    }
+}
+
+impl DiskImage for Vec<u8> {
+    fn read_at(&self, off: u64, buf: &mut [u8]) -> io::Result<()> {
+        let start = usize::try_from(off).map_err(|_| io::ErrorKind::UnexpectedEof)?;
+        let src = self
+            .get(start..start + buf.len())
+            .ok_or(io::ErrorKind::UnexpectedEof)?;
+        buf.copy_from_slice(src);
+        Ok(())
+    }
+}
+
+/// One step result with the step's source line and when its report reached the host.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TimedStep {
+    /// The step as written in the job (`release r dirty_lock`), when known.
+    pub line: String,
+    pub report: StepReport,
+    /// CLOCK_MONOTONIC ns of the report's arrival.
+    pub time_ns: u64,
+}
+
+impl TimedStep {
+    /// The op name (first word of the report).
+    pub fn op(&self) -> &str {
+        match &self.report {
+            StepReport::Done { op, .. } | StepReport::Failed { op, .. } => op,
+            StepReport::Extent { .. } => "extent",
+        }
+    }
+
+    pub fn ok(&self) -> bool {
+        matches!(self.report, StepReport::Done { .. })
+    }
+}
+
+/// Everything one run left behind.
+#[derive(Default)]
+pub struct Inputs<'a> {
+    pub dma: Vec<DmaRecord>,
+    /// Block journal of the disk holding the target file (OUT records should carry data).
+    pub journal: Vec<JournalRecord>,
+    /// The target file's extents after the workload; None when the guest did not report them.
+    pub file: Option<FileMap>,
+    pub image: Option<&'a dyn DiskImage>,
+    pub console: &'a str,
+    pub steps: Vec<TimedStep>,
+    /// The run was stopped by the watchdog: what the VMM saw (e.g. where the vCPUs were).
+    pub watchdog: Option<String>,
+}

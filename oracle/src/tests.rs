@@ -1,0 +1,392 @@
+//! Each verdict with a positive and a negative synthetic case (no VM).
+
+use crate::inputs::{FileExtent, FileMap, Inputs, TimedStep, PAGE};
+use crate::verdict::VerdictKind;
+use crate::{analyze, Analysis};
+use devices::agent_msg::StepReport;
+use devices::block::journal::JournalRecord;
+use devices::block::request::{RequestKind, Segment};
+use devices::dmapin::log::{DmaRecord, Trigger};
+use devices::dmapin::stamp::encode_page;
+
+/// The target file: 4 pages at disk offset 1 MiB; page p of region 0 lives at gpa 0x10_0000 + p*4K.
+const DEV: u64 = 1 << 20;
+const GPA: u64 = 0x10_0000;
+
+fn dma(page: u32, generation: u64, time_ns: u64) -> DmaRecord {
+    DmaRecord {
+        time_ns,
+        region: 0,
+        page,
+        file_offset: u64::from(page) * PAGE,
+        generation,
+        gpa: GPA + u64::from(page) * PAGE,
+        bytes: 4096,
+        page_offset: 0,
+        trigger: Trigger::Burst,
+    }
+}
+
+fn out(seq: u64, page: u32, data: Vec<u8>, submit_ns: u64, complete_ns: u64) -> JournalRecord {
+    JournalRecord {
+        seq,
+        kind: RequestKind::Out,
+        status: 0,
+        submit_ns,
+        complete_ns,
+        sector: (DEV + u64::from(page) * PAGE) / 512,
+        sectors: data.len() as u64 / 512,
+        segments: vec![Segment {
+            addr: GPA + u64::from(page) * PAGE,
+            len: data.len() as u32,
+        }],
+        hashes: vec![],
+        data: Some(data),
+    }
+}
+
+fn page(p: u32, g: u64) -> Vec<u8> {
+    encode_page(0, p, g, 1).to_vec()
+}
+
+/// Sectors 0..4 of generation `a`, 4..8 of generation `b`.
+fn torn_page(p: u32, a: u64, b: u64) -> Vec<u8> {
+    let mut v = page(p, a);
+    v[2048..].copy_from_slice(&page(p, b)[2048..]);
+    v
+}
+
+fn image_with(pages: &[(u32, Vec<u8>)]) -> Vec<u8> {
+    let mut img = vec![0u8; (DEV + 4 * PAGE) as usize];
+    for (p, d) in pages {
+        let at = (DEV + u64::from(*p) * PAGE) as usize;
+        img[at..at + 4096].copy_from_slice(d);
+    }
+    img
+}
+
+fn file() -> FileMap {
+    FileMap {
+        extents: vec![FileExtent {
+            logical: 0,
+            device: DEV,
+            length: 4 * PAGE,
+            flags: 0,
+        }],
+    }
+}
+
+fn step(index: u32, line: &str, time_ns: u64) -> TimedStep {
+    let op = line.split_whitespace().next().unwrap().to_string();
+    TimedStep {
+        line: line.into(),
+        report: StepReport::Done {
+            index,
+            op,
+            detail: String::new(),
+        },
+        time_ns,
+    }
+}
+
+fn failed(index: u32, line: &str, errno: i32, time_ns: u64) -> TimedStep {
+    let op = line.split_whitespace().next().unwrap().to_string();
+    TimedStep {
+        line: line.into(),
+        report: StepReport::Failed {
+            index,
+            op,
+            errno,
+            message: "boom".into(),
+        },
+        time_ns,
+    }
+}
+
+fn kinds(a: &Analysis) -> Vec<VerdictKind> {
+    a.kinds()
+}
+
+#[test]
+fn torn_block_in_a_journaled_write() {
+    let img = image_with(&[(0, page(0, 2))]);
+    let i = Inputs {
+        dma: vec![dma(0, 1, 10), dma(0, 2, 20)],
+        journal: vec![
+            out(1, 0, torn_page(0, 1, 2), 15, 25),
+            out(2, 0, page(0, 2), 30, 31),
+        ],
+        file: Some(file()),
+        image: Some(&img),
+        ..Inputs::default()
+    };
+    let a = analyze(&i);
+    let v = a
+        .verdicts
+        .iter()
+        .find(|v| v.kind == VerdictKind::TornBlock)
+        .unwrap();
+    assert_eq!(v.count, 1);
+    let e = &v.evidence[0];
+    assert_eq!(e.journal_seq, Some(1));
+    assert_eq!(e.generations, vec![1, 1, 1, 1, 2, 2, 2, 2]);
+    assert_eq!(e.sector, Some(DEV / 512));
+    assert!(
+        e.text.contains("the final image holds generation 2"),
+        "{}",
+        e.text
+    );
+    // Healed: the last generation is on disk, so no lost write.
+    assert!(!a.has(VerdictKind::LostWrite), "{a:#?}");
+}
+
+#[test]
+fn torn_block_on_the_final_image() {
+    let img = image_with(&[(1, torn_page(1, 3, 4))]);
+    let i = Inputs {
+        dma: vec![dma(1, 3, 10), dma(1, 4, 20)],
+        file: Some(file()),
+        image: Some(&img),
+        ..Inputs::default()
+    };
+    let a = analyze(&i);
+    assert!(a.has(VerdictKind::TornBlock), "{a:#?}");
+    // The mix is older than generation 4 in half the block: also a lost write.
+    assert!(a.has(VerdictKind::LostWrite));
+}
+
+#[test]
+fn clean_run_has_no_verdict() {
+    let img = image_with(&[(0, page(0, 2)), (1, page(1, 2))]);
+    let i = Inputs {
+        dma: vec![dma(0, 1, 10), dma(1, 1, 11), dma(0, 2, 20), dma(1, 2, 21)],
+        journal: vec![out(1, 0, page(0, 1), 12, 13), out(2, 0, page(0, 2), 30, 31)],
+        file: Some(file()),
+        image: Some(&img),
+        steps: vec![
+            step(1, "release r dirty_lock", 25),
+            step(2, "fsync /mnt/f", 40),
+        ],
+        console: "[    1.000000] Linux version 6.12\n[    2.000000] BUG: arch topology borken\n",
+        ..Inputs::default()
+    };
+    let a = analyze(&i);
+    assert!(a.verdicts.is_empty(), "{a:#?}");
+    assert_eq!(a.stats.pages_checked_on_disk, 2);
+    assert_eq!(a.stats.pages_with_dma, 2);
+}
+
+#[test]
+fn lost_write_when_the_disk_keeps_an_older_generation() {
+    let img = image_with(&[(2, page(2, 1))]);
+    let i = Inputs {
+        dma: vec![dma(2, 1, 10), dma(2, 2, 20)],
+        file: Some(file()),
+        image: Some(&img),
+        steps: vec![step(7, "release r dirty_lock", 30), step(8, "fsync /mnt/f", 40)],
+        console: "[ 3.1] EXT4-fs warning (device vda): mpage_prepare_extent_to_map:2526: inode #12: comm kworker: page 2 does not have buffers attached\n",
+        ..Inputs::default()
+    };
+    let a = analyze(&i);
+    let v = a
+        .verdicts
+        .iter()
+        .find(|v| v.kind == VerdictKind::LostWrite)
+        .unwrap();
+    let e = &v.evidence[0];
+    assert_eq!((e.page, e.file_offset), (Some(2), Some(2 * PAGE)));
+    assert_eq!(e.generations, vec![1, 2]);
+    assert!(
+        e.text.contains("`fsync /mnt/f` (step 8) reported success"),
+        "{}",
+        e.text
+    );
+    assert!(v
+        .evidence
+        .iter()
+        .any(|e| e.text.contains("does not have buffers attached")));
+}
+
+#[test]
+fn dma_after_the_final_release_is_not_expected_on_disk() {
+    let img = image_with(&[(2, page(2, 1))]);
+    let i = Inputs {
+        dma: vec![dma(2, 1, 10), dma(2, 2, 50)],
+        file: Some(file()),
+        image: Some(&img),
+        steps: vec![step(1, "release r dirty_lock", 30)],
+        ..Inputs::default()
+    };
+    assert!(!analyze(&i).has(VerdictKind::LostWrite));
+}
+
+#[test]
+fn lost_write_over_a_hole_and_expected_loss_after_a_punch() {
+    let img = image_with(&[]);
+    let holey = FileMap {
+        extents: vec![FileExtent {
+            logical: 0,
+            device: DEV,
+            length: PAGE,
+            flags: 0,
+        }],
+    };
+    let mut i = Inputs {
+        dma: vec![dma(0, 1, 10), dma(3, 1, 10)],
+        file: Some(holey),
+        image: Some(&img),
+        ..Inputs::default()
+    };
+    // Page 0's block is zeros (not the device's data), page 3 is a hole: both lost.
+    let a = analyze(&i);
+    let v = a
+        .verdicts
+        .iter()
+        .find(|v| v.kind == VerdictKind::LostWrite)
+        .unwrap();
+    assert_eq!(v.count, 2);
+    assert!(
+        v.evidence[1].text.contains("a hole"),
+        "{}",
+        v.evidence[1].text
+    );
+    // The workload punched page 3 after pinning: expected, noted, not a verdict; page 0 is
+    // still lost.
+    i.steps = vec![
+        step(1, "pin r m pin rw", 5),
+        step(2, "punch /mnt/f 12K 4K", 6),
+    ];
+    let a = analyze(&i);
+    let v = a
+        .verdicts
+        .iter()
+        .find(|v| v.kind == VerdictKind::LostWrite)
+        .unwrap();
+    assert_eq!(v.count, 1);
+    assert!(
+        a.notes.iter().any(|n| n.contains("punch /mnt/f 12K 4K")),
+        "{:?}",
+        a.notes
+    );
+}
+
+#[test]
+fn stale_block_when_an_older_generation_overwrites_a_newer_one() {
+    let img = image_with(&[(0, page(0, 1))]);
+    let journal = vec![out(1, 0, page(0, 2), 25, 26), out(2, 0, page(0, 1), 30, 31)];
+    let mut i = Inputs {
+        dma: vec![dma(0, 1, 10), dma(0, 2, 20)],
+        journal,
+        file: Some(file()),
+        image: Some(&img),
+        ..Inputs::default()
+    };
+    let a = analyze(&i);
+    let v = a
+        .verdicts
+        .iter()
+        .find(|v| v.kind == VerdictKind::StaleBlock)
+        .unwrap();
+    assert_eq!(v.evidence[0].journal_seq, Some(2));
+    assert_eq!(v.evidence[0].generations, vec![1, 2]);
+    // In order: no stale block.
+    i.journal = vec![out(1, 0, page(0, 1), 12, 13), out(2, 0, page(0, 2), 30, 31)];
+    assert!(!analyze(&i).has(VerdictKind::StaleBlock));
+}
+
+#[test]
+fn unstable_write_when_dma_lands_during_a_block_write() {
+    let mut d = dma(1, 5, 100);
+    d.trigger = Trigger::Writeback { seq: 9 };
+    d.bytes = 2048;
+    d.gpa += 2048;
+    let mut i = Inputs {
+        dma: vec![d],
+        journal: vec![out(9, 1, page(1, 4), 90, 110)],
+        ..Inputs::default()
+    };
+    let a = analyze(&i);
+    let v = a
+        .verdicts
+        .iter()
+        .find(|v| v.kind == VerdictKind::UnstableWrite)
+        .unwrap();
+    assert_eq!(v.evidence[0].journal_seq, Some(9));
+    assert_eq!(v.evidence[0].sector, Some((DEV + PAGE) / 512 + 4));
+    // The same DMA after the write completed, or into another page: stable.
+    i.journal = vec![out(9, 1, page(1, 4), 90, 99)];
+    assert!(!analyze(&i).has(VerdictKind::UnstableWrite));
+    i.journal = vec![out(9, 2, page(2, 4), 90, 110)];
+    assert!(!analyze(&i).has(VerdictKind::UnstableWrite));
+}
+
+#[test]
+fn fs_error_from_a_step_errno_or_the_console() {
+    let i = Inputs {
+        steps: vec![failed(4, "fsync /mnt/f", 117, 10)],
+        ..Inputs::default()
+    };
+    let a = analyze(&i);
+    assert_eq!(kinds(&a), vec![VerdictKind::FsError]);
+    let i = Inputs {
+        console: "[   12.5] BTRFS warning (device vda): csum failed root 5 ino 257 off 0 csum 0x8941f998 expected csum 0x1b6b2ec8 mirror 1\n",
+        ..Inputs::default()
+    };
+    assert_eq!(kinds(&analyze(&i)), vec![VerdictKind::FsError]);
+    // Other failures are step failures, not filesystem errors.
+    let i = Inputs {
+        steps: vec![failed(2, "pin r m pin_longterm rw", 14, 10)],
+        ..Inputs::default()
+    };
+    assert_eq!(kinds(&analyze(&i)), vec![VerdictKind::StepFailed]);
+    let i = Inputs {
+        steps: vec![step(2, "fsync /mnt/f", 10)],
+        console: "[ 1.0] EXT4-fs (vda): mounted filesystem with ordered data mode\n",
+        ..Inputs::default()
+    };
+    assert!(analyze(&i).verdicts.is_empty());
+}
+
+#[test]
+fn kernel_reports_and_hangs() {
+    let warn = "[    5.100000] ------------[ cut here ]------------\n\
+[    5.100001] WARNING: CPU: 1 PID: 57 at fs/ext4/inode.c:3587 ext4_dirty_folio+0x3a/0x40\n\
+[    5.100002] Modules linked in:\n\
+[    5.100003] RIP: 0010:ext4_dirty_folio+0x3a/0x40\n\
+[    5.100004] ---[ end trace 0000000000000000 ]---\n";
+    let i = Inputs {
+        console: warn,
+        ..Inputs::default()
+    };
+    let a = analyze(&i);
+    assert_eq!(kinds(&a), vec![VerdictKind::KernelWarning]);
+    assert!(
+        a.verdicts[0]
+            .summary
+            .contains("WARNING in ext4_dirty_folio"),
+        "{}",
+        a.verdicts[0].summary
+    );
+    assert!(!a.verdicts[0].evidence[0].console.is_empty());
+    let bug =
+        "[    7.0] kernel BUG at fs/ext4/inode.c:2620!\n[    7.0] invalid opcode: 0000 [#1] SMP\n";
+    let i = Inputs {
+        console: bug,
+        ..Inputs::default()
+    };
+    assert_eq!(kinds(&analyze(&i)), vec![VerdictKind::KernelBug]);
+    let i = Inputs {
+        watchdog: Some("the command did not finish within 60 s; vCPU0 at default_idle".into()),
+        ..Inputs::default()
+    };
+    assert_eq!(kinds(&analyze(&i)), vec![VerdictKind::Hang]);
+    assert!(analyze(&Inputs::default()).verdicts.is_empty());
+}
+
+#[test]
+fn verdict_names_round_trip() {
+    for k in VerdictKind::ALL {
+        assert_eq!(VerdictKind::from_name(k.name()), Some(k));
+        assert_eq!(serde_json::to_value(k).unwrap(), k.name());
+    }
+}

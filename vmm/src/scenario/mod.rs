@@ -1,0 +1,244 @@
+//! Scenario files (`scenarios/*.toml`): a workload for the guest agent, the matrix it runs on
+//! (kernel versions × filesystems) and the expected verdicts per kernel and filesystem.
+//! The format is documented in docs/scenario-format.md.
+
+pub mod expand;
+pub mod expect;
+
+use anyhow::{bail, Context, Result};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+pub use expect::Expectation;
+
+/// The kernel versions pinvm builds by name.
+pub const KERNELS: [&str; 2] = ["6.1", "6.12"];
+pub const FILESYSTEMS: [&str; 3] = ["ext4", "xfs", "btrfs"];
+pub const PIN_METHODS: [&str; 6] = [
+    "gup",
+    "gup_fast",
+    "pin",
+    "pin_fast",
+    "pin_longterm",
+    "pin_fast_longterm",
+];
+pub const RELEASE_METHODS: [&str; 3] = ["dirty_lock", "dirty_nolock", "no_dirty"];
+/// Memory pressure applied where a step says `{pressure}`.
+pub const PRESSURES: [&str; 3] = ["none", "pageout", "drop_caches"];
+
+/// One scenario file, as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    /// Short id from the research notes, e.g. "S3".
+    pub id: String,
+    /// One line.
+    pub title: String,
+    pub description: String,
+    /// Where the prediction comes from (section of the research notes).
+    #[serde(default)]
+    pub research: Option<String>,
+    pub kernels: Vec<String>,
+    pub filesystems: Vec<String>,
+    /// Seconds before the watchdog stops the guest (a hang).
+    #[serde(default = "default_timeout")]
+    pub timeout: u64,
+    /// Guest RAM in MiB.
+    #[serde(default = "default_memory")]
+    pub memory: u64,
+    #[serde(default = "default_cpus")]
+    pub cpus: u8,
+    /// Extra kernel command-line words.
+    #[serde(default)]
+    pub append: Vec<String>,
+    /// Size of the target file /mnt/f ({size}).
+    #[serde(default = "default_file_size")]
+    pub file_size: String,
+    /// Pin method ({pin}).
+    #[serde(default)]
+    pub pin: Option<String>,
+    /// Release method ({release}).
+    #[serde(default)]
+    pub release: Option<String>,
+    /// DMA schedule for `dma_start` ({dma}), e.g. "burst 3", "rate 200 300", "writeback 1".
+    #[serde(default)]
+    pub dma: Option<String>,
+    /// Memory pressure ({pressure} line): none, pageout (madvise(MADV_PAGEOUT) of mapping m),
+    /// drop_caches (echo 3 > drop_caches).
+    #[serde(default)]
+    pub pressure: Option<String>,
+    /// Workload steps for the guest agent (docs/control-protocol.md), with {variables}.
+    pub steps: Vec<String>,
+    /// Expected verdicts, by "default", "<fs>", "<kernel>" or "<kernel>.<fs>" (most specific
+    /// wins).
+    pub expect: BTreeMap<String, Expectation>,
+    /// Set by `load`: the file's stem, e.g. "S03-gup-reclaim".
+    #[serde(skip)]
+    pub name: String,
+    #[serde(skip)]
+    pub path: PathBuf,
+}
+
+fn default_timeout() -> u64 {
+    180
+}
+fn default_memory() -> u64 {
+    128
+}
+fn default_cpus() -> u8 {
+    2
+}
+fn default_file_size() -> String {
+    "64K".into()
+}
+
+impl Scenario {
+    /// Read and check a scenario file.
+    pub fn load(path: &Path) -> Result<Scenario> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading scenario {}", path.display()))?;
+        let mut s: Scenario =
+            toml::from_str(&text).with_context(|| format!("scenario {}", path.display()))?;
+        s.name = path
+            .file_stem()
+            .and_then(|n| n.to_str())
+            .unwrap_or("scenario")
+            .to_string();
+        s.path = path.to_path_buf();
+        s.validate()
+            .with_context(|| format!("scenario {}", path.display()))?;
+        Ok(s)
+    }
+
+    fn validate(&self) -> Result<()> {
+        if self.kernels.is_empty() || self.filesystems.is_empty() {
+            bail!("`kernels` and `filesystems` must not be empty");
+        }
+        for k in &self.kernels {
+            if !KERNELS.contains(&k.as_str()) {
+                bail!("kernel {k:?}: pinvm knows {KERNELS:?}");
+            }
+        }
+        for f in &self.filesystems {
+            if !FILESYSTEMS.contains(&f.as_str()) {
+                bail!("filesystem {f:?}: pinvm knows {FILESYSTEMS:?}");
+            }
+        }
+        let check = |what: &str, v: &Option<String>, allowed: &[&str]| -> Result<()> {
+            match v {
+                Some(x) if !allowed.contains(&x.as_str()) => {
+                    bail!("{what} {x:?}: expected one of {allowed:?}")
+                }
+                _ => Ok(()),
+            }
+        };
+        check("pin", &self.pin, &PIN_METHODS)?;
+        check("release", &self.release, &RELEASE_METHODS)?;
+        check("pressure", &self.pressure, &PRESSURES)?;
+        if let Some(d) = &self.dma {
+            expand::check_schedule(d)?;
+        }
+        guest_images::disk::parse_size(&self.file_size)
+            .with_context(|| format!("file_size {:?}", self.file_size))?;
+        if self.timeout == 0 || self.memory < 32 || self.cpus == 0 {
+            bail!("timeout must be > 0 s, memory >= 32 MiB, cpus >= 1");
+        }
+        if self.steps.is_empty() {
+            bail!("no steps");
+        }
+        for (key, e) in &self.expect {
+            expect::check_key(key)?;
+            e.validate().with_context(|| format!("expect.{key}"))?;
+        }
+        // Every cell of the matrix has an expectation, and the steps expand.
+        for k in &self.kernels {
+            for f in &self.filesystems {
+                self.expectation(k, f)?;
+            }
+        }
+        expand::expand(self, 0).map(|_| ())
+    }
+
+    /// The expectation for one cell of the matrix.
+    pub fn expectation(&self, kernel: &str, fs: &str) -> Result<&Expectation> {
+        expect::lookup(&self.expect, kernel, fs)
+            .with_context(|| format!("no expectation for kernel {kernel} on {fs}: add expect.\"{kernel}.{fs}\", expect.\"{kernel}\", expect.{fs} or expect.default"))
+    }
+}
+
+/// The scenario files named on the command line: files, or directories (every *.toml in
+/// them, sorted); nothing = the `scenarios/` directory of this checkout.
+pub fn load_all(args: &[PathBuf]) -> Result<Vec<Scenario>> {
+    let args: Vec<PathBuf> = if args.is_empty() {
+        vec![default_dir()?]
+    } else {
+        args.to_vec()
+    };
+    let mut out = Vec::new();
+    for a in &args {
+        if a.is_dir() {
+            let mut files: Vec<PathBuf> = std::fs::read_dir(a)
+                .with_context(|| format!("reading {}", a.display()))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+                .collect();
+            files.sort();
+            for f in files {
+                out.push(Scenario::load(&f)?);
+            }
+        } else {
+            out.push(resolve(a).and_then(|p| Scenario::load(&p))?);
+        }
+    }
+    if out.is_empty() {
+        bail!("no scenario files in {args:?}");
+    }
+    Ok(out)
+}
+
+/// A scenario argument: a path, or a name/id looked up in the scenarios directory
+/// ("S03", "S03-gup-reclaim").
+pub fn resolve(arg: &Path) -> Result<PathBuf> {
+    if arg.is_file() {
+        return Ok(arg.to_path_buf());
+    }
+    let dir = default_dir()?;
+    let want = arg.to_string_lossy().to_string();
+    let mut hits: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .with_context(|| format!("reading {}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            let stem = p.file_stem().and_then(|s| s.to_str()).unwrap_or("");
+            p.extension().is_some_and(|x| x == "toml")
+                && (stem == want || stem.starts_with(&format!("{want}-")))
+        })
+        .collect();
+    hits.sort();
+    match hits.len() {
+        1 => Ok(hits.remove(0)),
+        0 => bail!(
+            "{}: no such file, and no scenario of that name in {}",
+            arg.display(),
+            dir.display()
+        ),
+        _ => bail!("{}: ambiguous, matches {hits:?}", arg.display()),
+    }
+}
+
+/// `$PINVM_SCENARIOS`, else `scenarios/` in the current directory or next to the source tree
+/// this binary was built from.
+pub fn default_dir() -> Result<PathBuf> {
+    if let Some(d) = std::env::var_os("PINVM_SCENARIOS") {
+        return Ok(PathBuf::from(d));
+    }
+    let here = PathBuf::from("scenarios");
+    if here.is_dir() {
+        return Ok(here);
+    }
+    let built = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios");
+    if built.is_dir() {
+        return Ok(built);
+    }
+    bail!("no scenarios directory: run from the pinvm checkout or set PINVM_SCENARIOS")
+}
