@@ -190,6 +190,8 @@ fn write_case(w: &mut impl Write, n: usize, c: &CaseResult) -> io::Result<()> {
 /// One diagnostic line `<indent># <who>: <text>`.
 fn diag(w: &mut impl Write, indent: &str, who: &str, text: &str) -> io::Result<()> {
     let text = truncate_chars(&defuse(&one_line(text)), MAX_TEXT);
+    // "# Subtest: " opens a test for kunit_tool; a case or scenario named "Subtest" must not.
+    let who = if who == "Subtest" { "(Subtest)" } else { who };
     writeln!(w, "{indent}# {who}: {text}")
 }
 
@@ -486,6 +488,16 @@ mod tests {
                 directive: None
             }
         );
+    }
+
+    #[test]
+    fn a_scenario_named_subtest_opens_no_extra_test() {
+        let mut s = testdata::empty();
+        s.cases = vec![testdata::case("Subtest", "6.12", "ext4", 1, Outcome::Pass)];
+        let text = render(&s);
+        assert_eq!(text.matches("# Subtest: ").count(), 1);
+        assert!(text.contains("\n# (Subtest): 1 pass\nok 1 Subtest\n"));
+        assert_eq!(parse(&text).results[0].0.name, "Subtest");
     }
 
     #[test]
