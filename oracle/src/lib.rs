@@ -45,6 +45,18 @@ pub fn analyze(inputs: &Inputs) -> Analysis {
     let mut checked = 0;
     let mut lost = checks::disk::lost(inputs, &mut a.notes, &mut checked);
     a.stats.pages_checked_on_disk = checked;
+    let mismatches = checks::guest::read_back_mismatches(inputs);
+    if !mismatches.is_empty() {
+        match &mut lost {
+            Some(v) => {
+                v.count += mismatches.len();
+                v.evidence.extend(mismatches);
+            }
+            None => {
+                lost = Verdict::from_cases(VerdictKind::LostWrite, "read-back mismatch", mismatches)
+            }
+        }
+    }
     if let Some(v) = &mut lost {
         for w in checks::guest::fs_warnings(inputs) {
             v.evidence.push(Evidence {

@@ -390,3 +390,22 @@ fn verdict_names_round_trip() {
         assert_eq!(serde_json::to_value(k).unwrap(), k.name());
     }
 }
+
+#[test]
+fn a_guest_read_back_mismatch_is_a_lost_write_not_an_fs_error() {
+    let mut t = failed(9, "verify /mnt/f 64K stamp:s", 5, 10);
+    if let StepReport::Failed { message, .. } = &mut t.report {
+        *message = "/mnt/f: mismatch at offset 4096: expected 0x41, found 0x42".into();
+    }
+    let i = Inputs {
+        steps: vec![t],
+        ..Inputs::default()
+    };
+    assert_eq!(kinds(&analyze(&i)), vec![VerdictKind::LostWrite]);
+    // A read error in verify is a filesystem error.
+    let i = Inputs {
+        steps: vec![failed(9, "verify /mnt/f 64K stamp:s", 5, 10)],
+        ..Inputs::default()
+    };
+    assert_eq!(kinds(&analyze(&i)), vec![VerdictKind::FsError]);
+}

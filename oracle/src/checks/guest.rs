@@ -25,7 +25,7 @@ pub fn fs_error(inputs: &Inputs) -> Option<Verdict> {
             message,
         } = &s.report
         {
-            if [EIO, EBADMSG, EUCLEAN].contains(errno) {
+            if [EIO, EBADMSG, EUCLEAN].contains(errno) && !is_mismatch(&s.report) {
                 cases.push(Evidence {
                     text: format!(
                         "step {index} `{}` ({op}) failed: errno {errno}: {message}",
@@ -47,6 +47,35 @@ pub fn fs_error(inputs: &Inputs) -> Option<Verdict> {
         }
     }
     Verdict::from_cases(VerdictKind::FsError, "filesystem error", cases)
+}
+
+/// A `verify` step that read back other bytes than the pattern (the agent reports EIO with
+/// "mismatch at offset"): the guest saw data other than what it wrote.
+fn is_mismatch(r: &StepReport) -> bool {
+    matches!(r, StepReport::Failed { op, message, .. } if op == "verify" && message.contains("mismatch"))
+}
+
+/// Read-back mismatches the guest reported: evidence of a lost write that the host could not
+/// see (no DMA log for that data, e.g. an O_DIRECT read as the writer).
+pub fn read_back_mismatches(inputs: &Inputs) -> Vec<Evidence> {
+    inputs
+        .steps
+        .iter()
+        .filter(|s| is_mismatch(&s.report))
+        .map(|s| Evidence {
+            text: format!(
+                "the guest read back other data than it wrote: step {} `{}`: {}",
+                s.report.index(),
+                s.line,
+                match &s.report {
+                    StepReport::Failed { message, .. } => message.as_str(),
+                    _ => "",
+                }
+            ),
+            times_ns: vec![s.time_ns],
+            ..Evidence::default()
+        })
+        .collect()
 }
 
 /// Filesystem warnings (not errors) the kernel printed, e.g. ext4's "page N does not have

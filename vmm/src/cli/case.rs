@@ -127,7 +127,7 @@ pub fn run_case(c: &Case) -> Result<CaseResult> {
     let t0 = Instant::now();
     fresh_dir(&c.dir)?;
     let s = c.scenario;
-    let steps = expand::expand(s, c.seed)?;
+    let steps = expand::expand(s, &c.kernel.kernel_version, c.seed)?;
     std::fs::write(c.dir.join("steps"), steps.join("\n") + "\n")?;
     let fs: Fs = c.fs.parse()?;
     let cache = guest_images::cache::cache_dir()?;

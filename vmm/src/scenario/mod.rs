@@ -68,6 +68,13 @@ pub struct Scenario {
     /// drop_caches (echo 3 > drop_caches).
     #[serde(default)]
     pub pressure: Option<String>,
+    /// Extra {variables} for the steps, e.g. `pin_result = "0"`.
+    #[serde(default)]
+    pub vars: BTreeMap<String, String>,
+    /// Per-kernel values overriding `vars`, e.g. `[kernel_vars."6.12"] pin_result = "EFAULT"`
+    /// (for behaviour that differs by design between versions).
+    #[serde(default)]
+    pub kernel_vars: BTreeMap<String, BTreeMap<String, String>>,
     /// Workload steps for the guest agent (docs/control-protocol.md), with {variables}.
     pub steps: Vec<String>,
     /// Expected verdicts, by "default", "<fs>", "<kernel>" or "<kernel>.<fs>" (most specific
@@ -157,7 +164,15 @@ impl Scenario {
                 self.expectation(k, f)?;
             }
         }
-        expand::expand(self, 0).map(|_| ())
+        for k in self.kernel_vars.keys() {
+            if !KERNELS.contains(&k.as_str()) {
+                bail!("kernel_vars.{k:?}: pinvm knows {KERNELS:?}");
+            }
+        }
+        for k in &self.kernels {
+            expand::expand(self, k, 0)?;
+        }
+        Ok(())
     }
 
     /// The expectation for one cell of the matrix.
