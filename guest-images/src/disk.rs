@@ -185,6 +185,33 @@ pub fn detect(path: &Path) -> Result<Option<Fs>> {
     Ok(None)
 }
 
+/// Where a FIEMAP "physical" address of a file on `image` is on the device: the same for ext4
+/// and xfs; btrfs reports addresses in its own logical space, mapped to the device through its
+/// chunk tree (`btrfs-map-logical`, from btrfs-progs).
+pub fn device_offset(fs: Fs, image: &Path, physical: u64) -> Result<u64> {
+    if fs != Fs::Btrfs {
+        return Ok(physical);
+    }
+    let out = Command::new("btrfs-map-logical")
+        .args(["-l", &physical.to_string()])
+        .arg(image)
+        .output()
+        .context("running btrfs-map-logical: is btrfs-progs installed?")?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.split_whitespace()
+        .skip_while(|w| *w != "physical")
+        .nth(1)
+        .and_then(|f| f.parse().ok())
+        .with_context(|| {
+            format!(
+                "btrfs-map-logical -l {physical} {}: no physical address in {:?} {}",
+                image.display(),
+                text.trim(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            )
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -227,31 +254,4 @@ mod tests {
         );
         let _ = std::fs::remove_dir_all(&dir);
     }
-}
-
-/// Where a FIEMAP "physical" address of a file on `image` is on the device: the same for ext4
-/// and xfs; btrfs reports addresses in its own logical space, mapped to the device through its
-/// chunk tree (`btrfs-map-logical`, from btrfs-progs).
-pub fn device_offset(fs: Fs, image: &Path, physical: u64) -> Result<u64> {
-    if fs != Fs::Btrfs {
-        return Ok(physical);
-    }
-    let out = Command::new("btrfs-map-logical")
-        .args(["-l", &physical.to_string()])
-        .arg(image)
-        .output()
-        .context("running btrfs-map-logical: is btrfs-progs installed?")?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    text.split_whitespace()
-        .skip_while(|w| *w != "physical")
-        .nth(1)
-        .and_then(|f| f.parse().ok())
-        .with_context(|| {
-            format!(
-                "btrfs-map-logical -l {physical} {}: no physical address in {:?} {}",
-                image.display(),
-                text.trim(),
-                String::from_utf8_lossy(&out.stderr).trim()
-            )
-        })
 }

@@ -301,9 +301,7 @@ fn acked_syncs(inputs: &Inputs, after: Option<u64>) -> String {
     inputs
         .steps
         .iter()
-        .filter(|s| s.ok() && syncs.contains(&s.op()))
-        .filter(|s| after.is_none_or(|t| s.time_ns >= t))
-        .last()
+        .rfind(|s| s.ok() && syncs.contains(&s.op()) && after.is_none_or(|t| s.time_ns >= t))
         .map(|s| {
             format!(
                 ", although the guest's `{}` (step {}) reported success",

@@ -9,6 +9,7 @@ mod image;
 mod journal;
 mod kernel;
 mod run;
+mod suite;
 
 use clap::{Parser, Subcommand};
 
@@ -47,6 +48,9 @@ pub enum Command {
     /// Run a scenario on one kernel and filesystem and judge it (exit 0 clean, 1 found, 125
     /// could not test).
     Run(run::RunArgs),
+    /// Run scenarios over kernels × filesystems, compare with their expectations, report
+    /// (KTAP, KernelCI JSON, JUnit); exit 0 only when every outcome matches.
+    Suite(suite::SuiteArgs),
     /// Measure boot times (median over runs).
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -56,6 +60,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
         Command::Boot(a) => boot::run(a),
         Command::Run(r) => run::run(r),
+        Command::Suite(s) => suite::run(s),
         Command::Kernel(k) => kernel::run(k),
         Command::Bench(b) => bench::run(b),
         Command::Image(i) => image::run(i),
