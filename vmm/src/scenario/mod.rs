@@ -257,3 +257,58 @@ pub fn default_dir() -> Result<PathBuf> {
     }
     bail!("no scenarios directory: run from the pinvm checkout or set PINVM_SCENARIOS")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every scenario in the repository loads, expands on each of its kernels and has an
+    /// expectation for every cell of its matrix.
+    #[test]
+    fn every_scenario_file_loads() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios");
+        let all = load_all(&[dir]).unwrap();
+        assert!(all.len() >= 11, "{} scenarios", all.len());
+        let mut ids: Vec<&str> = all.iter().map(|s| s.id.as_str()).collect();
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), all.len(), "duplicate ids");
+    }
+
+    #[test]
+    fn bad_files_are_clear_errors() {
+        let dir = std::env::temp_dir().join(format!("pinvm-scen-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let base = "id = \"X\"\ntitle = \"t\"\ndescription = \"d\"\nkernels = [\"6.12\"]\n\
+                    filesystems = [\"ext4\"]\nsteps = [\"sync\"]\n";
+        let cases = [
+            ("[expect.default]\nverdicts = []\nbogus = 1\n", "bogus"),
+            (
+                "[expect.default]\nverdicts = [\"torn\"]\n",
+                "unknown verdict",
+            ),
+            (
+                "[expect.xfs]\nverdicts = []\n",
+                "no expectation for kernel 6.12 on ext4",
+            ),
+            (
+                "pin = \"grab\"\n[expect.default]\nverdicts = []\n",
+                "pin \"grab\"",
+            ),
+        ];
+        for (i, (extra, want)) in cases.iter().enumerate() {
+            let p = dir.join(format!("bad{i}.toml"));
+            // Top-level keys must come before the tables.
+            let text = if extra.starts_with('[') {
+                format!("{base}{extra}")
+            } else {
+                let (top, rest) = extra.split_once('\n').unwrap();
+                format!("{top}\n{base}{rest}")
+            };
+            std::fs::write(&p, text).unwrap();
+            let e = format!("{:#}", Scenario::load(&p).unwrap_err());
+            assert!(e.contains(want), "{e}");
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

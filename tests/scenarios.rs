@@ -1,0 +1,151 @@
+//! The scenario suite on real kernels: a subset of scenarios/ that fits CI time, on both
+//! kernels, ext4. Every outcome must match its scenario's expectation (`pinvm suite` exits 0),
+//! and the reports it writes must be well-formed.
+
+use pinvm_tests::{kvm_or_skip, pinvm, workspace_root};
+use std::time::Duration;
+
+const LIMIT: Duration = Duration::from_secs(3600);
+
+/// The CI subset: the baseline, the FOLL_GET reclaim loss and its FOLL_PIN control, the
+/// read-only pin loss, the long-term pin rules, torn writes, the expected-loss control and
+/// the unlocked dirtying warning.
+const SUBSET: [&str; 8] = ["S01", "S03", "S03b", "S04", "S05", "S06", "S10", "S11"];
+
+#[test]
+fn ci_subset_matches_every_expectation_on_both_kernels() {
+    if !kvm_or_skip("scenario suite (CI subset)") {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("pinvm-suite-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let (out, json, junit, ktap_file) = (
+        dir.join("out"),
+        dir.join("kcidb.json"),
+        dir.join("junit.xml"),
+        dir.join("out/suite.ktap"),
+    );
+    std::fs::create_dir_all(&dir).unwrap();
+    let scen = workspace_root().join("scenarios");
+    let paths: Vec<String> = SUBSET
+        .iter()
+        .map(|id| {
+            let f = std::fs::read_dir(&scen)
+                .unwrap()
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .find(|p| {
+                    p.file_name()
+                        .and_then(|n| n.to_str())
+                        .is_some_and(|n| n.starts_with(&format!("{id}-")))
+                })
+                .unwrap_or_else(|| panic!("no scenario {id}"));
+            f.to_string_lossy().into_owned()
+        })
+        .collect();
+    let mut args = vec![
+        "suite",
+        "--kernel-version",
+        "6.1,6.12",
+        "--fs",
+        "ext4",
+        "--ktap",
+    ];
+    let (o, j, u) = (
+        out.to_string_lossy().into_owned(),
+        json.to_string_lossy().into_owned(),
+        junit.to_string_lossy().into_owned(),
+    );
+    args.extend(["--out", &o, "--json", &j, "--junit", &u]);
+    args.extend(paths.iter().map(String::as_str));
+    let r = pinvm(&args, LIMIT);
+    assert_eq!(r.code, 0, "{r}");
+    // KTAP: a plan over the scenarios, every scenario `ok`.
+    let ktap = &r.stdout;
+    assert!(ktap.starts_with("KTAP version 1\n"), "{ktap}");
+    assert!(ktap.contains(&format!("\n1..{}\n", SUBSET.len())), "{ktap}");
+    let top: Vec<&str> = ktap
+        .lines()
+        .filter(|l| l.starts_with("ok ") || l.starts_with("not ok "))
+        .collect();
+    assert_eq!(top.len(), SUBSET.len(), "{ktap}");
+    assert!(top.iter().all(|l| l.starts_with("ok ")), "{ktap}");
+    assert_eq!(std::fs::read_to_string(&ktap_file).unwrap(), *ktap);
+    // The expected failures are reported as such, with their evidence.
+    assert!(ktap.contains("# XFAIL"), "{ktap}");
+    let kcidb: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let tests = kcidb["tests"].as_array().unwrap();
+    assert_eq!(tests.len(), SUBSET.len() * 2);
+    assert!(tests.iter().all(|t| t["status"] == "PASS"), "{kcidb:#}");
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    assert!(xml.starts_with("<?xml"), "{xml}");
+    assert!(!xml.contains("<failure"), "{xml}");
+    // Every case left its records.
+    for t in tests {
+        let dir = t["misc"]["results_dir"].as_str().unwrap();
+        for f in [
+            "console.log",
+            "journal",
+            "dma.log",
+            "steps",
+            "verdicts.json",
+        ] {
+            assert!(
+                std::path::Path::new(dir).join(f).is_file(),
+                "{dir}/{f} missing"
+            );
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `pinvm run` follows the `git bisect run` contract: 1 when it finds corruption (S3 on ext4:
+/// the FOLL_GET page's data is lost), 0 for the clean control.
+#[test]
+fn run_exit_codes_follow_git_bisect() {
+    if !kvm_or_skip("pinvm run exit codes") {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("pinvm-run-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let lost = dir.join("s3");
+    let r = pinvm(
+        &[
+            "run",
+            "S03",
+            "--fs",
+            "ext4",
+            "--out",
+            lost.to_str().unwrap(),
+        ],
+        LIMIT,
+    );
+    assert_eq!(r.code, 1, "{r}");
+    assert!(r.stdout.contains("verdict: lost_write"), "{r}");
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(lost.join("verdicts.json")).unwrap())
+            .unwrap();
+    assert_eq!(v["exit_code"], 1);
+    assert_eq!(v["outcome"], "expected_failure");
+    let clean = dir.join("s3b");
+    let r = pinvm(
+        &[
+            "run",
+            "S03b",
+            "--fs",
+            "ext4",
+            "--out",
+            clean.to_str().unwrap(),
+        ],
+        LIMIT,
+    );
+    assert_eq!(r.code, 0, "{r}");
+    // Bad input: a clear error, exit 125, and the existing results are not touched.
+    let r = pinvm(&["run", "S03b", "--out", clean.to_str().unwrap()], LIMIT);
+    assert_eq!(r.code, 125, "{r}");
+    assert!(r.stderr.contains("not overwriting"), "{r}");
+    assert!(clean.join("verdicts.json").is_file());
+    let r = pinvm(&["run", "no-such-scenario"], LIMIT);
+    assert_eq!(r.code, 125, "{r}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
