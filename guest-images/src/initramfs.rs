@@ -287,6 +287,8 @@ pub struct Job {
     pub steps: Vec<String>,
     /// Echo each step's result on the console.
     pub verbose: bool,
+    /// Run every step even after one failed (the first failure still sets the status).
+    pub keep_going: bool,
 }
 
 fn one_line(what: &str, s: &str) -> Result<()> {
@@ -354,6 +356,11 @@ impl Job {
             steps.push_str(st);
             steps.push('\n');
         }
+        let options: String = [("verbose", self.verbose), ("keep_going", self.keep_going)]
+            .iter()
+            .filter(|(_, on)| *on)
+            .map(|(w, _)| format!("{w}\n"))
+            .collect();
         // Inode numbers far from the base archive's.
         let mut w = CpioWriter::with_first_ino(0x4000_0000);
         if !self.argv.is_empty() {
@@ -363,14 +370,7 @@ impl Job {
             ("pinvm/env", env_bytes.as_slice()),
             ("pinvm/mounts", mounts.as_bytes()),
             ("pinvm/steps", steps.as_bytes()),
-            (
-                "pinvm/options",
-                if self.verbose {
-                    b"verbose\n".as_slice()
-                } else {
-                    b""
-                },
-            ),
+            ("pinvm/options", options.as_bytes()),
         ] {
             if !bytes.is_empty() {
                 w.file(name, 0o644, bytes)?;

@@ -94,6 +94,8 @@ pub struct Plan {
     pub command: Option<Job>,
     /// `verbose` in /pinvm/options: print each step's line on the console.
     pub verbose: bool,
+    /// `keep_going` in /pinvm/options: run every step even after one failed.
+    pub keep_going: bool,
 }
 
 /// Why there is no plan.
@@ -144,10 +146,11 @@ pub fn plan(
 ) -> Result<Plan, PlanError> {
     let steps = steps::parse(text(STEPS_PATH, steps)?).map_err(PlanError::Invalid)?;
     let mounts = parse_mounts(text(MOUNTS_PATH, mounts)?).map_err(PlanError::Invalid)?;
-    let mut verbose = false;
+    let (mut verbose, mut keep_going) = (false, false);
     for word in text(OPTIONS_PATH, options)?.split_ascii_whitespace() {
         match word {
             "verbose" => verbose = true,
+            "keep_going" => keep_going = true,
             _ => say!("ignoring unknown option {word:?} in {OPTIONS_PATH}"),
         }
     }
@@ -162,6 +165,7 @@ pub fn plan(
         steps,
         command,
         verbose,
+        keep_going,
     })
 }
 
@@ -261,9 +265,18 @@ mod tests {
         )
         .unwrap();
         assert_eq!(p.mounts.len(), 1);
-        assert!(p.verbose);
+        assert!(p.verbose && !p.keep_going);
         assert_eq!(p.steps[1].op, "fsync");
         assert_eq!(p.command.unwrap().env, vec![(os("A"), os("1"))]);
+        let p = plan(
+            Some(b"sync\n"),
+            None,
+            Some(b"keep_going verbose"),
+            Ok(Vec::new()),
+            None,
+        )
+        .unwrap();
+        assert!(p.verbose && p.keep_going);
         // Neither steps nor command: the old error.
         assert_eq!(
             plan(None, None, None, argv(b""), None).unwrap_err(),

@@ -107,7 +107,7 @@ fn agent() {
     }
     if !plan.steps.is_empty() {
         let mut sink = |status: u32, line: &str| reporter.send(Event::Step, status, line);
-        if steps::run(&plan.steps, plan.verbose, &mut sink).is_err() {
+        if steps::run(&plan.steps, plan.verbose, plan.keep_going, &mut sink).is_err() {
             return reporter.done(STATUS_STEP_FAILED);
         }
     }

@@ -136,8 +136,11 @@ pub fn run_case(c: &Case) -> Result<CaseResult> {
         Err(e) => return untestable(c, format!("making the {fs:?} image: {e:#}"), t0),
     };
     let p = |n: &str| c.dir.join(n);
+    // Every step runs even after a failure: the oracle judges the whole run (a failed fsync
+    // must not hide the extents that show what was lost).
     let job = Job {
         steps: steps.clone(),
+        keep_going: true,
         ..Job::default()
     };
     let user = UserDisk {

@@ -263,7 +263,14 @@ pub fn err_line(index: u32, op: &str, e: &StepError) -> String {
 /// Runs the steps in order, sending one STEP message per step to `sink(status, line)` (plus
 /// any a step sends itself, before its own), and printing each step's line on the console
 /// when `verbose`. Stops at the first failure and returns its index.
-pub fn run(steps: &[Step], verbose: bool, sink: &mut dyn FnMut(u32, &str)) -> Result<(), u32> {
+/// Runs the steps in order, reporting each. The first failure stops the run, unless
+/// `keep_going`: then every step runs and the first failure is returned at the end.
+pub fn run(
+    steps: &[Step],
+    verbose: bool,
+    keep_going: bool,
+    sink: &mut dyn FnMut(u32, &str),
+) -> Result<(), u32> {
     let mut cx = Ctx {
         index: 0,
         sink,
@@ -272,6 +279,7 @@ pub fn run(steps: &[Step], verbose: bool, sink: &mut dyn FnMut(u32, &str)) -> Re
         regions: HashMap::new(),
         maps: HashMap::new(),
     };
+    let mut first_failure = None;
     for step in steps {
         cx.index = step.index;
         let result = step.action.run(&mut cx);
@@ -284,10 +292,13 @@ pub fn run(steps: &[Step], verbose: bool, sink: &mut dyn FnMut(u32, &str)) -> Re
             say!("{line}");
         }
         if result.is_err() {
-            return Err(step.index);
+            if !keep_going {
+                return Err(step.index);
+            }
+            first_failure.get_or_insert(step.index);
         }
     }
-    Ok(())
+    first_failure.map_or(Ok(()), Err)
 }
 
 #[cfg(test)]

@@ -200,7 +200,7 @@ impl Drop for Scratch {
 fn run_text(text: &str) -> (Result<(), u32>, Vec<(u32, String)>) {
     let steps = parse(text).unwrap();
     let mut events = Vec::new();
-    let r = run(&steps, false, &mut |status, line: &str| {
+    let r = run(&steps, false, false, &mut |status, line: &str| {
         events.push((status, line.to_string()))
     });
     (r, events)
@@ -1077,4 +1077,21 @@ fn enosys_names_the_missing_kernel_option() {
     );
     let e = StepError::io("x", &io::Error::from_raw_os_error(libc::EFAULT)).enosys_needs("C");
     assert_eq!(e.message, "x: Bad address");
+}
+
+#[test]
+fn keep_going_runs_every_step_and_returns_the_first_failure() {
+    let steps = parse("munmap nope\nsleep 0\nmunmap nope2\nsleep 0\n").unwrap();
+    let mut events = Vec::new();
+    let r = run(&steps, false, true, &mut |status, line: &str| {
+        events.push((status, line.to_string()))
+    });
+    assert_eq!(r, Err(1));
+    assert_eq!(events.len(), 4, "{events:?}");
+    assert!(events[1].1.starts_with("step 2 sleep ok"), "{events:?}");
+    assert_ne!(events[2].0, 0);
+    // Without keep_going the first failure stops the run.
+    let mut n = 0;
+    assert_eq!(run(&steps, false, false, &mut |_, _| n += 1), Err(1));
+    assert_eq!(n, 1);
 }
