@@ -362,13 +362,32 @@ fn bug_phrase(rest: &str) -> String {
     format!("BUG: {}", words.join(" "))
 }
 
-/// "fs/ext4/inode.c:2620" → "fs/ext4/inode.c" (also "file.c:12:4").
+/// "fs/ext4/inode.c:2620" → "fs/ext4/inode.c" (also "file.c:12:4"); an absolute path (UBSAN
+/// prints the compiler's, e.g. "/root/.cache/pinvm/build/<hash>/src/drivers/x.c:1:2") loses
+/// everything before its first top-level kernel directory, so titles do not depend on where
+/// the kernel was built.
 fn strip_line_number(loc: &str) -> &str {
-    match loc.find(':') {
+    let file = match loc.find(':') {
         Some(i) => &loc[..i],
         None => loc,
+    };
+    if file.starts_with('/') {
+        let mut at = 0;
+        for part in file.split('/') {
+            if KERNEL_TOP_DIRS.contains(&part) && at > 0 {
+                return &file[at..];
+            }
+            at += part.len() + 1;
+        }
     }
+    file
 }
+
+/// The top-level directories of a kernel tree.
+const KERNEL_TOP_DIRS: &[&str] = &[
+    "arch", "block", "certs", "crypto", "drivers", "fs", "include", "init", "io_uring", "ipc",
+    "kernel", "lib", "mm", "net", "rust", "samples", "security", "sound", "virt",
+];
 
 /// The function of a symbolised address, `ext4_dirty_folio+0x3d/0x60` or `foo.isra.0+0x1/0x2`
 /// → `ext4_dirty_folio` / `foo`; `None` for anything else (raw addresses, `0x0`).
@@ -764,6 +783,8 @@ pub fn parse(console: &str) -> Vec<CrashReport> {
     let mut reports = Vec::new();
     // Where the last report ended (exclusive), for folding late secondary panics.
     let mut last_end: Option<usize> = None;
+    // Hangs already reported (see below).
+    let mut keys: Vec<String> = Vec::new();
     let mut i = 0;
     while i < lines.len() {
         let Some(mut h) = header_at(i) else {
@@ -804,9 +825,26 @@ pub fn parse(console: &str) -> Vec<CrashReport> {
         let mut idx: Vec<usize> = (start..head).collect();
         idx.extend(included);
         let texts: Vec<&str> = idx.iter().map(|&j| lines[j].text.trim_end()).collect();
+        let kind = kind_of(&h);
+        let title = title(&h, &texts);
+        // The hung-task, soft-lockup and RCU-stall detectors report the same hang again and
+        // again while it lasts: one report per hang (per task for hung tasks).
+        let key = match kind {
+            CrashKind::HungTask => Some(format!("{title}\0{}", hung_task_name(lines[head].text))),
+            CrashKind::SoftLockup | CrashKind::RcuStall => Some(title.clone()),
+            _ => None,
+        };
+        if let Some(k) = &key {
+            if keys.contains(k) {
+                last_end = Some(end);
+                i = end.max(head + 1);
+                continue;
+            }
+            keys.push(k.clone());
+        }
         reports.push(CrashReport {
-            kind: kind_of(&h),
-            title: title(&h, &texts),
+            kind,
+            title,
             line: start,
             time_s: lines[start].time.or(lines[head].time),
             excerpt: texts
@@ -819,6 +857,13 @@ pub fn parse(console: &str) -> Vec<CrashReport> {
         i = end.max(head + 1);
     }
     reports
+}
+
+/// "INFO: task sh:36 blocked for more than 5 seconds." → "sh:36".
+fn hung_task_name(text: &str) -> &str {
+    text.split_once("INFO: task ")
+        .and_then(|(_, r)| r.split_once(" blocked for more than"))
+        .map_or("", |(t, _)| t)
 }
 
 /// The extent of the report whose header is at `head`: (the first line after it, the indices
@@ -882,7 +927,8 @@ fn extent(
             j += 1;
             continue;
         }
-        if is_body(t) {
+        // KASAN separates its sections with empty printk lines.
+        if t.trim().is_empty() || is_body(t) {
             inc.push(j);
             j += 1;
             continue;
@@ -1341,6 +1387,11 @@ mod tests {
         assert_eq!((r.kind, r.line), (CrashKind::Kasan, 1));
         assert_eq!(r.title, "KASAN: slab-use-after-free Read in ext4_foo");
         assert_eq!(r.excerpt.len(), 6);
+        let c = "[ 4.0] UBSAN: array-index-out-of-bounds in /root/.cache/pinvm/build/ab12/src/drivers/misc/lkdtm/bugs.c:406:16\n";
+        assert_eq!(
+            one(c).title,
+            "UBSAN: array-index-out-of-bounds in drivers/misc/lkdtm/bugs.c"
+        );
         let c = "[ 4.0] UBSAN: array-index-out-of-bounds in fs/x.c:12:5\n\
                  [ 4.0] index 8 is out of range for type 'char [8]'\n\
                  [ 4.0] ---[ end trace ]---\n";
@@ -1388,6 +1439,23 @@ mod tests {
             (r[1].kind, r[1].title.as_str()),
             (CrashKind::RcuStall, "INFO: rcu detected stall in spin")
         );
+    }
+
+    #[test]
+    fn repeated_hang_reports_are_one() {
+        let c = "[ 25.0] INFO: task sh:36 blocked for more than 5 seconds.\n\
+                 [ 25.0] \"echo 0 > /proc/sys/kernel/hung_task_timeout_secs\" disables this message.\n\
+                 [ 30.0] INFO: task sh:36 blocked for more than 10 seconds.\n\
+                 [ 30.0] \"echo 0 > /proc/sys/kernel/hung_task_timeout_secs\" disables this message.\n\
+                 [ 30.0] INFO: task kworker/0:1:12 blocked for more than 10 seconds.\n";
+        let r = parse(c);
+        assert_eq!(r.len(), 2, "{r:#?}");
+        assert_eq!((r[0].line, r[0].excerpt.len(), r[1].line), (0, 2, 4));
+        let c = "[ 30.0] watchdog: BUG: soft lockup - CPU#1 stuck for 22s! [sh:57]\n\
+                 [ 30.0] RIP: 0010:spin+0x1/0x2\n\
+                 [ 58.0] watchdog: BUG: soft lockup - CPU#1 stuck for 48s! [sh:57]\n\
+                 [ 58.0] RIP: 0010:spin+0x1/0x2\n";
+        assert_eq!(parse(c).len(), 1);
     }
 
     #[test]
