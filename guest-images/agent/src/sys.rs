@@ -301,6 +301,21 @@ impl Mapping {
         }
     }
 
+    /// One pwrite() of the whole mapping to the file open as `fd` at `offset`: the mapped pages
+    /// are the write's source buffer (with O_DIRECT, the block layer reads them while the
+    /// device may still be writing into them). Returns the bytes written.
+    pub fn pwrite_from(&self, fd: &impl AsRawFd, offset: u64) -> io::Result<usize> {
+        let offset = off_t(offset)?;
+        // SAFETY: the buffer is exactly our own live mapping (kept alive by the borrow of
+        // self), readable for `len` bytes; the kernel only reads it.
+        let r = unsafe { libc::pwrite(fd.as_raw_fd(), self.addr.cast(), self.len, offset) };
+        if r < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(r as usize)
+        }
+    }
+
     /// process_vm_writev() to our own pid: the kernel copies `data` into the mapping at byte
     /// `offset` (through get_user_pages of the target range, as for another process). The
     /// range must lie inside the mapping (EINVAL otherwise). Returns the bytes written.

@@ -37,6 +37,22 @@ pub const OPS: &[OpDef] = &[
         },
     },
     OpDef {
+        name: "dio_write_from",
+        usage: "dio_write_from NAME PATH ROUNDS (ROUNDS at least 1)",
+        parse: |a| {
+            let [name, path, rounds] = args::count(a)?;
+            let rounds = args::number(rounds, "rounds")?;
+            if rounds == 0 {
+                return Err("bad rounds \"0\": expected at least 1".into());
+            }
+            Ok(Box::new(DioWriteFrom {
+                name: args::name(name)?,
+                path: path.to_string(),
+                rounds,
+            }))
+        },
+    },
+    OpDef {
         name: "pvm_race",
         usage: "pvm_race NAME PATH MS",
         parse: |a| {
@@ -101,6 +117,39 @@ fn retry(e: &io::Error) -> bool {
 /// Joins a race thread, passing its panic on (the panic hook reports it in the guest).
 fn join<T>(h: thread::ScopedJoinHandle<'_, T>) -> T {
     h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))
+}
+
+/// ROUNDS times, pwrite() the whole mapping NAME with O_DIRECT to PATH at offset 0: the
+/// mapping is the direct write's user buffer (the research notes' S7, with the DMA device
+/// rewriting the buffer while the write is in flight).
+#[derive(Debug)]
+struct DioWriteFrom {
+    name: String,
+    path: String,
+    rounds: u64,
+}
+
+impl Action for DioWriteFrom {
+    fn run(&self, cx: &mut Ctx) -> Result<String, StepError> {
+        let DioWriteFrom { name, path, rounds } = self;
+        let m = cx.map(name)?;
+        let f = OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_DIRECT)
+            .open(path)
+            .map_err(|e| StepError::io(format_args!("open {path} (O_DIRECT)"), &e))?;
+        let mut bytes = 0u64;
+        for round in 1..=*rounds {
+            let n = m.pwrite_from(&f, 0).map_err(|e| {
+                StepError::io(
+                    format_args!("pwrite {path} (O_DIRECT) from {name} in round {round}"),
+                    &e,
+                )
+            })?;
+            bytes += n as u64;
+        }
+        Ok(format!("rounds={rounds} bytes={bytes}"))
+    }
 }
 
 /// A second thread pread()s SRC (O_DIRECT) into the whole mapping ROUNDS times while the step's

@@ -820,7 +820,7 @@ fn parses_file_race_and_setting_steps() {
                 sync_file_range /mnt/f 0 0\nsync_file_range /mnt/f 4K 8K\n\
                 sysctl vm.dirty_writeback_centisecs 0\n\
                 sysfs /sys/block/vda/queue/stable_writes 1\ndio_read_race m /mnt/src 20\n\
-                pvm_race m /mnt/f 2000\ntruncate /mnt/f 0\n";
+                pvm_race m /mnt/f 2000\ntruncate /mnt/f 0\ndio_write_from m /mnt/dst 3\n";
     let steps = parse(text).unwrap();
     assert_eq!(
         ops(&steps),
@@ -837,6 +837,7 @@ fn parses_file_race_and_setting_steps() {
             (10, "dio_read_race"),
             (11, "pvm_race"),
             (12, "truncate"),
+            (13, "dio_write_from"),
         ]
     );
     let dbg: Vec<String> = steps.iter().map(|s| format!("{:?}", s.action)).collect();
@@ -898,6 +899,7 @@ fn bad_file_race_and_setting_lines_name_the_line() {
         ("sysfs /sys/../etc/x 1", "bad path \"/sys/../etc/x\""),
         ("sysfs /sys 1", "bad path \"/sys\""),
         ("sysfs /sys/x", "line 1: sysfs: expected 2 arguments, found 1 (usage: sysfs PATH VALUE"),
+        ("dio_write_from m /f 0", "line 1: dio_write_from: bad rounds \"0\""),
         ("dio_read_race m /f", "line 1: dio_read_race: expected 3 arguments, found 2 (usage: dio_read_race NAME SRC ROUNDS"),
         ("dio_read_race m /f 0", "line 1: dio_read_race: bad rounds \"0\": expected at least 1"),
         ("dio_read_race m /f 1K", "line 1: dio_read_race: bad rounds \"1K\": expected a decimal number"),
