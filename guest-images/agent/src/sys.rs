@@ -293,12 +293,7 @@ impl Mapping {
         let offset = off_t(offset)?;
         // SAFETY: the buffer is exactly our own live, writable mapping (kept alive by the
         // borrow of self); only the kernel writes it and no Rust reference into it exists.
-        let r = unsafe { libc::pread(fd.as_raw_fd(), self.addr.cast(), self.len, offset) };
-        if r < 0 {
-            Err(io::Error::last_os_error())
-        } else {
-            Ok(r as usize)
-        }
+        byte_count(unsafe { libc::pread(fd.as_raw_fd(), self.addr.cast(), self.len, offset) })
     }
 
     /// One pwrite() of the whole mapping to the file open as `fd` at `offset`: the mapped pages
@@ -308,12 +303,7 @@ impl Mapping {
         let offset = off_t(offset)?;
         // SAFETY: the buffer is exactly our own live mapping (kept alive by the borrow of
         // self), readable for `len` bytes; the kernel only reads it.
-        let r = unsafe { libc::pwrite(fd.as_raw_fd(), self.addr.cast(), self.len, offset) };
-        if r < 0 {
-            Err(io::Error::last_os_error())
-        } else {
-            Ok(r as usize)
-        }
+        byte_count(unsafe { libc::pwrite(fd.as_raw_fd(), self.addr.cast(), self.len, offset) })
     }
 
     /// process_vm_writev() to our own pid: the kernel copies `data` into the mapping at byte
@@ -370,5 +360,14 @@ impl Drop for Mapping {
             // SAFETY: our own live mapping (len 0 marks one already unmapped by unmap()).
             unsafe { libc::munmap(self.addr.cast(), self.len) };
         }
+    }
+}
+
+/// A read/write-style return value: the byte count, or the errno as an error.
+fn byte_count(r: isize) -> io::Result<usize> {
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(r as usize)
     }
 }

@@ -25,14 +25,10 @@ pub const OPS: &[OpDef] = &[
         usage: "dio_read_race NAME SRC ROUNDS (ROUNDS at least 1)",
         parse: |a| {
             let [name, src, rounds] = args::count(a)?;
-            let rounds = args::number(rounds, "rounds")?;
-            if rounds == 0 {
-                return Err("bad rounds \"0\": expected at least 1".into());
-            }
             Ok(Box::new(DioReadRace {
                 name: args::name(name)?,
                 src: src.to_string(),
-                rounds,
+                rounds: rounds_arg(rounds)?,
             }))
         },
     },
@@ -41,14 +37,10 @@ pub const OPS: &[OpDef] = &[
         usage: "dio_write_from NAME PATH ROUNDS (ROUNDS at least 1)",
         parse: |a| {
             let [name, path, rounds] = args::count(a)?;
-            let rounds = args::number(rounds, "rounds")?;
-            if rounds == 0 {
-                return Err("bad rounds \"0\": expected at least 1".into());
-            }
             Ok(Box::new(DioWriteFrom {
                 name: args::name(name)?,
                 path: path.to_string(),
-                rounds,
+                rounds: rounds_arg(rounds)?,
             }))
         },
     },
@@ -65,6 +57,14 @@ pub const OPS: &[OpDef] = &[
         },
     },
 ];
+
+/// A ROUNDS argument: a decimal number, at least 1.
+fn rounds_arg(s: &str) -> Result<u64, String> {
+    match args::number(s, "rounds")? {
+        0 => Err("bad rounds \"0\": expected at least 1".into()),
+        n => Ok(n),
+    }
+}
 
 /// Tag of the stamp pattern `pvm_race` writes through process_vm_writev.
 pub const PVM_TAG: &str = "pvm";
