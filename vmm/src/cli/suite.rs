@@ -7,7 +7,7 @@ use super::case::{fresh_dir, run_case, Case, CaseResult};
 use super::kernel::{default_kernel, KernelChoice};
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -172,6 +172,7 @@ pub fn run(a: SuiteArgs) -> Result<i32> {
         a.jobs,
         out.display()
     );
+    let tty = std::io::stderr().is_terminal() && a.jobs == 1;
     let next = AtomicUsize::new(0);
     let done = AtomicUsize::new(0);
     let results: Mutex<Vec<(usize, report::CaseResult)>> = Mutex::new(Vec::new());
@@ -180,8 +181,22 @@ pub fn run(a: SuiteArgs) -> Result<i32> {
             scope.spawn(|| loop {
                 let i = next.fetch_add(1, Ordering::SeqCst);
                 let Some(cell) = cells.get(i) else { break };
+                if tty {
+                    // A status line while the case runs; the result line replaces it.
+                    eprint!(
+                        "\r\x1b[K[{:>3}/{total}] running {} on {} {} (started {:.0} s into the suite)",
+                        done.load(Ordering::SeqCst) + 1,
+                        cell.scenario.name,
+                        cell.kernel,
+                        cell.fs,
+                        t0.elapsed().as_secs_f64()
+                    );
+                }
                 let r = run_cell(&a, &out, cell);
                 let n = done.fetch_add(1, Ordering::SeqCst) + 1;
+                if tty {
+                    eprint!("\r\x1b[K");
+                }
                 eprintln!(
                     "[{n:>3}/{total}] {:<28} {:<5} {:<6} {:<10} {:>6.1} s  {}",
                     cell.scenario.name,
