@@ -183,6 +183,11 @@ pub fn run_case(c: &Case) -> Result<CaseResult> {
         r.kernel_release = prepared.release;
         return Ok(r);
     }
+    if let Some(why) = missing_kernel_feature(&report) {
+        let mut r = untestable(c, why, t0)?;
+        r.kernel_release = prepared.release;
+        return Ok(r);
+    }
     let analysis = analyze(c, fs, &steps, &report, watchdog)?;
     let titles: Vec<String> = oracle::console::parse(&report.console)
         .into_iter()
@@ -209,6 +214,25 @@ pub fn run_case(c: &Case) -> Result<CaseResult> {
         let _ = std::fs::remove_file(p("disk.img"));
     }
     Ok(r)
+}
+
+/// A step that failed because the kernel lacks what the workload needs (no /dev/dmapin: the
+/// driver patch is not applied; ENOSYS: a config option is off): the kernel could not be
+/// tested, which is not a verdict about it (`git bisect run` must skip, not blame).
+fn missing_kernel_feature(r: &RunReport) -> Option<String> {
+    const ENOSYS: i32 = 38;
+    r.steps.iter().find_map(|s| match s {
+        StepReport::Failed {
+            index,
+            errno,
+            message,
+            ..
+        } if *errno == ENOSYS || message.contains("cannot open /dev/dmapin") => Some(format!(
+            "step {index} needs what this kernel lacks: {message} (build it with pinvm kernel \
+             build, which applies the dmapin driver and pinvm's config)"
+        )),
+        _ => None,
+    })
 }
 
 /// Gather the run's records and let the oracle judge.
