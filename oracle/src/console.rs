@@ -1045,25 +1045,10 @@ fn normalize(s: &str) -> String {
             i = j;
             continue;
         }
-        out.push(c as char);
-        i += 1;
-        // Keep multi-byte characters intact.
-        while i < b.len() && !s.is_char_boundary(i) {
-            out.pop();
-            let start = {
-                let mut k = i - 1;
-                while !s.is_char_boundary(k) {
-                    k -= 1;
-                }
-                k
-            };
-            let mut end = i;
-            while end < b.len() && !s.is_char_boundary(end) {
-                end += 1;
-            }
-            out.push_str(&s[start..end]);
-            i = end;
-        }
+        // Any other character as it is (multi-byte ones whole).
+        let ch = s[i..].chars().next().unwrap_or(' ');
+        out.push(ch);
+        i += ch.len_utf8();
     }
     out
 }
@@ -1534,6 +1519,7 @@ mod tests {
             "CPU stuck at fs/x.c ADDR ADDR"
         );
         assert_eq!(normalize("dumptest"), "dumptest");
+        assert_eq!(normalize("é 12 ü"), "é NUM ü");
         assert_eq!(
             normalize("Fatal exception in interrupt"),
             "Fatal exception in interrupt"
