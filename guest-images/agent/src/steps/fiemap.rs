@@ -1,4 +1,4 @@
-//! `fiemap PATH`: reports where the file's data is on its device (FS_IOC_FIEMAP).
+//! `fiemap PATH [nosync]`: reports where the file's data is on its device (FS_IOC_FIEMAP).
 
 use super::args;
 use super::{Action, Ctx, OpDef, StepError};
@@ -7,21 +7,29 @@ use std::fs::File;
 
 pub const OPS: &[OpDef] = &[OpDef {
     name: "fiemap",
-    usage: "fiemap PATH",
+    usage: "fiemap PATH [nosync]",
     parse: |a| {
-        let [path] = args::count(a)?;
+        let (path, sync) = match a {
+            [path] => (path, true),
+            [path, w] if *w == "nosync" => (path, false),
+            [_, w] => return Err(format!("unknown word {w:?}: expected nosync")),
+            _ => return Err(format!("expected 1 or 2 arguments, found {}", a.len())),
+        };
         Ok(Box::new(Fiemap {
             path: path.to_string(),
+            sync,
         }))
     },
 }];
 
-/// Maps the whole file with FIEMAP_FLAG_SYNC (so delayed allocations get their blocks first),
+/// Maps the whole file with FIEMAP_FLAG_SYNC (so delayed allocations get their blocks first;
+/// `nosync`: without, so a file whose writeback fails can still be mapped as it is on disk),
 /// FIEMAP_BATCH extents per call, and sends one `extent` message per extent before the step's
 /// `ok extents=<count>` line.
 #[derive(Debug)]
 struct Fiemap {
     path: String,
+    sync: bool,
 }
 
 /// `extent <index> logical=<bytes> physical=<bytes> length=<bytes> flags=0x<hex>`
@@ -37,7 +45,7 @@ impl Action for Fiemap {
         let path = &self.path;
         let f = File::open(path).map_err(|e| StepError::io(format_args!("open {path}"), &e))?;
         let mut start = 0u64;
-        let mut flags = FIEMAP_FLAG_SYNC;
+        let mut flags = if self.sync { FIEMAP_FLAG_SYNC } else { 0 };
         let mut count = 0u64;
         loop {
             let extents = sys::fiemap(&f, start, flags)

@@ -131,7 +131,9 @@ fn bad_lines_name_the_line() {
     assert!(
         parse_err("fsync").starts_with("/pinvm/steps line 1: fsync: expected 1 argument, found 0")
     );
-    assert!(parse_err("fiemap a b").contains("expected 1 argument, found 2"));
+    assert!(parse_err("fiemap a b").contains("unknown word \"b\": expected nosync"));
+    assert!(parse_err("fiemap a nosync c").contains("expected 1 or 2 arguments, found 3"));
+    assert!(parse("fiemap a nosync").is_ok());
     assert!(parse_err("drop_caches 4").contains("bad value \"4\": expected 1, 2 or 3"));
     assert!(parse_err("drop_caches 0").contains("line 1: drop_caches: bad value"));
     assert!(parse_err("sleep 1s").contains("bad duration \"1s\""));
