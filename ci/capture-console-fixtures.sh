@@ -48,9 +48,10 @@ lkdtm='mount -t debugfs none /sys/kernel/debug; echo'
 direct='> /sys/kernel/debug/provoke-crash/DIRECT'
 
 for v in "${versions[@]}"; do
-    plain=$("$pinvm" kernel build --source "debian-$v" --print-path)
-    crash=$(nice -n 10 "$pinvm" kernel build --source "debian-$v" \
-        --config guest-images/kernel/config/crashtest.config --print-path)
+    # PLAIN_KERNEL / CRASH_KERNEL (with one version) reuse kernels built before.
+    plain=${PLAIN_KERNEL:-$("$pinvm" kernel build --source "debian-$v" --print-path)}
+    crash=${CRASH_KERNEL:-$(nice -n 10 "$pinvm" kernel build --source "debian-$v" \
+        --config guest-images/kernel/config/crashtest.config --print-path)}
 
     # Negative fixtures: clean boots, of the default kernel and of the crash-test one.
     boot "$plain" "$v-clean" 60 'echo hello'

@@ -1197,12 +1197,7 @@ pub fn fs_messages(console: &str) -> Vec<FsMessage> {
             continue;
         }
         let t = l.text.trim_end();
-        // Subsystem prefixes in front of the block layer's message.
-        let body = t
-            .strip_prefix("blk_update_request: ")
-            .filter(|r| r.contains("error, dev "))
-            .map_or(t, |_| t);
-        let Some((fs, severity)) = classify_fs(body) else {
+        let Some((fs, severity)) = classify_fs(t) else {
             continue;
         };
         out.push(FsMessage {
