@@ -62,6 +62,11 @@ for v in "${versions[@]}"; do
 
     boot "$crash" "$v-warning" 60 "$lkdtm WARNING $direct; echo done"
     boot "$crash" "$v-bug" 60 "$lkdtm BUG $direct; echo done"
+    # The same with the kernel panicking on them: the panic belongs to the report.
+    boot "$crash" "$v-warning-panic_on_warn" 60 "$lkdtm WARNING $direct; echo done" \
+        --append panic_on_warn=1
+    boot "$crash" "$v-bug-panic_on_oops" 60 "$lkdtm BUG $direct; echo done" \
+        --append oops=panic
     boot "$crash" "$v-exception" 60 "$lkdtm EXCEPTION $direct; echo done"
     boot "$crash" "$v-panic" 60 "$lkdtm PANIC $direct; echo done"
     boot "$crash" "$v-array_bounds" 60 "$lkdtm ARRAY_BOUNDS $direct; echo done"

@@ -31,6 +31,25 @@ const CASES: &[(&str, &[(CrashKind, &str)])] = &[
         "6.1-bug.txt",
         &[(Bug, "kernel BUG at drivers/misc/lkdtm/bugs.c")],
     ),
+    // The same with panic_on_warn=1 / oops=panic: "Kernel panic - not syncing: kernel:
+    // panic_on_warn set ..." in the middle of the WARN report, "... Fatal exception" after the
+    // oops' second register dump. Folded: one report each.
+    (
+        "6.12-warning-panic_on_warn.txt",
+        &[(Warning, "WARNING in lkdtm_WARNING")],
+    ),
+    (
+        "6.1-warning-panic_on_warn.txt",
+        &[(Warning, "WARNING in lkdtm_WARNING")],
+    ),
+    (
+        "6.12-bug-panic_on_oops.txt",
+        &[(Bug, "kernel BUG at drivers/misc/lkdtm/bugs.c")],
+    ),
+    (
+        "6.1-bug-panic_on_oops.txt",
+        &[(Bug, "kernel BUG at drivers/misc/lkdtm/bugs.c")],
+    ),
     // LKDTM EXCEPTION: a write to NULL, then "Oops: Oops: 0002" (6.12) / "Oops: 0002" (6.1).
     (
         "6.12-exception.txt",
@@ -200,8 +219,10 @@ fn reports_point_at_their_console_lines() {
                     let last = r.excerpt.last().unwrap();
                     assert!(last.starts_with("---[ end trace") || last.starts_with("====="))
                 }
+                // (A panic in the middle of a report ends it instead.)
                 Warning | Bug | PageFault => assert!(
-                    r.excerpt.last().unwrap().starts_with("---[ end trace"),
+                    r.excerpt.last().unwrap().starts_with("---[ end trace")
+                        || r.excerpt.iter().any(|l| l.starts_with("Kernel panic")),
                     "{name}: {:?}",
                     r.excerpt.last()
                 ),
@@ -225,6 +246,19 @@ fn oops_lines_are_folded_into_their_report() {
                 "{name}: {:#?}",
                 r[0].excerpt
             );
+        }
+    }
+}
+
+/// The panic that panic_on_warn / oops=panic add is part of the report it follows.
+#[test]
+fn panics_are_folded_into_the_report_they_follow() {
+    for v in ["6.12", "6.1"] {
+        for f in ["warning-panic_on_warn", "bug-panic_on_oops"] {
+            let name = format!("{v}-{f}.txt");
+            let c = fixture(&name);
+            assert!(c.contains("Kernel panic - not syncing"), "{name}");
+            assert_eq!(parse(&c).len(), 1, "{name}");
         }
     }
 }
