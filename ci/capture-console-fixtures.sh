@@ -3,7 +3,7 @@
 # (oracle/tests/fixtures/console/<kernel>-<trigger>.txt, checked by oracle/tests/console.rs).
 #
 # For each guest kernel (6.12, 6.1) it builds a crash-test variant
-# (guest-images/kernel/config/crashtest.config: LKDTM, sysrq, hung-task and soft-lockup
+# (ci/crashtest.config: LKDTM, sysrq, hung-task and soft-lockup
 # detectors, UBSAN bounds checks), boots it once per trigger and keeps the whole console as
 # the kernel printed it. The default kernels give the clean-boot (negative) fixtures.
 # Run by hand, not in CI: a cold crash-test kernel build takes minutes, every boot ~10-60 s.
@@ -51,7 +51,7 @@ for v in "${versions[@]}"; do
     # PLAIN_KERNEL / CRASH_KERNEL (with one version) reuse kernels built before.
     plain=${PLAIN_KERNEL:-$("$pinvm" kernel build --source "debian-$v" --print-path)}
     crash=${CRASH_KERNEL:-$(nice -n 10 "$pinvm" kernel build --source "debian-$v" \
-        --config guest-images/kernel/config/crashtest.config --print-path)}
+        --config ci/crashtest.config --print-path)}
 
     # Negative fixtures: clean boots, of the default kernel and of the crash-test one.
     boot "$plain" "$v-clean" 60 'echo hello'
