@@ -1,50 +1,37 @@
-//! Spotting a kernel crash on the console: the first line that says the kernel oopsed,
-//! hit a BUG or panicked. (The full report parser with syzkaller-style titles belongs to the
-//! oracle; this is what `pinvm boot` needs to tell a crash from a clean run.)
+//! Spotting a kernel crash on the console: the first report (from the oracle's console parser)
+//! after which the kernel can no longer be trusted to have run the command: an Oops, a general
+//! protection fault, a bad page fault, a `kernel BUG at`, a panic. Warnings, UBSAN/KASAN
+//! reports and hang reports are verdicts of the oracle (`pinvm run`), not boot failures.
 
-/// Console markers (at the start of a line, after the timestamp) of a kernel that can no
-/// longer be trusted to have run the command.
-const CRASH_MARKERS: &[&str] = &[
-    "Kernel panic - not syncing",
-    "kernel BUG at ",
-    "Kernel BUG at ",
-    "BUG: ",
-    "Oops: ",
-    "general protection fault",
-    "Unable to handle kernel",
-];
+use oracle::console::{parse, CrashKind};
 
-/// Lines that start like a crash but are not one: the scheduler's complaint about an
-/// inconsistent CPU topology (kvm_pvm shows the guest the host's CPUID) is a pr_err.
-const NOT_CRASHES: &[&str] = &["BUG: arch topology borken"];
-
-/// Strip the `[    1.234567] ` printk time prefix, if any.
-fn strip_time(line: &str) -> &str {
-    let t = line.trim_start();
-    if let Some(rest) = t.strip_prefix('[') {
-        if let Some(end) = rest.find(']') {
-            if rest[..end]
-                .trim()
-                .chars()
-                .all(|c| c.is_ascii_digit() || c == '.')
-            {
-                return rest[end + 1..].trim_start();
-            }
-        }
-    }
-    t
-}
-
-/// The first crash line in `console`, without its timestamp.
+/// The first crash in `console`: its syzkaller-style title and first line.
 pub fn first_crash(console: &str) -> Option<String> {
-    console
-        .lines()
-        .map(|l| strip_time(l.trim_end_matches('\r')))
-        .find(|l| {
-            CRASH_MARKERS.iter().any(|m| l.starts_with(m))
-                && !NOT_CRASHES.iter().any(|m| l.starts_with(m))
+    parse(console)
+        .into_iter()
+        .find(|r| {
+            matches!(
+                r.kind,
+                CrashKind::Bug
+                    | CrashKind::Oops
+                    | CrashKind::GeneralProtection
+                    | CrashKind::PageFault
+                    | CrashKind::Panic
+            )
         })
-        .map(|l| l.chars().take(200).collect())
+        .map(|r| {
+            let first: String = r
+                .excerpt
+                .iter()
+                .find(|l| !l.trim().is_empty() && !l.contains("cut here"))
+                .map(|l| l.chars().take(160).collect())
+                .unwrap_or_default();
+            if first.is_empty() || first == r.title {
+                r.title
+            } else {
+                format!("{} ({first})", r.title)
+            }
+        })
 }
 
 /// The last `n` non-empty console lines, for failure reports.
@@ -67,19 +54,33 @@ mod tests {
     #[test]
     fn finds_panics_and_oopses() {
         let c = "hello\n[    2.000001] BUG: kernel NULL pointer dereference, address: 0000000000000008\n\
-                 [    2.1] Oops: 0002 [#1] SMP\n";
-        assert_eq!(
-            first_crash(c).unwrap(),
-            "BUG: kernel NULL pointer dereference, address: 0000000000000008"
+                 [    2.1] #PF: supervisor write access in kernel mode\n\
+                 [    2.1] Oops: 0002 [#1] SMP\n\
+                 [    2.1] RIP: 0010:lkdtm_EXCEPTION+0x5/0x10\n";
+        let got = first_crash(c).unwrap();
+        assert!(
+            got.starts_with(
+                "BUG: unable to handle kernel NULL pointer dereference in lkdtm_EXCEPTION"
+            ),
+            "{got}"
         );
+        assert!(got.contains("address: 0000000000000008"), "{got}");
         let p = "x\r\n[ 9.9] Kernel panic - not syncing: Attempted to kill init! exitcode=0x00000100\r\n";
-        assert!(first_crash(p)
-            .unwrap()
-            .starts_with("Kernel panic - not syncing: Attempted"));
+        assert!(
+            first_crash(p)
+                .unwrap()
+                .starts_with("kernel panic: Attempted to kill init"),
+            "{:?}",
+            first_crash(p)
+        );
         assert_eq!(first_crash("Linux version 6.12\nall fine\n"), None);
         // A command printing something with "BUG" in a word is not a crash.
         assert_eq!(first_crash("DEBUG: value\n"), None);
         assert_eq!(first_crash("[ 0.1] BUG: arch topology borken\n"), None);
+        // A warning is the oracle's business, not a crash.
+        let w =
+            "[ 5.1] WARNING: CPU: 1 PID: 57 at fs/ext4/inode.c:3587 ext4_dirty_folio+0x3a/0x40\n";
+        assert_eq!(first_crash(w), None);
     }
 
     #[test]
