@@ -1,6 +1,5 @@
 //! `fiemap PATH [nosync]`: reports where the file's data is on its device (FS_IOC_FIEMAP).
 
-use super::args;
 use super::{Action, Ctx, OpDef, StepError};
 use crate::sys::{self, FiemapExtent, FIEMAP_EXTENT_LAST, FIEMAP_FLAG_SYNC};
 use std::fs::File;
