@@ -1169,6 +1169,11 @@ fn classify_fs(t: &str) -> Option<(&'static str, FsSeverity)> {
     {
         return Some(("block", Error));
     }
+    // dio_warn_stale_pagecache(): a direct write could not invalidate the page cache over its
+    // range (pr_crit); the kernel also records EIO on the file.
+    if t.starts_with("Page cache invalidation failure on direct I/O") {
+        return Some(("vfs", Critical));
+    }
     None
 }
 
@@ -1187,7 +1192,8 @@ fn is_checksum(t: &str) -> bool {
 /// Filesystem errors and warnings the guest kernel printed: "EXT4-fs error (device vda):
 /// ...", "EXT4-fs warning (device vda): ...", "BTRFS error/warning/critical (device vda): ...",
 /// "XFS (vda): Metadata corruption detected ...", "JBD2: Invalid checksum ...", and the block
-/// layer's "I/O error, dev vda, sector N" (fs = "block").
+/// layer's "I/O error, dev vda, sector N" (fs = "block"), and the VFS' "Page cache invalidation
+/// failure on direct I/O" (fs = "vfs").
 pub fn fs_messages(console: &str) -> Vec<FsMessage> {
     let lines = split_console(console);
     let stamped = lines.iter().any(|l| l.time.is_some());
@@ -1220,6 +1226,16 @@ mod tests {
         let r = parse(console);
         assert_eq!(r.len(), 1, "{r:#?}");
         r.into_iter().next().unwrap()
+    }
+
+    #[test]
+    fn stale_page_cache_after_direct_io_is_critical() {
+        let m = fs_messages("[    6.077047] Page cache invalidation failure on direct I/O.  Possible data corruption due to collision with buffered I/O!\n");
+        assert_eq!(m.len(), 1);
+        assert_eq!(
+            (m[0].fs.as_str(), m[0].severity),
+            ("vfs", FsSeverity::Critical)
+        );
     }
 
     #[test]
