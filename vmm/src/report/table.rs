@@ -160,9 +160,11 @@ pub fn findings_markdown(s: &SuiteResult) -> String {
         out.push('\n');
     }
     out.push_str(
-        "\n✓ as predicted (pass: clean as expected; xfail: the predicted verdicts found), \
-         ✗ not as predicted (xpass: predicted verdicts not found; fail: other verdicts or a crash), \
-         ⊘ untestable (build, boot or infrastructure); (n/m): n of m runs.\n",
+        "\n✓ as the scenario expects (pass: clean as expected; xfail: the expected verdicts \
+         found), ✗ not as expected (xpass: expected verdicts not found; fail: other verdicts or \
+         a crash), ⊘ untestable (build, boot or infrastructure); (n/m): n of m runs. The \
+         expectation is the research notes' prediction, or the measured truth recorded as a \
+         finding where a run contradicted it.\n",
     );
 
     let mut findings: Vec<(String, &str)> = Vec::new();
