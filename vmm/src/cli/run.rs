@@ -15,7 +15,7 @@ use vmm::scenario::{self, Scenario};
 #[command(
     after_help = "Examples:\n  pinvm run S06                      # scenarios/S06-*.toml on 6.12, its first filesystem\n  \
 pinvm run scenarios/S03-gup-reclaim.toml --kernel-version 6.1 --fs xfs --runs 3\n  \
-git bisect run pinvm run S03 --kernel ~/linux/vmlinux --expect-as 6.12"
+git bisect run pinvm run S03 --kernel ~/linux/vmlinux   # compares with the 6.12 expectation"
 )]
 pub struct RunArgs {
     /// A scenario file, or a scenario's name or id in scenarios/ (e.g. S03).
