@@ -51,7 +51,7 @@ fn ci_subset_matches_every_expectation_on_both_kernels() {
         "--kernel-version",
         "6.1,6.12",
         "--fs",
-        "ext4",
+        "ext4,btrfs",
         "--ktap",
     ];
     let (o, j, u) = (
