@@ -136,7 +136,7 @@ pub fn print_result(c: &Case, r: &CaseResult) {
             }
         }
         if v.evidence.len() > 6 {
-            println!("  - ... {} more in verdicts.json", v.count - 6);
+            println!("  - ... {} more in verdicts.json", v.evidence.len() - 6);
         }
     }
     for n in r.analysis.notes.iter().take(8) {
