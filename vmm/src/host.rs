@@ -21,6 +21,17 @@ rdrand,rdseed,rdpid,umip,erms,fsrm,clflushopt,clwb,rdtscp";
 /// skipping it keeps the template chosen at core_initcall time.
 pub const PVM_PLATFORM_PARAMS: &str = "initcall_blacklist=calibrate_xor_blocks";
 
+/// kvm_pvm-only: the guest's TSC rate, from KVM_GET_TSC_KHZ. Emulated kernel code runs the
+/// PIT calibration loop far too slowly ("tsc: Unable to calibrate against PIT"), there is no
+/// HPET or PM timer to fall back on, and the guest then marks the TSC unstable and keeps time
+/// with jiffies: its clock falls behind (24 s of guest time in a 35 s boot, seen here), no
+/// high-resolution timers, no tickless idle, and every idle vCPU burns a host core on its
+/// periodic tick. With the rate given, the TSC is the clocksource and idle vCPUs halt.
+/// `tsc=reliable`: no clocksource watchdog (it has no second clock to compare with anyway).
+pub fn pvm_tsc_params(khz: u32) -> String {
+    format!("tsc_early_khz={khz} tsc=reliable")
+}
+
 /// The guest command line pinvm always uses, before the user's `--append`.
 /// - `earlyprintk=serial`: a panic before the console driver registers is still seen;
 /// - `reboot=k panic=1`: reboot and panic both end in the i8042 reset, which ends the VM;
@@ -29,7 +40,7 @@ pub const PVM_PLATFORM_PARAMS: &str = "initcall_blacklist=calibrate_xor_blocks";
 ///   informational messages stay off the console);
 /// - `mitigations=off`: a test guest needs no side-channel hardening;
 /// - `pinvm.ctl=`: where the agent finds the control page.
-pub fn base_cmdline(control_page: u64, pvm: bool) -> String {
+pub fn base_cmdline(control_page: u64, pvm: bool, tsc_khz: Option<u32>) -> String {
     let mut s = format!(
         "console=ttyS0 earlyprintk=serial,ttyS0,115200 reboot=k panic=1 pci=off nomodule \
          loglevel=5 i8042.noaux i8042.nomux \
@@ -40,14 +51,23 @@ pub fn base_cmdline(control_page: u64, pvm: bool) -> String {
         s.push_str(PVM_CLEARCPUID);
         s.push(' ');
         s.push_str(PVM_PLATFORM_PARAMS);
+        if let Some(khz) = tsc_khz {
+            s.push(' ');
+            s.push_str(&pvm_tsc_params(khz));
+        }
     }
     s
 }
 
 /// The full guest command line: pinvm's words, then the user's `--append` words (later words
 /// win for most kernel parameters). Rejects what the boot protocol cannot carry.
-pub fn cmdline(control_page: u64, pvm: bool, append: &[String]) -> Result<String, String> {
-    let mut s = base_cmdline(control_page, pvm);
+pub fn cmdline(
+    control_page: u64,
+    pvm: bool,
+    tsc_khz: Option<u32>,
+    append: &[String],
+) -> Result<String, String> {
+    let mut s = base_cmdline(control_page, pvm, tsc_khz);
     for a in append {
         if a.bytes().any(|b| b == 0 || b == b'\n') {
             return Err(format!("--append {a:?}: NUL and newline are not allowed"));
@@ -73,20 +93,31 @@ mod tests {
 
     #[test]
     fn cmdline_appends_and_validates() {
-        let c = cmdline(0xd000_0000, false, &["loglevel=8".into(), "  ".into()]).unwrap();
+        let c = cmdline(
+            0xd000_0000,
+            false,
+            None,
+            &["loglevel=8".into(), "  ".into()],
+        )
+        .unwrap();
         assert!(c.ends_with(" loglevel=8"));
-        assert!(cmdline(0, false, &["a\0b".into()]).is_err());
-        assert!(cmdline(0, false, &["a\nb".into()]).is_err());
+        assert!(cmdline(0, false, None, &["a\0b".into()]).is_err());
+        assert!(cmdline(0, false, None, &["a\nb".into()]).is_err());
         let long = "x".repeat(2000);
-        assert!(cmdline(0, true, &[long]).unwrap_err().contains("2047"));
+        assert!(cmdline(0, true, None, &[long])
+            .unwrap_err()
+            .contains("2047"));
     }
 
     #[test]
     fn cmdline_shape() {
-        let c = base_cmdline(0xd000_0000, false);
+        let c = base_cmdline(0xd000_0000, false, Some(2_000_000));
         assert!(c.contains("pinvm.ctl=0xd0000000"));
         assert!(!c.contains("clearcpuid"));
-        let p = base_cmdline(0xd000_0000, true);
+        assert!(!c.contains("tsc"), "hardware KVM calibrates its TSC: {c}");
+        let t = base_cmdline(0xd000_0000, true, Some(2_000_000));
+        assert!(t.ends_with(" tsc_early_khz=2000000 tsc=reliable"), "{t}");
+        let p = base_cmdline(0xd000_0000, true, None);
         assert!(p.contains("clearcpuid=cx16,popcnt,") && p.contains(",rdtscp "));
         let value = PVM_CLEARCPUID.strip_prefix("clearcpuid=").unwrap();
         assert!(value.len() <= 127, "the kernel reads only 127 characters");

@@ -208,8 +208,9 @@ pub fn run(spec: &RunSpec) -> Result<RunReport> {
         })
         .collect();
     words.extend(spec.append.iter().cloned());
-    let cmdline = host::cmdline(layout::CONTROL_PAGE, host::is_kvm_pvm(), &words)
-        .map_err(anyhow::Error::msg)?;
+    let pvm = host::is_kvm_pvm();
+    // Reject a bad --append before anything is set up (the TSC word is added later).
+    host::cmdline(layout::CONTROL_PAGE, pvm, None, &words).map_err(anyhow::Error::msg)?;
     kick::install().context("installing the vCPU kick signal handler")?;
     let t0 = Instant::now();
     let mem_size = spec.mem_mib << 20;
@@ -308,7 +309,23 @@ pub fn run(spec: &RunSpec) -> Result<RunReport> {
         )?;
     }
 
-    // Guest.
+    // Guest. The vCPUs come first: the command line carries vCPU 0's TSC rate.
+    let mut notes = Vec::new();
+    let mut vcpus = Vec::new();
+    for id in 0..spec.cpus {
+        vcpus.push(vm::create_vcpu(&machine, id, spec.cpus, &mut notes)?);
+    }
+    let tsc_khz = match vcpus[0].get_tsc_khz() {
+        Ok(k) if k > 0 => Some(k),
+        r => {
+            notes.push(format!(
+                "KVM_GET_TSC_KHZ gave {r:?}: the guest calibrates its TSC"
+            ));
+            None
+        }
+    };
+    let cmdline =
+        host::cmdline(layout::CONTROL_PAGE, pvm, tsc_khz, &words).map_err(anyhow::Error::msg)?;
     let kernel = vm::load_guest(
         &machine,
         &vm::VmSpec {
@@ -319,16 +336,8 @@ pub fn run(spec: &RunSpec) -> Result<RunReport> {
             mem_size,
         },
     )?;
-    let mut notes = Vec::new();
-    let mut vcpus = Vec::new();
-    for id in 0..spec.cpus {
-        vcpus.push(vm::create_vcpu(
-            &machine,
-            id,
-            spec.cpus,
-            kernel.entry,
-            &mut notes,
-        )?);
+    for vcpu in &vcpus {
+        vm::set_boot_state(vcpu, kernel.entry)?;
     }
 
     let shared = VcpuShared {

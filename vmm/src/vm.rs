@@ -137,8 +137,9 @@ pub fn load_guest(vm: &Vm, spec: &VmSpec) -> Result<LoadedKernel> {
     Ok(kernel)
 }
 
-/// Create and configure vCPU `id` of `count` for a 64-bit entry at `entry`.
-pub fn create_vcpu(vm: &Vm, id: u8, count: u8, entry: u64, notes: &mut Notes) -> Result<VcpuFd> {
+/// Create vCPU `id` of `count` with its CPUID, MSRs and local APIC; [`set_boot_state`] gives
+/// it its registers once the kernel's entry point is known.
+pub fn create_vcpu(vm: &Vm, id: u8, count: u8, notes: &mut Notes) -> Result<VcpuFd> {
     let vcpu = vm
         .fd
         .create_vcpu(u64::from(id))
@@ -161,14 +162,19 @@ pub fn create_vcpu(vm: &Vm, id: u8, count: u8, entry: u64, notes: &mut Notes) ->
             msrs.as_slice()[set].index
         ));
     }
+    let mut lapic = vcpu.get_lapic().context("KVM_GET_LAPIC")?;
+    cpu::set_lint(&mut lapic.regs);
+    vcpu.set_lapic(&lapic).context("KVM_SET_LAPIC")?;
+    Ok(vcpu)
+}
+
+/// Registers for a 64-bit entry at `entry` (long mode, boot GDT and page tables).
+pub fn set_boot_state(vcpu: &VcpuFd, entry: u64) -> Result<()> {
     vcpu.set_regs(&cpu::boot_regs(entry))
         .context("KVM_SET_REGS")?;
     vcpu.set_fpu(&cpu::boot_fpu()).context("KVM_SET_FPU")?;
     let sregs = vcpu.get_sregs().context("KVM_GET_SREGS")?;
     vcpu.set_sregs(&cpu::boot_sregs(sregs))
         .context("KVM_SET_SREGS")?;
-    let mut lapic = vcpu.get_lapic().context("KVM_GET_LAPIC")?;
-    cpu::set_lint(&mut lapic.regs);
-    vcpu.set_lapic(&lapic).context("KVM_SET_LAPIC")?;
-    Ok(vcpu)
+    Ok(())
 }
