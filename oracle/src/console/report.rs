@@ -5,29 +5,20 @@ use super::lines::{split_console, Line};
 use super::title::title;
 use super::{CrashKind, CrashReport, MAX_EXCERPT};
 
-/// Lines that belong to the report that is open: stack frames, register dumps and the other
-/// parts of oops/KASAN/UBSAN/hung-task/stall reports.
+/// The register dump of an oops: each line leaves no doubt that a report goes on.
+const REGISTER_DUMP: &[&str] = &[
+    "RIP: ", "Code: ", "RSP: ", "RAX: ", "RBX: ", "RDX: ", "RBP: ", "R10: ", "R13: ", "FS: ",
+    "CS: ", "CR2: ", "DR0: ", "DR3: ", "DR6: ",
+];
+
+/// Lines besides the register dump that belong to the report that is open: stack frames and
+/// the other parts of oops/KASAN/UBSAN/hung-task/stall reports.
 const BODY_PREFIXES: &[&str] = &[
     "Modules linked in:",
     "CPU: ",
     "Hardware name:",
     "Tainted:",
     "Workqueue:",
-    "RIP: ",
-    "Code: ",
-    "RSP: ",
-    "RAX: ",
-    "RBX: ",
-    "RDX: ",
-    "RBP: ",
-    "R10: ",
-    "R13: ",
-    "FS: ",
-    "CS: ",
-    "CR2: ",
-    "DR0: ",
-    "DR3: ",
-    "DR6: ",
     "PKRU: ",
     "Call Trace:",
     "Call trace:",
@@ -90,34 +81,28 @@ const BODY_PREFIXES: &[&str] = &[
 ];
 
 fn is_body(text: &str) -> bool {
-    text.starts_with([' ', '\t', '>', '<']) || BODY_PREFIXES.iter().any(|p| text.starts_with(p))
+    text.starts_with([' ', '\t', '>', '<'])
+        || REGISTER_DUMP
+            .iter()
+            .chain(BODY_PREFIXES)
+            .any(|p| text.starts_with(p))
 }
 
 /// Body lines that leave no doubt that a report goes on (used to step over interleaved lines).
 fn is_strong_body(text: &str) -> bool {
     let t = text.trim_start();
     symbol(t.trim_start_matches("? ")).is_some()
-        || [
-            "RIP: ",
-            "Code: ",
-            "RSP: ",
-            "RAX: ",
-            "RDX: ",
-            "RBP: ",
-            "R10: ",
-            "R13: ",
-            "FS: ",
-            "CS: ",
-            "CR2: ",
-            "Call Trace:",
-            "<TASK>",
-            "</TASK>",
-            "<IRQ>",
-            "</IRQ>",
-            "---[ end",
-        ]
-        .iter()
-        .any(|p| t.starts_with(p))
+        || REGISTER_DUMP
+            .iter()
+            .chain(&[
+                "Call Trace:",
+                "<TASK>",
+                "</TASK>",
+                "<IRQ>",
+                "</IRQ>",
+                "---[ end",
+            ])
+            .any(|p| t.starts_with(p))
 }
 
 fn is_separator(text: &str) -> bool {
