@@ -208,9 +208,6 @@ pub fn run(spec: &RunSpec) -> Result<RunReport> {
         })
         .collect();
     words.extend(spec.append.iter().cloned());
-    let pvm = host::is_kvm_pvm();
-    // Reject a bad --append before anything is set up (the TSC word is added later).
-    host::cmdline(layout::CONTROL_PAGE, pvm, None, &words).map_err(anyhow::Error::msg)?;
     kick::install().context("installing the vCPU kick signal handler")?;
     let t0 = Instant::now();
     let mem_size = spec.mem_mib << 20;
@@ -309,15 +306,17 @@ pub fn run(spec: &RunSpec) -> Result<RunReport> {
         )?;
     }
 
-    // Guest. The vCPUs come first: the command line carries vCPU 0's TSC rate.
+    // Guest. The vCPUs come first: on kvm_pvm the command line carries vCPU 0's TSC rate.
     let mut notes = Vec::new();
     let mut vcpus = Vec::new();
     for id in 0..spec.cpus {
         vcpus.push(vm::create_vcpu(&machine, id, spec.cpus, &mut notes)?);
     }
-    let tsc_khz = match vcpus[0].get_tsc_khz() {
-        Ok(k) if k > 0 => Some(k),
-        r => {
+    let pvm = host::is_kvm_pvm();
+    let tsc_khz = match pvm.then(|| vcpus[0].get_tsc_khz()) {
+        None => None,
+        Some(Ok(k)) if k > 0 => Some(k),
+        Some(r) => {
             notes.push(format!(
                 "KVM_GET_TSC_KHZ gave {r:?}: the guest calibrates its TSC"
             ));
