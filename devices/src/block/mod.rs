@@ -2,11 +2,11 @@
 //! observer hooks.
 //!
 //! - [`Block`] implements [`VirtioDevice`]; put it in a [`crate::virtio::MmioTransport`].
-//! - Requests are served on a device thread ("pinvm-blk") that [`Block`] spawns at
-//!   activation (DRIVER_OK) and stops (and joins) at reset or drop. The thread waits on the
-//!   queue's notification EventFd and a private kill EventFd; each wake-up drains the available
-//!   ring, so any number of requests can be in flight, and interrupts the guest when
-//!   `Queue::needs_notification` says so (EVENT_IDX is supported).
+//! - Requests are served on a device thread ("pinvm-blk", a [`Worker`]) that [`Block`]
+//!   starts at activation (DRIVER_OK) and stops (and joins) at reset or drop. The thread
+//!   waits on the queue's notification EventFd; each wake-up runs [`process_queue`], which
+//!   drains the available ring, so any number of requests can be in flight, and notifies the
+//!   driver when `Queue::needs_notification` says so (EVENT_IDX is supported).
 //! - Parsing is in [`request`], the disk in [`disk`], the journal in [`journal`], the hooks in
 //!   [`observer`].
 //! - [`BlockHandle`] (from [`Block::handle`]) stays usable by the VMM after the device was
@@ -29,21 +29,20 @@ mod tests;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::thread::JoinHandle;
 
 use virtio_bindings::virtio_blk::{VIRTIO_BLK_F_FLUSH, VIRTIO_BLK_F_SEG_MAX};
 use virtio_bindings::virtio_ids::VIRTIO_ID_BLOCK;
-use virtio_queue::{Queue, QueueOwnedT, QueueT};
-use vm_memory::{Bytes, GuestAddress, GuestAddressSpace, GuestMemory};
-use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
+use virtio_queue::{Queue, QueueT};
+use vm_memory::{Bytes, GuestAddress, GuestMemory};
+use vmm_sys_util::eventfd::EventFd;
 
-use crate::virtio::{features, ActivateError, GuestMem, Interrupt, VirtioDevice};
+use crate::virtio::chain::{pop_chain, Desc};
+use crate::virtio::worker::Worker;
+use crate::virtio::{features, queue_bit, ActivateError, DeviceNotifier, GuestMem, VirtioDevice};
 use disk::{CowDisk, DiskError, SECTOR_SIZE};
 use journal::{block_hash, monotonic_ns, BlockHash, JournalOptions, JournalRecord, JournalWriter};
 use observer::{BlockObserver, RequestView, COPY_CHUNK};
-use request::{
-    collect_chain, parse, status, Desc, Limits, Request, RequestKind, Segment, ID_BYTES,
-};
+use request::{parse, status, Limits, Request, RequestKind, Segment, ID_BYTES};
 
 /// Default (and maximum offered) queue size.
 pub const DEFAULT_QUEUE_SIZE: u16 = 256;
@@ -392,26 +391,29 @@ impl<'a> SegCursor<'a> {
     }
 }
 
-/// Drain `queue`: serve every available chain, return it to the used ring and interrupt the
-/// guest when `needs_notification` says so. Loops until no new chains arrived after
-/// notifications were re-enabled. An `Err` means the ring itself is broken (e.g. the driver
-/// published more entries than the queue holds or the ring left guest memory).
+/// Drain `queue` (the device's only queue, index 0): serve every available chain, return it
+/// to the used ring and notify the driver when `needs_notification` says so. Loops until no
+/// new chains arrived after notifications were re-enabled. An `Err` means the ring itself is
+/// broken (e.g. the driver published more entries than the queue holds or the ring left
+/// guest memory).
+///
+/// This is the whole per-notification work of the device, whichever transport delivered the
+/// notification: the [`Worker`] of [`Block`] calls it, and so can any other event loop that
+/// owns the queue.
 pub fn process_queue<M: GuestMemory>(
     backend: &Mutex<BlockBackend>,
     mem: &M,
     queue: &mut Queue,
-    interrupt: &Interrupt,
+    notifier: &dyn DeviceNotifier,
 ) -> Result<(), virtio_queue::Error> {
+    let max = lock(backend).limits.max_descriptors;
     loop {
         queue.disable_notification(mem)?;
-        while let Some(chain) = queue.iter(mem)?.next() {
-            let head = chain.head_index();
-            let max = lock(backend).limits.max_descriptors;
-            let descs = collect_chain(chain, max);
-            let len = lock(backend).handle_chain(mem, &descs);
-            queue.add_used(mem, head, len)?;
+        while let Some(chain) = pop_chain(queue, mem, max)? {
+            let len = lock(backend).handle_chain(mem, &chain.descs);
+            queue.add_used(mem, chain.head, len)?;
             if queue.needs_notification(mem)? {
-                interrupt.signal_used_queue();
+                notifier.notify_used(queue_bit(0));
             }
         }
         if !queue.enable_notification(mem)? {
@@ -459,17 +461,12 @@ impl BlockHandle {
     }
 }
 
-struct Worker {
-    kill: EventFd,
-    thread: JoinHandle<()>,
-}
-
 /// The virtio-blk device.
 pub struct Block {
     backend: Arc<Mutex<BlockBackend>>,
     queue_sizes: [u16; 1],
     config_space: [u8; 16],
-    worker: Option<Worker>,
+    worker: Worker,
 }
 
 impl Block {
@@ -483,7 +480,7 @@ impl Block {
             backend: Arc::new(Mutex::new(backend)),
             queue_sizes: [config.queue_size],
             config_space,
-            worker: None,
+            worker: Worker::new("pinvm-blk"),
         })
     }
 
@@ -492,10 +489,8 @@ impl Block {
     }
 
     fn stop_worker(&mut self) {
-        if let Some(w) = self.worker.take() {
-            let _ = w.kill.write(1);
-            let _ = w.thread.join();
-        }
+        // The queue state only matters to a transport that resumes queues elsewhere.
+        let _ = self.worker.stop();
         let _ = lock(&self.backend).flush();
     }
 }
@@ -534,51 +529,16 @@ impl VirtioDevice for Block {
         &mut self,
         mem: GuestMem,
         _acked_features: u64,
-        mut queues: Vec<Queue>,
-        interrupt: Arc<Interrupt>,
-        mut queue_evts: Vec<EventFd>,
+        queues: Vec<Queue>,
+        notifier: Arc<dyn DeviceNotifier>,
+        queue_evts: Vec<EventFd>,
     ) -> Result<(), ActivateError> {
-        if self.worker.is_some() {
-            return Err(ActivateError::AlreadyActive);
-        }
-        if queues.len() != 1 || queue_evts.len() != 1 {
-            return Err(ActivateError::QueueCount {
-                expected: 1,
-                got: queues.len().min(queue_evts.len()),
-            });
-        }
-        let mut queue = queues.remove(0);
-        let queue_evt = queue_evts.remove(0);
-        if !queue.ready() {
-            return Err(ActivateError::BadQueue(0));
-        }
-        let kill = EventFd::new(EFD_NONBLOCK).map_err(ActivateError::Thread)?;
-        let kill2 = kill.try_clone().map_err(ActivateError::Thread)?;
+        let claimed = self.worker.claim(1, queues, queue_evts)?;
         let backend = self.backend.clone();
-        let thread = std::thread::Builder::new()
-            .name("pinvm-blk".into())
-            .spawn(move || {
-                let mut broken = false;
-                loop {
-                    if !broken {
-                        let guard = mem.memory();
-                        if process_queue(&backend, &*guard, &mut queue, &interrupt).is_err() {
-                            interrupt.signal_device_error();
-                            broken = true;
-                        }
-                    }
-                    match wait_readable(&kill2, &queue_evt) {
-                        Wake::Kill => return,
-                        Wake::Queue => {
-                            let _ = queue_evt.read();
-                        }
-                        Wake::Retry => {}
-                    }
-                }
+        self.worker
+            .start(claimed, mem, notifier, move |mem, queues, notifier| {
+                process_queue(&backend, mem, &mut queues[0], notifier)
             })
-            .map_err(ActivateError::Thread)?;
-        self.worker = Some(Worker { kill, thread });
-        Ok(())
     }
 
     fn reset(&mut self) {
@@ -589,46 +549,5 @@ impl VirtioDevice for Block {
 impl Drop for Block {
     fn drop(&mut self) {
         self.stop_worker();
-    }
-}
-
-enum Wake {
-    Kill,
-    Queue,
-    Retry,
-}
-
-/// Block until `kill` or `queue` is readable. Kill wins when both are.
-fn wait_readable(kill: &EventFd, queue: &EventFd) -> Wake {
-    use std::os::fd::AsRawFd;
-    let mut fds = [
-        libc::pollfd {
-            fd: kill.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        },
-        libc::pollfd {
-            fd: queue.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        },
-    ];
-    // SAFETY: `fds` is a valid, exclusively borrowed array of two pollfd structs and we pass
-    // its exact length; both descriptors are owned by EventFds that outlive the call.
-    let r = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) };
-    if r < 0 {
-        // EINTR: retry. Anything else (cannot happen with valid fds) would repeat forever,
-        // so stop the thread instead of spinning.
-        return match io::Error::last_os_error().kind() {
-            io::ErrorKind::Interrupted => Wake::Retry,
-            _ => Wake::Kill,
-        };
-    }
-    if fds[0].revents != 0 {
-        Wake::Kill
-    } else if fds[1].revents != 0 {
-        Wake::Queue
-    } else {
-        Wake::Retry
     }
 }

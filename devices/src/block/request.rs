@@ -1,9 +1,10 @@
 //! Strict parsing of virtio-blk request descriptor chains (virtio 1.2 §5.2.6).
 //!
+//! The chain comes from [`crate::virtio::chain`] (at most `max_descriptors + 1` descriptors).
 //! Layout accepted: descriptor 0 is the device-readable header (≥ 16 bytes; only the first 16
-//! are used: `le32 type, le32 reserved, le64 sector`), descriptors 1..n-1 are data, and the
-//! last descriptor is the device-writable status buffer (≥ 1 byte; the status is written to
-//! its **last** byte, which for Linux's 1-byte status descriptor is its only byte).
+//! are used: `le32 type, le32 reserved, le64 sector`), descriptors 1..n-1 are data, and the last descriptor is
+//! the device-writable status buffer (≥ 1 byte; the status is written to its **last** byte,
+//! which for Linux's 1-byte status descriptor is its only byte).
 //!
 //! Every buffer must lie inside guest memory. Data rules per type:
 //! - IN / OUT: at least one data descriptor, each non-empty, device-writable for IN and
@@ -21,8 +22,9 @@
 //! the chain with length 0. Every other violation yields `Some(status_addr)` so the caller
 //! can answer IOERR.
 
-use virtio_queue::desc::split::Descriptor;
 use vm_memory::{Bytes, GuestAddress, GuestMemory, Permissions};
+
+use crate::virtio::chain::{in_memory, is_complete, Desc};
 
 /// Size of the request header.
 pub const HEADER_SIZE: u32 = 16;
@@ -90,28 +92,6 @@ pub struct Segment {
     /// Guest-physical address.
     pub addr: u64,
     pub len: u32,
-}
-
-/// The parts of a split descriptor the parser looks at.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Desc {
-    pub addr: u64,
-    pub len: u32,
-    /// Device-writable (VIRTQ_DESC_F_WRITE).
-    pub writable: bool,
-    /// VIRTQ_DESC_F_NEXT was set.
-    pub has_next: bool,
-}
-
-impl From<Descriptor> for Desc {
-    fn from(d: Descriptor) -> Self {
-        Desc {
-            addr: d.addr().0,
-            len: d.len(),
-            writable: d.is_write_only(),
-            has_next: d.has_next(),
-        }
-    }
 }
 
 /// A validated request.
@@ -191,17 +171,6 @@ pub struct Limits {
     pub max_descriptors: usize,
 }
 
-/// Take at most `max + 1` descriptors from a chain (so that an over-long chain is visible to
-/// [`parse`] as such). virtio-queue's iterator itself stops after `queue size` descriptors
-/// (or `table length` within an indirect table), so loops always terminate.
-pub fn collect_chain(chain: impl Iterator<Item = Descriptor>, max: usize) -> Vec<Desc> {
-    chain.take(max.saturating_add(1)).map(Desc::from).collect()
-}
-
-fn in_memory<M: GuestMemory + ?Sized>(mem: &M, addr: u64, len: u32, perm: Permissions) -> bool {
-    mem.check_range(GuestAddress(addr), len as usize, perm)
-}
-
 /// Validate a chain (see the module documentation for the rules).
 pub fn parse<M: GuestMemory + ?Sized>(
     descs: &[Desc],
@@ -213,13 +182,13 @@ pub fn parse<M: GuestMemory + ?Sized>(
         status_addr: None,
     };
     let last = descs.last().ok_or(no_status(ParseError::Empty))?;
-    if last.has_next || descs.len() > limits.max_descriptors {
+    if !is_complete(descs, limits.max_descriptors) {
         return Err(no_status(ParseError::Truncated(limits.max_descriptors)));
     }
-    if !last.writable || last.len == 0 || descs.len() < 2 {
+    if !last.writable || descs.len() < 2 {
         return Err(no_status(ParseError::NoStatus));
     }
-    let status_addr = match last.addr.checked_add(u64::from(last.len) - 1) {
+    let status_addr = match last.last_byte() {
         Some(a) if in_memory(mem, a, 1, Permissions::Write) => a,
         _ => return Err(no_status(ParseError::NoStatus)),
     };
@@ -276,7 +245,7 @@ pub fn parse<M: GuestMemory + ?Sized>(
         } else {
             Permissions::Read
         };
-        if !in_memory(mem, d.addr, d.len, perm) {
+        if !d.in_memory(mem, perm) {
             return Err(fail(ParseError::OutOfMemory(i)));
         }
         segments.push(Segment {

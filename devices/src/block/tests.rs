@@ -17,6 +17,7 @@ use super::*;
 use crate::bus::BusDevice;
 use crate::virtio::mmio::MmioTransport;
 use crate::virtio::testing::{guest_memory, RawDesc, TestQueue, F_INDIRECT, F_NEXT, F_WRITE};
+use crate::virtio::Interrupt;
 
 const MEM: usize = 1 << 20;
 const HDR: u64 = 0x10000;

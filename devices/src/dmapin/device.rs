@@ -9,15 +9,16 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use virtio_queue::{Queue, QueueOwnedT, QueueT};
-use vm_memory::{Bytes, GuestAddress, GuestAddressSpace, GuestMemory, Permissions};
-use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
+use virtio_queue::{Queue, QueueT};
+use vm_memory::{Bytes, GuestAddress, GuestMemory, Permissions};
+use vmm_sys_util::eventfd::EventFd;
 
 use super::engine::{run_engine_thread, DmaObserver, DmaStats, Engine, Job, PostedPage, Schedule};
 use super::log::DmaLogWriter;
 use super::stamp::PAGE;
-use crate::block::request::{collect_chain, Desc};
-use crate::virtio::{features, ActivateError, GuestMem, Interrupt, VirtioDevice};
+use crate::virtio::chain::{pop_chain, Desc};
+use crate::virtio::worker::Worker;
+use crate::virtio::{features, queue_bit, ActivateError, DeviceNotifier, GuestMem, VirtioDevice};
 
 /// Virtio device ID of the DMA device (not an allocated virtio ID; "PI").
 pub const DMAPIN_DEVICE_ID: u32 = 0x5049;
@@ -128,17 +129,14 @@ impl DmaPinHandle {
     }
 }
 
-struct Worker {
-    kill: EventFd,
-    thread: JoinHandle<()>,
-    engine_thread: JoinHandle<()>,
-}
-
 /// The DMA device.
 pub struct DmaPin {
     engine: Arc<Engine>,
     config: DmaPinConfig,
-    worker: Option<Worker>,
+    /// The queue thread ("pinvm-dmapin").
+    worker: Worker,
+    /// The Burst/Rate engine thread ("pinvm-dma"); it exits once the queue thread is gone.
+    engine_thread: Option<JoinHandle<()>>,
 }
 
 impl DmaPin {
@@ -160,7 +158,8 @@ impl DmaPin {
         Ok(DmaPin {
             engine: Arc::new(Engine::new(log)),
             config,
-            worker: None,
+            worker: Worker::new("pinvm-dmapin"),
+            engine_thread: None,
         })
     }
 
@@ -176,10 +175,12 @@ impl DmaPin {
     }
 
     fn stop_worker(&mut self) {
-        if let Some(w) = self.worker.take() {
-            let _ = w.kill.write(1);
-            let _ = w.thread.join();
-            let _ = w.engine_thread.join();
+        // Joining the queue thread drops its `DeviceCore` and with it the job sender, so the
+        // engine thread ends too. The queue state only matters to a transport that resumes
+        // queues elsewhere.
+        let _ = self.worker.stop();
+        if let Some(t) = self.engine_thread.take() {
+            let _ = t.join();
         }
         let mut st = self.engine.lock();
         // Reset: all posted buffers are forgotten (the driver re-posts after re-init).
@@ -402,39 +403,47 @@ fn return_page<M: GuestMemory + ?Sized>(mem: &M, p: &PostedPage) -> u32 {
     page + DMA_STATUS_LEN
 }
 
-/// Drain both queues once. `Err`: a ring is broken.
+/// Drain both queues (dma, ctl) until no new chains arrived after notifications were
+/// re-enabled, then notify the driver once for every queue whose `needs_notification` said
+/// so. `Err`: a ring is broken.
+///
+/// This is the whole per-notification work of the device, whichever queue was notified and
+/// whichever transport delivered the notification: the [`Worker`] of [`DmaPin`] calls it,
+/// and so can any other event loop that owns both queues.
 pub fn process_queues<M: GuestMemory>(
     core: &DeviceCore,
     mem: &M,
     queues: &mut [Queue; 2],
-    interrupt: &Interrupt,
+    notifier: &dyn DeviceNotifier,
 ) -> Result<(), virtio_queue::Error> {
     let [dma, ctl] = queues;
-    let mut notify = false;
+    let mut notify = 0;
+    let mut needs = |q: &mut Queue, index: usize| -> Result<(), virtio_queue::Error> {
+        if q.needs_notification(mem)? {
+            notify |= queue_bit(index);
+        }
+        Ok(())
+    };
     loop {
         dma.disable_notification(mem)?;
-        while let Some(chain) = dma.iter(mem)?.next() {
-            let head = chain.head_index();
-            let descs = collect_chain(chain, 3);
-            if let Some(len) = core.handle_dma(mem, head, &descs) {
-                dma.add_used(mem, head, len)?;
-                notify |= dma.needs_notification(mem)?;
+        while let Some(chain) = pop_chain(dma, mem, 3)? {
+            if let Some(len) = core.handle_dma(mem, chain.head, &chain.descs) {
+                dma.add_used(mem, chain.head, len)?;
+                needs(dma, DMA_QUEUE)?;
             }
         }
         ctl.disable_notification(mem)?;
-        while let Some(chain) = ctl.iter(mem)?.next() {
-            let head = chain.head_index();
-            let descs = collect_chain(chain, 2);
-            let (len, returned) = core.handle_ctl(mem, &descs);
+        while let Some(chain) = pop_chain(ctl, mem, 2)? {
+            let (len, returned) = core.handle_ctl(mem, &chain.descs);
             // Return the region's buffers before answering, so the driver sees them when it
             // processes the reply.
             for p in returned {
                 let len = return_page(mem, &p);
                 dma.add_used(mem, p.head, len)?;
-                notify |= dma.needs_notification(mem)?;
+                needs(dma, DMA_QUEUE)?;
             }
-            ctl.add_used(mem, head, len)?;
-            notify |= ctl.needs_notification(mem)?;
+            ctl.add_used(mem, chain.head, len)?;
+            needs(ctl, CTL_QUEUE)?;
         }
         let a = dma.enable_notification(mem)?;
         let b = ctl.enable_notification(mem)?;
@@ -442,48 +451,10 @@ pub fn process_queues<M: GuestMemory>(
             break;
         }
     }
-    if notify {
-        interrupt.signal_used_queue();
+    if notify != 0 {
+        notifier.notify_used(notify);
     }
     Ok(())
-}
-
-enum Wake {
-    Kill,
-    Work,
-}
-
-/// Wait until `kill` or one of `evts` is readable (draining the queue eventfds).
-fn wait(kill: &EventFd, evts: &[EventFd]) -> Wake {
-    use std::os::fd::AsRawFd;
-    let mut fds: Vec<libc::pollfd> = std::iter::once(kill)
-        .chain(evts.iter())
-        .map(|e| libc::pollfd {
-            fd: e.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        })
-        .collect();
-    loop {
-        // SAFETY: `fds` is a valid, exclusively borrowed array of pollfd structs and we pass
-        // its exact length; the descriptors belong to EventFds that outlive the call.
-        let r = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) };
-        if r < 0 {
-            if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Wake::Kill;
-        }
-        if fds[0].revents != 0 {
-            return Wake::Kill;
-        }
-        for (e, f) in evts.iter().zip(&fds[1..]) {
-            if f.revents != 0 {
-                let _ = e.read();
-            }
-        }
-        return Wake::Work;
-    }
 }
 
 impl VirtioDevice for DmaPin {
@@ -510,27 +481,11 @@ impl VirtioDevice for DmaPin {
         mem: GuestMem,
         _acked_features: u64,
         queues: Vec<Queue>,
-        interrupt: Arc<Interrupt>,
+        notifier: Arc<dyn DeviceNotifier>,
         queue_evts: Vec<EventFd>,
     ) -> Result<(), ActivateError> {
-        if self.worker.is_some() {
-            return Err(ActivateError::AlreadyActive);
-        }
-        if queues.len() != 2 || queue_evts.len() != 2 {
-            return Err(ActivateError::QueueCount {
-                expected: 2,
-                got: queues.len().min(queue_evts.len()),
-            });
-        }
-        let mut queues: [Queue; 2] = queues.try_into().expect("length checked");
-        for (i, q) in queues.iter().enumerate() {
-            if !q.ready() {
-                return Err(ActivateError::BadQueue(i));
-            }
-        }
+        let claimed = self.worker.claim(2, queues, queue_evts)?;
         self.engine.lock().mem = Some(mem.clone());
-        let kill = EventFd::new(EFD_NONBLOCK).map_err(ActivateError::Thread)?;
-        let kill2 = kill.try_clone().map_err(ActivateError::Thread)?;
         let (tx, rx) = channel();
         let engine = self.engine.clone();
         let engine_thread = std::thread::Builder::new()
@@ -543,37 +498,19 @@ impl VirtioDevice for DmaPin {
             max_pages: self.config.max_pages,
             jobs: tx,
         };
-        let thread = std::thread::Builder::new()
-            .name("pinvm-dmapin".into())
-            .spawn(move || {
-                let mut broken = false;
-                loop {
-                    if !broken {
-                        let guard = mem.memory();
-                        if process_queues(&core, &*guard, &mut queues, &interrupt).is_err() {
-                            interrupt.signal_device_error();
-                            broken = true;
-                        }
-                    }
-                    if let Wake::Kill = wait(&kill2, &queue_evts) {
-                        // Dropping `core` drops the job sender: the engine thread exits.
-                        return;
-                    }
-                }
+        // Dropping `core` (with the queue thread, or at once if it cannot start) drops the job
+        // sender: the engine thread exits.
+        let started = self
+            .worker
+            .start(claimed, mem, notifier, move |mem, queues, notifier| {
+                let queues: &mut [Queue; 2] = queues.try_into().expect("claimed two queues");
+                process_queues(&core, mem, queues, notifier)
             });
-        let thread = match thread {
-            Ok(t) => t,
-            Err(e) => {
-                // `core` (and its sender) was dropped with the closure: the engine exits.
-                let _ = engine_thread.join();
-                return Err(ActivateError::Thread(e));
-            }
-        };
-        self.worker = Some(Worker {
-            kill,
-            thread,
-            engine_thread,
-        });
+        if let Err(e) = started {
+            let _ = engine_thread.join();
+            return Err(e);
+        }
+        self.engine_thread = Some(engine_thread);
         Ok(())
     }
 

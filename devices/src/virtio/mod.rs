@@ -1,15 +1,24 @@
-//! Virtio device model: the [`VirtioDevice`] trait that concrete devices (block, later the DMA
-//! device) implement, the shared [`Interrupt`] handle, and the virtio-mmio transport in
-//! [`mmio`].
+//! Virtio device model: the [`VirtioDevice`] trait that concrete devices (block, dmapin)
+//! implement, the [`DeviceNotifier`] through which they notify the driver, the device thread
+//! in [`worker`], descriptor-chain walking in [`chain`], and the virtio-mmio transport in
+//! [`mmio`] with its [`Interrupt`].
+//!
+//! Everything a device touches is transport-neutral: virtio-queue `Queue`s, notification
+//! EventFds, guest memory as a [`GuestMem`], and a [`DeviceNotifier`]. Under virtio-mmio these
+//! come from [`MmioTransport`] (ioeventfds, one [`Interrupt`] per slot); a vhost-user backend
+//! would hand over the queues and kick EventFds it got from the frontend and a notifier that
+//! writes each queue's call EventFd.
 //!
 //! Guest memory is shared with device threads as a [`GuestMemoryAtomic<GuestMemoryMmap>`]
 //! ([`GuestMem`]): cloning it is cheap, and a device thread calls `.memory()` once per batch of
 //! requests, so a later memory hot-(un)plug would be picked up between batches. The VMM keeps
 //! its own clone for loading the kernel and registering memslots.
 
+pub mod chain;
 pub mod mmio;
 #[cfg(any(test, feature = "test-utils"))]
 pub mod testing;
+pub mod worker;
 
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
@@ -77,19 +86,40 @@ pub trait VirtioDevice: Send {
     /// Write device configuration space. Read-only fields ignore the write.
     fn write_config(&mut self, offset: u64, data: &[u8]);
     /// Start serving `queues` (one per entry of [`queue_max_sizes`](Self::queue_max_sizes),
-    /// in order, with `queue_evts[i]` signalled when the driver notifies queue `i`).
+    /// in order, with `queue_evts[i]` signalled when the driver notifies queue `i`), telling
+    /// the driver about used buffers and device errors through `notifier`.
     /// `acked_features` is what the driver accepted.
     fn activate(
         &mut self,
         mem: GuestMem,
         acked_features: u64,
         queues: Vec<Queue>,
-        interrupt: std::sync::Arc<Interrupt>,
+        notifier: std::sync::Arc<dyn DeviceNotifier>,
         queue_evts: Vec<EventFd>,
     ) -> Result<(), ActivateError>;
     /// Stop serving queues (joining any device thread) and return to the pre-activation
     /// state. Must be harmless when the device was never activated.
     fn reset(&mut self);
+}
+
+/// Notifications from a device to its driver (virtio 1.2 §2.3), delivered the transport's way.
+///
+/// Device code calls this from its device thread; implementations must be cheap and must not
+/// block. [`Interrupt`] is the virtio-mmio implementation (one interrupt line per device); a
+/// transport with one call EventFd per queue (vhost-user) signals each queue named in
+/// [`notify_used`](Self::notify_used).
+pub trait DeviceNotifier: Send + Sync {
+    /// Used buffer notification for every queue whose bit ([`queue_bit`]) is set in `queues`.
+    /// Devices batch: one call may name several queues; `queues == 0` notifies nothing.
+    fn notify_used(&self, queues: u64);
+    /// The device hit an error it cannot recover from (e.g. a corrupt ring) and stopped
+    /// serving its queues until the driver resets it.
+    fn notify_device_error(&self);
+}
+
+/// The bit of queue `index` in a [`DeviceNotifier::notify_used`] mask.
+pub const fn queue_bit(index: usize) -> u64 {
+    1 << index
 }
 
 /// The interrupt line of one virtio-mmio device: the INTERRUPT_STATUS bits plus the irqfd the
@@ -163,6 +193,20 @@ impl Interrupt {
     }
 }
 
+/// virtio-mmio has one interrupt per device: any set of used queues raises it once (the
+/// driver's handler scans every queue), a device error sets DEVICE_NEEDS_RESET.
+impl DeviceNotifier for Interrupt {
+    fn notify_used(&self, queues: u64) {
+        if queues != 0 {
+            self.signal_used_queue();
+        }
+    }
+
+    fn notify_device_error(&self) {
+        self.signal_device_error();
+    }
+}
+
 /// The `virtio_mmio.device=` kernel command line entry for a 4 KiB slot at `base` with `irq`.
 pub fn cmdline_entry(base: u64, irq: u32) -> String {
     format!("virtio_mmio.device=4K@{base:#x}:{irq}")
@@ -197,5 +241,20 @@ mod tests {
         i.clear();
         assert_eq!(i.status(), 0);
         assert!(!i.needs_reset());
+    }
+
+    #[test]
+    fn interrupt_as_notifier_raises_once_per_batch() {
+        let i = Interrupt::new(EventFd::new(EFD_NONBLOCK).unwrap());
+        let n: &dyn DeviceNotifier = &i;
+        n.notify_used(0);
+        assert_eq!(i.status(), 0);
+        assert!(i.irq_evt().read().is_err());
+        n.notify_used(queue_bit(0) | queue_bit(1));
+        assert_eq!(i.status(), 1);
+        assert_eq!(i.irq_evt().read().unwrap(), 1);
+        n.notify_device_error();
+        assert!(i.needs_reset());
+        assert_eq!(i.status(), 3);
     }
 }

@@ -7,7 +7,7 @@ use vmm_sys_util::eventfd::EFD_NONBLOCK;
 
 use super::*;
 use crate::virtio::testing::{guest_memory, TestQueue};
-use crate::virtio::ActivateError;
+use crate::virtio::{ActivateError, DeviceNotifier};
 
 #[derive(Default, Debug)]
 struct Log {
@@ -50,7 +50,7 @@ impl VirtioDevice for Fake {
         _mem: GuestMem,
         acked: u64,
         queues: Vec<Queue>,
-        _interrupt: Arc<Interrupt>,
+        _notifier: Arc<dyn DeviceNotifier>,
         _queue_evts: Vec<EventFd>,
     ) -> Result<(), ActivateError> {
         if self.fail_activate {
