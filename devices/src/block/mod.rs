@@ -7,19 +7,20 @@
 //!   waits on the queue's notification EventFd; each wake-up runs [`process_queue`], which
 //!   drains the available ring, so any number of requests can be in flight, and notifies the
 //!   driver when `Queue::needs_notification` says so (EVENT_IDX is supported).
-//! - Parsing is in [`request`], the disk in [`disk`], the journal in [`journal`], the hooks in
-//!   [`observer`].
+//! - Parsing is in [`request`], the virtio-blk structures in [`layout`], the disk in
+//!   [`disk`], the journal in [`journal`], the hooks in [`observer`].
 //! - [`BlockHandle`] (from [`Block::handle`]) stays usable by the VMM after the device was
 //!   boxed into the transport: flush the journal and disk at exit, `save_as` for
 //!   `--keep-disk`, counters.
 //!
 //! Offered features: VERSION_1 (added by the transport), FLUSH, SEG_MAX, RING_EVENT_IDX.
-//! Configuration space: `le64 capacity` (sectors) at 0, `le32 size_max` (0) at 8,
-//! `le32 seg_max` at 12; everything else reads as zero. DISCARD and WRITE_ZEROES are not
-//! offered (types 11/13 answer UNSUPP).
+//! Configuration space: a [`layout::ConfigSpace`] (`le64 capacity` in sectors at 0,
+//! `le32 size_max` = 0 at 8, `le32 seg_max` at 12); everything else reads as zero. DISCARD
+//! and WRITE_ZEROES are not offered (types 11/13 answer UNSUPP).
 
 pub mod disk;
 pub mod journal;
+pub mod layout;
 pub mod observer;
 pub mod request;
 
@@ -33,7 +34,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use virtio_bindings::virtio_blk::{VIRTIO_BLK_F_FLUSH, VIRTIO_BLK_F_SEG_MAX};
 use virtio_bindings::virtio_ids::VIRTIO_ID_BLOCK;
 use virtio_queue::{Queue, QueueT};
-use vm_memory::{Bytes, GuestAddress, GuestMemory};
+use vm_memory::{ByteValued, Bytes, GuestAddress, GuestMemory};
 use vmm_sys_util::eventfd::EventFd;
 
 use crate::virtio::chain::{pop_chain, Desc};
@@ -41,6 +42,7 @@ use crate::virtio::worker::Worker;
 use crate::virtio::{features, queue_bit, ActivateError, DeviceNotifier, GuestMem, VirtioDevice};
 use disk::{CowDisk, DiskError, SECTOR_SIZE};
 use journal::{block_hash, monotonic_ns, BlockHash, JournalOptions, JournalRecord, JournalWriter};
+use layout::ConfigSpace;
 use observer::{BlockObserver, RequestView, COPY_CHUNK};
 use request::{parse, status, Limits, Request, RequestKind, Segment, ID_BYTES};
 
@@ -465,7 +467,7 @@ impl BlockHandle {
 pub struct Block {
     backend: Arc<Mutex<BlockBackend>>,
     queue_sizes: [u16; 1],
-    config_space: [u8; 16],
+    config_space: ConfigSpace,
     worker: Worker,
 }
 
@@ -473,9 +475,11 @@ impl Block {
     /// A block device serving `disk`.
     pub fn new(disk: CowDisk, config: BlockConfig) -> Result<Block, BlockError> {
         let backend = BlockBackend::new(disk, &config)?;
-        let mut config_space = [0u8; 16];
-        config_space[..8].copy_from_slice(&backend.limits.capacity.to_le_bytes());
-        config_space[12..16].copy_from_slice(&backend.limits.seg_max.to_le_bytes());
+        let config_space = ConfigSpace {
+            capacity: backend.limits.capacity.into(),
+            size_max: 0u32.into(),
+            seg_max: backend.limits.seg_max.into(),
+        };
         Ok(Block {
             backend: Arc::new(Mutex::new(backend)),
             queue_sizes: [config.queue_size],
@@ -515,7 +519,7 @@ impl VirtioDevice for Block {
         for (i, b) in data.iter_mut().enumerate() {
             *b = offset
                 .checked_add(i as u64)
-                .and_then(|o| self.config_space.get(usize::try_from(o).ok()?))
+                .and_then(|o| self.config_space.as_slice().get(usize::try_from(o).ok()?))
                 .copied()
                 .unwrap_or(0);
         }

@@ -2,7 +2,7 @@
 //!
 //! The chain comes from [`crate::virtio::chain`] (at most `max_descriptors + 1` descriptors).
 //! Layout accepted: descriptor 0 is the device-readable header (≥ 16 bytes; only the first 16
-//! are used: `le32 type, le32 reserved, le64 sector`), descriptors 1..n-1 are data, and the last descriptor is
+//! are used: a [`RequestHeader`]), descriptors 1..n-1 are data, and the last descriptor is
 //! the device-writable status buffer (≥ 1 byte; the status is written to its **last** byte,
 //! which for Linux's 1-byte status descriptor is its only byte).
 //!
@@ -24,10 +24,11 @@
 
 use vm_memory::{Bytes, GuestAddress, GuestMemory, Permissions};
 
+use super::layout::RequestHeader;
 use crate::virtio::chain::{in_memory, is_complete, Desc};
 
-/// Size of the request header.
-pub const HEADER_SIZE: u32 = 16;
+/// Size of the request header ([`RequestHeader`]).
+pub const HEADER_SIZE: u32 = std::mem::size_of::<RequestHeader>() as u32;
 /// Length of the GET_ID answer.
 pub const ID_BYTES: usize = 20;
 
@@ -201,11 +202,11 @@ pub fn parse<M: GuestMemory + ?Sized>(
     if header.writable || header.len < HEADER_SIZE {
         return Err(fail(ParseError::BadHeader));
     }
-    let mut raw = [0u8; HEADER_SIZE as usize];
-    mem.read_slice(&mut raw, GuestAddress(header.addr))
+    let raw: RequestHeader = mem
+        .read_obj(GuestAddress(header.addr))
         .map_err(|_| fail(ParseError::HeaderUnreadable))?;
-    let kind = RequestKind::from_code(u32::from_le_bytes(raw[0..4].try_into().unwrap()));
-    let sector = u64::from_le_bytes(raw[8..16].try_into().unwrap());
+    let kind = RequestKind::from_code(raw.request_type.to_native());
+    let sector = raw.sector.to_native();
 
     let data = &descs[1..descs.len() - 1];
     let want_writable = match kind {
