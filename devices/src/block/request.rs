@@ -172,112 +172,37 @@ pub struct Limits {
     pub max_descriptors: usize,
 }
 
-/// Validate a chain (see the module documentation for the rules).
+/// Validate a chain (see the module documentation for the rules). The checks run in the
+/// order the rules are listed: the status byte first, so that every later violation can be
+/// answered with IOERR.
 pub fn parse<M: GuestMemory + ?Sized>(
     descs: &[Desc],
     mem: &M,
     limits: Limits,
 ) -> Result<Request, Malformed> {
-    let no_status = |error| Malformed {
-        error,
-        status_addr: None,
-    };
-    let last = descs.last().ok_or(no_status(ParseError::Empty))?;
-    if !is_complete(descs, limits.max_descriptors) {
-        return Err(no_status(ParseError::Truncated(limits.max_descriptors)));
-    }
-    if !last.writable || descs.len() < 2 {
-        return Err(no_status(ParseError::NoStatus));
-    }
-    let status_addr = match last.last_byte() {
-        Some(a) if in_memory(mem, a, 1, Permissions::Write) => a,
-        _ => return Err(no_status(ParseError::NoStatus)),
-    };
+    let status_addr =
+        status_byte(descs, mem, limits.max_descriptors).map_err(|error| Malformed {
+            error,
+            status_addr: None,
+        })?;
     let fail = |error| Malformed {
         error,
         status_addr: Some(status_addr),
     };
-
-    let header = descs[0];
-    if header.writable || header.len < HEADER_SIZE {
-        return Err(fail(ParseError::BadHeader));
-    }
-    let raw: RequestHeader = mem
-        .read_obj(GuestAddress(header.addr))
-        .map_err(|_| fail(ParseError::HeaderUnreadable))?;
-    let kind = RequestKind::from_code(raw.request_type.to_native());
-    let sector = raw.sector.to_native();
-
+    let (kind, sector) = read_header(&descs[0], mem).map_err(fail)?;
     let data = &descs[1..descs.len() - 1];
-    let want_writable = match kind {
-        RequestKind::In | RequestKind::GetId => true,
-        RequestKind::Out => false,
-        RequestKind::Flush => {
-            if !data.is_empty() {
-                return Err(fail(ParseError::UnexpectedData));
-            }
-            false
-        }
-        RequestKind::Other(_) => {
-            return Ok(Request {
-                kind,
-                sector,
-                segments: Vec::new(),
-                data_len: 0,
-                status_addr,
-            })
-        }
-    };
-    if data.len() > limits.seg_max as usize {
-        return Err(fail(ParseError::TooManySegments(data.len())));
-    }
-    let mut segments = Vec::with_capacity(data.len());
-    let mut data_len = 0u64;
-    for (i, d) in data.iter().enumerate() {
-        let i = i + 1;
-        if d.writable != want_writable {
-            return Err(fail(ParseError::WrongDirection(i)));
-        }
-        if d.len == 0 {
-            return Err(fail(ParseError::EmptySegment(i)));
-        }
-        let perm = if want_writable {
-            Permissions::Write
-        } else {
-            Permissions::Read
-        };
-        if !d.in_memory(mem, perm) {
-            return Err(fail(ParseError::OutOfMemory(i)));
-        }
-        segments.push(Segment {
-            addr: d.addr,
-            len: d.len,
+    let Some(want_writable) = data_direction(kind, data).map_err(fail)? else {
+        return Ok(Request {
+            kind,
+            sector,
+            segments: Vec::new(),
+            data_len: 0,
+            status_addr,
         });
-        data_len += u64::from(d.len);
-    }
-    if matches!(
-        kind,
-        RequestKind::In | RequestKind::Out | RequestKind::GetId
-    ) && segments.is_empty()
-    {
-        return Err(fail(ParseError::NoData));
-    }
-    if matches!(kind, RequestKind::In | RequestKind::Out) {
-        if !data_len.is_multiple_of(512) {
-            return Err(fail(ParseError::Unaligned(data_len)));
-        }
-        let sectors = data_len / 512;
-        if sector
-            .checked_add(sectors)
-            .is_none_or(|end| end > limits.capacity)
-        {
-            return Err(fail(ParseError::OutOfDisk {
-                sector,
-                sectors,
-                capacity: limits.capacity,
-            }));
-        }
-    }
+    };
+    let (segments, data_len) =
+        data_segments(data, mem, want_writable, limits.seg_max).map_err(fail)?;
+    check_extent(kind, sector, &segments, data_len, limits.capacity).map_err(fail)?;
     Ok(Request {
         kind,
         sector,
@@ -285,6 +210,124 @@ pub fn parse<M: GuestMemory + ?Sized>(
         data_len,
         status_addr,
     })
+}
+
+/// Address of the status byte: the last byte of the last descriptor, which must end a whole
+/// chain of at least two descriptors and be device-writable inside guest memory.
+fn status_byte<M: GuestMemory + ?Sized>(
+    descs: &[Desc],
+    mem: &M,
+    max_descriptors: usize,
+) -> Result<u64, ParseError> {
+    let last = descs.last().ok_or(ParseError::Empty)?;
+    if !is_complete(descs, max_descriptors) {
+        return Err(ParseError::Truncated(max_descriptors));
+    }
+    if !last.writable || descs.len() < 2 {
+        return Err(ParseError::NoStatus);
+    }
+    match last.last_byte() {
+        Some(a) if in_memory(mem, a, 1, Permissions::Write) => Ok(a),
+        _ => Err(ParseError::NoStatus),
+    }
+}
+
+/// Request type and sector from the device-readable header descriptor.
+fn read_header<M: GuestMemory + ?Sized>(
+    header: &Desc,
+    mem: &M,
+) -> Result<(RequestKind, u64), ParseError> {
+    if header.writable || header.len < HEADER_SIZE {
+        return Err(ParseError::BadHeader);
+    }
+    let raw: RequestHeader = mem
+        .read_obj(GuestAddress(header.addr))
+        .map_err(|_| ParseError::HeaderUnreadable)?;
+    Ok((
+        RequestKind::from_code(raw.request_type.to_native()),
+        raw.sector.to_native(),
+    ))
+}
+
+/// Direction the data descriptors of a `kind` request must have (`true`: device-writable);
+/// `None` for types answered UNSUPP, whose data is not looked at.
+fn data_direction(kind: RequestKind, data: &[Desc]) -> Result<Option<bool>, ParseError> {
+    match kind {
+        RequestKind::In | RequestKind::GetId => Ok(Some(true)),
+        RequestKind::Out => Ok(Some(false)),
+        RequestKind::Flush if data.is_empty() => Ok(Some(false)),
+        RequestKind::Flush => Err(ParseError::UnexpectedData),
+        RequestKind::Other(_) => Ok(None),
+    }
+}
+
+/// The data descriptors as segments (at most `seg_max`; each non-empty, in the wanted
+/// direction and inside guest memory) and their total length. Errors name the descriptor's
+/// index in the chain.
+fn data_segments<M: GuestMemory + ?Sized>(
+    data: &[Desc],
+    mem: &M,
+    want_writable: bool,
+    seg_max: u32,
+) -> Result<(Vec<Segment>, u64), ParseError> {
+    if data.len() > seg_max as usize {
+        return Err(ParseError::TooManySegments(data.len()));
+    }
+    let perm = if want_writable {
+        Permissions::Write
+    } else {
+        Permissions::Read
+    };
+    let mut segments = Vec::with_capacity(data.len());
+    let mut data_len = 0u64;
+    for (i, d) in (1..).zip(data) {
+        if d.writable != want_writable {
+            return Err(ParseError::WrongDirection(i));
+        }
+        if d.len == 0 {
+            return Err(ParseError::EmptySegment(i));
+        }
+        if !d.in_memory(mem, perm) {
+            return Err(ParseError::OutOfMemory(i));
+        }
+        segments.push(Segment {
+            addr: d.addr,
+            len: d.len,
+        });
+        // Cannot overflow: at most u32::MAX segments of at most u32::MAX bytes each.
+        data_len += u64::from(d.len);
+    }
+    Ok((segments, data_len))
+}
+
+/// The rules on a request's data as a whole: IN, OUT and GET_ID carry some; IN and OUT carry
+/// whole sectors that end on the disk (overflow-checked).
+fn check_extent(
+    kind: RequestKind,
+    sector: u64,
+    segments: &[Segment],
+    data_len: u64,
+    capacity: u64,
+) -> Result<(), ParseError> {
+    let sectors_io = matches!(kind, RequestKind::In | RequestKind::Out);
+    if (sectors_io || kind == RequestKind::GetId) && segments.is_empty() {
+        return Err(ParseError::NoData);
+    }
+    if !sectors_io {
+        return Ok(());
+    }
+    if !data_len.is_multiple_of(512) {
+        return Err(ParseError::Unaligned(data_len));
+    }
+    let sectors = data_len / 512;
+    if sector.checked_add(sectors).is_none_or(|end| end > capacity) {
+        return Err(ParseError::OutOfDisk {
+            sector,
+            sectors,
+            capacity,
+        });
+    }
+    Ok(())
 }
 
 #[cfg(test)]
