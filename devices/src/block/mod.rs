@@ -7,8 +7,8 @@
 //!   queue's notification EventFd and a private kill EventFd; each wake-up drains the available
 //!   ring, so any number of requests can be in flight, and interrupts the guest when
 //!   `Queue::needs_notification` says so (EVENT_IDX is supported).
-//! - Parsing is in [`request`], the disk in [`disk`], the journal in [`journal`], the hooks in
-//!   [`observer`].
+//! - Parsing is in [`request`], the disk in [`disk`], the hooks in [`observer`]; the journal's
+//!   format, writer and reader are [`proto::journal`] (this device decides what to record).
 //! - [`BlockHandle`] (from [`Block::handle`]) stays usable by the VMM after the device was
 //!   boxed into the transport: flush the journal and disk at exit, `save_as` for
 //!   `--keep-disk`, counters.
@@ -19,7 +19,6 @@
 //! offered (types 11/13 answer UNSUPP).
 
 pub mod disk;
-pub mod journal;
 pub mod observer;
 pub mod request;
 
@@ -37,13 +36,16 @@ use virtio_queue::{Queue, QueueOwnedT, QueueT};
 use vm_memory::{Bytes, GuestAddress, GuestAddressSpace, GuestMemory};
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
+use proto::journal::{
+    block_hash, status, BlockHash, JournalOptions, JournalRecord, JournalWriter, RequestKind,
+    Segment,
+};
+
+use crate::clock::monotonic_ns;
 use crate::virtio::{features, ActivateError, GuestMem, Interrupt, VirtioDevice};
 use disk::{CowDisk, DiskError, SECTOR_SIZE};
-use journal::{block_hash, monotonic_ns, BlockHash, JournalOptions, JournalRecord, JournalWriter};
 use observer::{BlockObserver, RequestView, COPY_CHUNK};
-use request::{
-    collect_chain, parse, status, Desc, Limits, Request, RequestKind, Segment, ID_BYTES,
-};
+use request::{collect_chain, parse, Desc, Limits, Request, ID_BYTES};
 
 /// Default (and maximum offered) queue size.
 pub const DEFAULT_QUEUE_SIZE: u16 = 256;
