@@ -2,10 +2,9 @@
 //! the host proves from the write journal and the kept image that the bytes landed where the
 //! guest said, and that the base image did not change. For ext4, xfs and btrfs on 6.12 and 6.1.
 
-use devices::agent_msg::decode_stamp;
-use devices::block::journal::{block_hash, Journal};
-use devices::block::request::RequestKind;
 use pinvm_tests::{device_offset, kvm_or_skip, pinvm};
+use proto::journal::{block_hash, Journal, RequestKind};
+use proto::stamp::file::decode as decode_stamp;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -109,7 +108,7 @@ fn write_sync_and_prove(kernel: &str, fs: &str) {
                 let sector = &block[(s * 512) as usize..((s + 1) * 512) as usize];
                 assert_eq!(
                     decode_stamp(sector),
-                    Some((tag.clone(), logical + off + s * 512)),
+                    Some((tag.as_str(), logical + off + s * 512)),
                     "file offset {} is not at device offset {}",
                     logical + off + s * 512,
                     at as u64 + s * 512

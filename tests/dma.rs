@@ -4,11 +4,10 @@
 //! file's extents (xfs, and btrfs through its chunk tree). The same mechanisms judged by the
 //! oracle, on ext4 and btrfs, and the long-term pin rules (S5) run in tests/scenarios.rs.
 
-use devices::block::journal::Journal;
-use devices::block::request::RequestKind;
-use devices::dmapin::log::DmaLog;
-use devices::dmapin::stamp::{classify_block, BlockClass};
 use pinvm_tests::{device_offset, kvm_or_skip, pinvm, Run};
+use proto::dma_log::DmaLog;
+use proto::journal::{Journal, RequestKind};
+use proto::stamp::dma::{classify_block, BlockClass};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;

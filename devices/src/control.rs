@@ -1,5 +1,6 @@
 //! The control page: a 4 KiB MMIO page through which the guest agent reports events to the VMM.
-//! Protocol: docs/control-protocol.md (version 1).
+//! Protocol: docs/control-protocol.md; its register map, codes and mailbox packing are
+//! [`proto::control`], this is the VMM's device.
 //!
 //! The bus hands every MMIO access inside the page to [`ControlPage::read`] /
 //! [`ControlPage::write`] with the offset relative to the page start. Registers are 32 bits
@@ -13,73 +14,7 @@
 use std::sync::mpsc::Sender;
 use std::time::Instant;
 
-/// Size of the control page in guest-physical address space.
-pub const CONTROL_PAGE_SIZE: u64 = 0x1000;
-/// Default guest-physical address (first page of the MMIO window), announced to the guest as
-/// `pinvm.ctl=0x<hex>` on the kernel command line.
-pub const CONTROL_PAGE_DEFAULT_ADDR: u64 = 0xd000_0000;
-/// Value of the MAGIC register: "PNVM" little-endian.
-pub const CONTROL_MAGIC: u32 = 0x4d56_4e50;
-/// Protocol version reported in the VERSION register.
-pub const CONTROL_VERSION: u32 = 1;
-
-/// Register offsets.
-pub mod reg {
-    pub const MAGIC: u64 = 0x000;
-    pub const VERSION: u64 = 0x004;
-    pub const EVENT: u64 = 0x008;
-    pub const STATUS: u64 = 0x00c;
-    pub const LEN: u64 = 0x010;
-    pub const MAILBOX: u64 = 0x800;
-    /// Mailbox capacity in bytes (0x800..0x1000).
-    pub const MAILBOX_SIZE: u64 = 0x800;
-}
-
-/// What the agent reported.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ControlEventKind {
-    /// 1: `/init` started (marks "time to guest init").
-    AgentStarted,
-    /// 2: the command was spawned.
-    CmdStarted,
-    /// 3: the command ended; `status` is its shell-style status (exit code or 128+signal).
-    CmdDone,
-    /// 4: the agent hit an error; `status` is an errno or 0, `message` says what went wrong.
-    AgentError,
-    /// 5: a line for the host's log.
-    Log,
-    /// 6: outcome of one workload step (or one FIEMAP extent of a step); `status` is 0 or the
-    /// step's errno, `message` one line parsed by [`crate::agent_msg::parse_step`].
-    Step,
-    /// Any other code the guest wrote to EVENT.
-    Unknown(u32),
-}
-
-impl ControlEventKind {
-    pub fn from_code(code: u32) -> Self {
-        match code {
-            1 => Self::AgentStarted,
-            2 => Self::CmdStarted,
-            3 => Self::CmdDone,
-            4 => Self::AgentError,
-            5 => Self::Log,
-            6 => Self::Step,
-            c => Self::Unknown(c),
-        }
-    }
-
-    pub fn code(self) -> u32 {
-        match self {
-            Self::AgentStarted => 1,
-            Self::CmdStarted => 2,
-            Self::CmdDone => 3,
-            Self::AgentError => 4,
-            Self::Log => 5,
-            Self::Step => 6,
-            Self::Unknown(c) => c,
-        }
-    }
-}
+use proto::control::{mailbox_message, reg, ControlEventKind, MAGIC, PAGE_SIZE, VERSION};
 
 /// One event reported by the guest.
 #[derive(Clone, Debug)]
@@ -124,7 +59,7 @@ impl ControlPage {
 
     /// A 4-byte aligned in-page register offset, or None (counted) for anything else.
     fn check(&mut self, offset: u64, width: usize) -> Option<u64> {
-        if width == 4 && offset.is_multiple_of(4) && offset < CONTROL_PAGE_SIZE {
+        if width == 4 && offset.is_multiple_of(4) && offset < PAGE_SIZE {
             Some(offset)
         } else {
             self.bad_accesses += 1;
@@ -137,8 +72,8 @@ impl ControlPage {
     pub fn read(&mut self, offset: u64, data: &mut [u8]) {
         data.fill(0);
         let value = match self.check(offset, data.len()) {
-            Some(reg::MAGIC) => CONTROL_MAGIC,
-            Some(reg::VERSION) => CONTROL_VERSION,
+            Some(reg::MAGIC) => MAGIC,
+            Some(reg::VERSION) => VERSION,
             _ => return,
         };
         data.copy_from_slice(&value.to_le_bytes());
@@ -169,12 +104,11 @@ impl ControlPage {
 
     fn event(&mut self, code: u32) {
         let at = Instant::now();
-        let at_ns = crate::block::journal::monotonic_ns();
-        let len = (self.len as usize).min(self.mailbox.len());
+        let at_ns = crate::clock::monotonic_ns();
         let event = ControlEvent {
             kind: ControlEventKind::from_code(code),
             status: self.status,
-            message: String::from_utf8_lossy(&self.mailbox[..len]).into_owned(),
+            message: mailbox_message(&self.mailbox, self.len),
             at,
             at_ns,
         };
@@ -197,6 +131,7 @@ impl crate::bus::BusDevice for ControlPage {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proto::control::DEFAULT_ADDR;
     use std::sync::mpsc::{channel, Receiver};
 
     fn page() -> (ControlPage, Receiver<ControlEvent>) {
@@ -315,30 +250,18 @@ mod tests {
         use std::sync::{Arc, Mutex};
         let (p, rx) = page();
         let mut bus = Bus::new();
-        bus.insert(
-            CONTROL_PAGE_DEFAULT_ADDR,
-            CONTROL_PAGE_SIZE,
-            Arc::new(Mutex::new(p)),
-        )
-        .unwrap();
+        bus.insert(DEFAULT_ADDR, PAGE_SIZE, Arc::new(Mutex::new(p)))
+            .unwrap();
         let mut b = [0u8; 4];
-        assert!(bus.read(CONTROL_PAGE_DEFAULT_ADDR, &mut b));
+        assert!(bus.read(DEFAULT_ADDR, &mut b));
         assert_eq!(&b, b"PNVM");
-        assert!(bus.write(CONTROL_PAGE_DEFAULT_ADDR + reg::EVENT, &1u32.to_le_bytes()));
+        assert!(bus.write(DEFAULT_ADDR + reg::EVENT, &1u32.to_le_bytes()));
         assert_eq!(rx.try_recv().unwrap().kind, ControlEventKind::AgentStarted);
     }
 
     #[test]
-    fn kind_codes_round_trip() {
-        for code in 0..10 {
-            assert_eq!(ControlEventKind::from_code(code).code(), code);
-        }
-        assert_eq!(ControlEventKind::from_code(3), ControlEventKind::CmdDone);
-    }
-
-    #[test]
     fn step_events_carry_parsable_lines() {
-        use crate::agent_msg::{parse_step, StepReport};
+        use proto::agent::{parse_step, StepReport};
         let (mut p, rx) = page();
         assert_eq!(ControlEventKind::from_code(6), ControlEventKind::Step);
         assert_eq!(ControlEventKind::Step.code(), 6);
@@ -443,6 +366,6 @@ mod tests {
         w32(&mut p, reg::LEN, 7);
         w32(&mut p, reg::EVENT, 3);
         assert!(p.bad_accesses() > 0);
-        assert_eq!(r32(&mut p, reg::MAGIC), CONTROL_MAGIC);
+        assert_eq!(r32(&mut p, reg::MAGIC), MAGIC);
     }
 }

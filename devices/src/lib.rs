@@ -1,6 +1,6 @@
-pub mod agent_msg;
 pub mod block;
 pub mod bus;
+pub mod clock;
 pub mod control;
 pub mod dmapin;
 pub mod i8042;

@@ -8,6 +8,10 @@ use std::time::SystemTime;
 /// Target the agent is built for: a static binary the guest kernel can exec without a loader.
 pub const AGENT_TARGET: &str = "x86_64-unknown-linux-musl";
 
+/// The directories (relative to the workspace root) whose files the agent is built from: its
+/// own crate and the `proto` crate it shares formats through.
+pub const AGENT_SOURCES: [&str; 2] = ["guest-images/agent", "proto"];
+
 fn workspace_root() -> PathBuf {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/..")).to_path_buf()
 }
@@ -26,7 +30,7 @@ fn target_dir(root: &Path) -> PathBuf {
 /// `CARGO_TARGET_DIR` or `target`), built with
 /// `cargo build --release -p pinvm-agent --target x86_64-unknown-linux-musl` (the workspace's
 /// `[profile.release.package.pinvm-agent]` keeps it small and stripped) when missing or older
-/// than any file under `guest-images/agent/`.
+/// than any file under [`AGENT_SOURCES`].
 pub fn agent_binary() -> Result<PathBuf> {
     if let Some(path) = std::env::var_os("PINVM_AGENT") {
         let path = PathBuf::from(path);
@@ -43,10 +47,14 @@ pub fn agent_binary() -> Result<PathBuf> {
         .join(AGENT_TARGET)
         .join("release")
         .join("pinvm-agent");
-    let sources = root.join("guest-images").join("agent");
     let built = std::fs::metadata(&binary).and_then(|m| m.modified()).ok();
-    let newest = newest_mtime(&sources)
-        .with_context(|| format!("scanning agent sources in {}", sources.display()))?;
+    let mut newest = None;
+    for dir in AGENT_SOURCES {
+        let sources = root.join(dir);
+        let n = newest_mtime(&sources)
+            .with_context(|| format!("scanning agent sources in {}", sources.display()))?;
+        newest = newest.max(n);
+    }
     let current = match (built, newest) {
         (Some(b), Some(n)) => b >= n,
         (Some(_), None) => true,
@@ -293,6 +301,29 @@ mod tests {
             .modified()
             .unwrap();
         assert!(newest >= main);
+    }
+
+    /// Every workspace path crate the agent depends on is scanned for staleness.
+    #[test]
+    fn agent_sources_cover_its_path_dependencies() {
+        let root = workspace_root();
+        let read = |p: &str| std::fs::read_to_string(root.join(p)).unwrap();
+        let workspace = read("Cargo.toml");
+        let agent = read("guest-images/agent/Cargo.toml");
+        let deps: Vec<&str> = agent
+            .lines()
+            .filter_map(|l| l.strip_suffix(".workspace = true"))
+            .collect();
+        assert!(deps.contains(&"proto"), "{deps:?}");
+        for dep in deps {
+            let path = workspace
+                .lines()
+                .filter_map(|l| l.strip_prefix(&format!("{dep} = {{ path = \"")))
+                .find_map(|rest| rest.split('"').next());
+            if let Some(path) = path {
+                assert!(AGENT_SOURCES.contains(&path), "{dep} at {path}");
+            }
+        }
     }
 
     /// Builds (or reuses) the real agent: needs the musl target, so it is opt-in.

@@ -1,9 +1,9 @@
 //! What the oracle reads: host records (DMA log, block journal, final image, console) and the
 //! two things it takes from the guest (the file's extents and the step results).
 
-use devices::agent_msg::StepReport;
-use devices::block::journal::JournalRecord;
-use devices::dmapin::log::DmaRecord;
+use proto::agent::StepReport;
+use proto::dma_log::DmaRecord;
+use proto::journal::JournalRecord;
 use std::io;
 
 /// Bytes per page and per file-system block in every scenario.

@@ -12,7 +12,7 @@ pub mod verdict;
 pub use inputs::{DiskImage, FileExtent, FileMap, Inputs, TimedStep};
 pub use verdict::{Analysis, Evidence, Verdict, VerdictKind};
 
-use devices::block::request::RequestKind;
+use proto::journal::RequestKind;
 
 /// Run every check over one run's records.
 pub fn analyze(inputs: &Inputs) -> Analysis {

@@ -3,11 +3,11 @@
 use crate::inputs::{FileExtent, FileMap, Inputs, TimedStep, PAGE};
 use crate::verdict::VerdictKind;
 use crate::{analyze, Analysis};
-use devices::agent_msg::StepReport;
-use devices::block::journal::JournalRecord;
-use devices::block::request::{RequestKind, Segment};
-use devices::dmapin::log::{DmaRecord, Trigger};
-use devices::dmapin::stamp::encode_page;
+use proto::agent::StepReport;
+use proto::dma_log::{DmaRecord, Trigger};
+use proto::journal::JournalRecord;
+use proto::journal::{RequestKind, Segment};
+use proto::stamp::dma::encode_page;
 
 /// The target file: 4 pages at disk offset 1 MiB; page p of region 0 lives at gpa 0x10_0000 + p*4K.
 const DEV: u64 = 1 << 20;

@@ -8,7 +8,8 @@
 //!   drains the available ring, so any number of requests can be in flight, and notifies the
 //!   driver when `Queue::needs_notification` says so (EVENT_IDX is supported).
 //! - Parsing is in [`request`], the virtio-blk structures in [`layout`], the disk in
-//!   [`disk`], the journal in [`journal`], the hooks in [`observer`].
+//!   [`disk`], the hooks in [`observer`]; the journal's format, writer and reader are
+//!   [`proto::journal`] (this device decides what to record).
 //! - [`BlockHandle`] (from [`Block::handle`]) stays usable by the VMM after the device was
 //!   boxed into the transport: flush the journal and disk at exit, `save_as` for
 //!   `--keep-disk`, counters.
@@ -19,7 +20,6 @@
 //! and WRITE_ZEROES are not offered (types 11/13 answer UNSUPP).
 
 pub mod disk;
-pub mod journal;
 pub mod layout;
 pub mod observer;
 pub mod request;
@@ -37,14 +37,19 @@ use virtio_queue::{Queue, QueueT};
 use vm_memory::{ByteValued, Bytes, GuestAddress, GuestMemory};
 use vmm_sys_util::eventfd::EventFd;
 
+use proto::journal::{
+    block_hash, status, BlockHash, JournalOptions, JournalRecord, JournalWriter, RequestKind,
+    Segment,
+};
+
+use crate::clock::monotonic_ns;
 use crate::virtio::chain::{pop_chain, Desc};
 use crate::virtio::worker::Worker;
 use crate::virtio::{features, queue_bit, ActivateError, DeviceNotifier, GuestMem, VirtioDevice};
 use disk::{CowDisk, DiskError, SECTOR_SIZE};
-use journal::{block_hash, monotonic_ns, BlockHash, JournalOptions, JournalRecord, JournalWriter};
 use layout::ConfigSpace;
 use observer::{BlockObserver, RequestView, COPY_CHUNK};
-use request::{parse, status, Limits, Request, RequestKind, Segment, ID_BYTES};
+use request::{parse, Limits, Request, ID_BYTES};
 
 /// Default (and maximum offered) queue size.
 pub const DEFAULT_QUEUE_SIZE: u16 = 256;

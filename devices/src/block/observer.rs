@@ -17,7 +17,7 @@
 //! which generation of the data each block picks up (the "write that page mid-copy" race a
 //! DMA device injects). The hooks run synchronously on the device thread: keep them short.
 
-use super::request::{RequestKind, Segment};
+use proto::journal::{RequestKind, Segment};
 
 /// Bytes copied between two [`BlockObserver::mid_copy`] calls.
 pub const COPY_CHUNK: u64 = 4096;

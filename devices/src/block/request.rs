@@ -22,6 +22,7 @@
 //! the chain with length 0. Every other violation yields `Some(status_addr)` so the caller
 //! can answer IOERR.
 
+use proto::journal::{RequestKind, Segment};
 use vm_memory::{Bytes, GuestAddress, GuestMemory, Permissions};
 
 use super::layout::RequestHeader;
@@ -31,69 +32,6 @@ use crate::virtio::chain::{in_memory, is_complete, Desc};
 pub const HEADER_SIZE: u32 = std::mem::size_of::<RequestHeader>() as u32;
 /// Length of the GET_ID answer.
 pub const ID_BYTES: usize = 20;
-
-/// Status codes written to the status byte.
-pub mod status {
-    pub const OK: u8 = 0;
-    pub const IOERR: u8 = 1;
-    pub const UNSUPP: u8 = 2;
-}
-
-/// Request type from the header.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum RequestKind {
-    /// VIRTIO_BLK_T_IN (0): disk → guest.
-    In,
-    /// VIRTIO_BLK_T_OUT (1): guest → disk.
-    Out,
-    /// VIRTIO_BLK_T_FLUSH (4).
-    Flush,
-    /// VIRTIO_BLK_T_GET_ID (8).
-    GetId,
-    /// Anything else (answered with UNSUPP).
-    Other(u32),
-}
-
-impl RequestKind {
-    pub fn from_code(code: u32) -> Self {
-        match code {
-            0 => Self::In,
-            1 => Self::Out,
-            4 => Self::Flush,
-            8 => Self::GetId,
-            c => Self::Other(c),
-        }
-    }
-
-    pub fn code(self) -> u32 {
-        match self {
-            Self::In => 0,
-            Self::Out => 1,
-            Self::Flush => 4,
-            Self::GetId => 8,
-            Self::Other(c) => c,
-        }
-    }
-
-    /// Short upper-case name, e.g. "OUT".
-    pub fn name(self) -> String {
-        match self {
-            Self::In => "IN".into(),
-            Self::Out => "OUT".into(),
-            Self::Flush => "FLUSH".into(),
-            Self::GetId => "GET_ID".into(),
-            Self::Other(c) => format!("TYPE{c}"),
-        }
-    }
-}
-
-/// One guest buffer.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Segment {
-    /// Guest-physical address.
-    pub addr: u64,
-    pub len: u32,
-}
 
 /// A validated request.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -7,12 +7,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use proptest::prelude::*;
+use proto::journal::{self, Journal};
 use virtio_queue::QueueT;
 use vm_memory::{Bytes, GuestAddress, GuestMemoryAtomic, GuestMemoryMmap};
 use vmm_sys_util::eventfd::EFD_NONBLOCK;
 use vmm_sys_util::tempdir::TempDir;
 
-use super::journal::{block_hash, Journal};
 use super::*;
 use crate::bus::BusDevice;
 use crate::virtio::mmio::MmioTransport;

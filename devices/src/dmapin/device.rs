@@ -12,53 +12,20 @@ use std::time::Duration;
 use virtio_queue::{Queue, QueueT};
 use vm_memory::{Bytes, GuestAddress, GuestMemory, Permissions};
 use vmm_sys_util::eventfd::EventFd;
+use zerocopy::{FromZeros, IntoBytes};
+
+use proto::dma_log::DmaLogWriter;
+use proto::dmapin::wire::{
+    VirtioDmapinBufHdr, VirtioDmapinBufStatus, VirtioDmapinCtl, BUF_HDR_LEN, BUF_STATUS_LEN,
+    CTL_LEN, CTL_STATUS_LEN,
+};
+use proto::dmapin::{ctl_status, op, schedule, CTL_QUEUE, DEVICE_ID, DMA_QUEUE, MAX_BURST};
+use proto::stamp::dma::PAGE;
 
 use super::engine::{run_engine_thread, DmaObserver, DmaStats, Engine, Job, PostedPage, Schedule};
-use super::log::DmaLogWriter;
-use super::stamp::PAGE;
 use crate::virtio::chain::{pop_chain, Desc};
 use crate::virtio::worker::Worker;
 use crate::virtio::{features, queue_bit, ActivateError, DeviceNotifier, GuestMem, VirtioDevice};
-
-/// Virtio device ID of the DMA device (not an allocated virtio ID; "PI").
-pub const DMAPIN_DEVICE_ID: u32 = 0x5049;
-/// Queue indexes.
-pub const DMA_QUEUE: usize = 0;
-pub const CTL_QUEUE: usize = 1;
-/// Size of the dma-queue header `virtio_dmapin_buf_hdr`
-/// {le32 region_id, le32 page_index, le64 file_offset, le64 gpa}.
-pub const DMA_HEADER_LEN: u32 = 24;
-/// Size of the dma-queue status `virtio_dmapin_buf_status` {le32 dma_writes, le32 flags}.
-pub const DMA_STATUS_LEN: u32 = 8;
-/// Size of a ctl message {u32 op, u32 region_id, u32 schedule, u32 pad, u64 params[4]}.
-pub const CTL_MSG_LEN: u32 = 48;
-
-/// Ctl opcodes.
-pub mod op {
-    pub const START: u32 = 1;
-    pub const STOP: u32 = 2;
-    pub const RETURN: u32 = 3;
-}
-/// Ctl `schedule` values (for START).
-pub mod schedule {
-    /// params[0] = generation count (1..=MAX_BURST).
-    pub const BURST: u32 = 1;
-    /// params[0] = hz (1..=100000), params[1] = duration in ms.
-    pub const RATE: u32 = 2;
-    /// params[0] = max injections (0 = unlimited).
-    pub const ON_WRITEBACK: u32 = 3;
-}
-/// Ctl status values (le32 written to the device-writable buffer): 0 or a positive errno,
-/// as the driver expects.
-pub mod ctl_status {
-    pub const OK: u32 = 0;
-    /// Malformed message, unknown op or schedule, bad parameters (EINVAL).
-    pub const INVALID: u32 = 22;
-    /// Region id not known: no page posted for it (ENOENT).
-    pub const NO_REGION: u32 = 2;
-}
-/// Largest accepted Burst count.
-pub const MAX_BURST: u64 = 1 << 20;
 
 /// How to build a [`DmaPin`].
 #[derive(Clone, Debug)]
@@ -197,13 +164,6 @@ pub struct DeviceCore {
     pub jobs: Sender<Job>,
 }
 
-fn le32(b: &[u8], o: usize) -> u32 {
-    u32::from_le_bytes(b[o..o + 4].try_into().expect("4"))
-}
-fn le64(b: &[u8], o: usize) -> u64 {
-    u64::from_le_bytes(b[o..o + 8].try_into().expect("8"))
-}
-
 impl DeviceCore {
     /// Handle one dma-queue chain. `Some(len)`: return it now with that used length (refused:
     /// 0, with a zeroed status if the chain has a usable status buffer); `None`: the page was
@@ -216,16 +176,17 @@ impl DeviceCore {
     ) -> Option<u32> {
         let status_ok = |s: &Desc| {
             s.writable
-                && s.len >= DMA_STATUS_LEN
+                && s.len >= BUF_STATUS_LEN
                 && mem.check_range(
                     GuestAddress(s.addr),
-                    DMA_STATUS_LEN as usize,
+                    BUF_STATUS_LEN as usize,
                     Permissions::Write,
                 )
         };
         let refuse = |c: &Self| {
             if let Some(s) = descs.get(2).filter(|s| descs.len() == 3 && status_ok(s)) {
-                let _ = mem.write_slice(&[0u8; DMA_STATUS_LEN as usize], GuestAddress(s.addr));
+                let zero = VirtioDmapinBufStatus::new_zeroed();
+                let _ = mem.write_slice(zero.as_bytes(), GuestAddress(s.addr));
             }
             c.engine.lock().stats.dma_rejected += 1;
             Some(0)
@@ -234,25 +195,28 @@ impl DeviceCore {
             return refuse(self);
         };
         if h.writable
-            || h.len < DMA_HEADER_LEN
+            || h.len < BUF_HDR_LEN
             || !d.writable
             || (d.len as usize) < PAGE
             || !status_ok(s)
             || !mem.check_range(
                 GuestAddress(h.addr),
-                DMA_HEADER_LEN as usize,
+                BUF_HDR_LEN as usize,
                 Permissions::Read,
             )
             || !mem.check_range(GuestAddress(d.addr), PAGE, Permissions::Write)
         {
             return refuse(self);
         }
-        let mut hdr = [0u8; DMA_HEADER_LEN as usize];
-        if mem.read_slice(&mut hdr, GuestAddress(h.addr)).is_err() {
+        let mut hdr = VirtioDmapinBufHdr::new_zeroed();
+        if mem
+            .read_slice(hdr.as_mut_bytes(), GuestAddress(h.addr))
+            .is_err()
+        {
             return refuse(self);
         }
-        let (region, index) = (le32(&hdr, 0), le32(&hdr, 4));
-        let (file_offset, gpa) = (le64(&hdr, 8), le64(&hdr, 16));
+        let (region, index) = (hdr.region_id.get(), hdr.page_index.get());
+        let (file_offset, gpa) = (hdr.file_offset.get(), hdr.gpa.get());
         if gpa != d.addr {
             return refuse(self);
         }
@@ -297,8 +261,12 @@ impl DeviceCore {
         // The status buffer: the first device-writable descriptor, which must come after the
         // message and be the last one.
         let status_addr = match descs {
-            [m, s] if !m.writable && s.writable && s.len >= 4 => mem
-                .check_range(GuestAddress(s.addr), 4, Permissions::Write)
+            [m, s] if !m.writable && s.writable && s.len >= CTL_STATUS_LEN => mem
+                .check_range(
+                    GuestAddress(s.addr),
+                    CTL_STATUS_LEN as usize,
+                    Permissions::Write,
+                )
                 .then_some(s.addr),
             _ => None,
         };
@@ -307,13 +275,16 @@ impl DeviceCore {
             return (0, returned);
         };
         let m = descs[0];
-        let mut msg = [0u8; CTL_MSG_LEN as usize];
-        let status =
-            if m.len < CTL_MSG_LEN || mem.read_slice(&mut msg, GuestAddress(m.addr)).is_err() {
-                ctl_status::INVALID
-            } else {
-                self.ctl(&msg, &mut returned)
-            };
+        let mut msg = VirtioDmapinCtl::new_zeroed();
+        let status = if m.len < CTL_LEN
+            || mem
+                .read_slice(msg.as_mut_bytes(), GuestAddress(m.addr))
+                .is_err()
+        {
+            ctl_status::INVALID
+        } else {
+            self.ctl(&msg, &mut returned)
+        };
         if status != ctl_status::OK {
             self.engine.lock().stats.ctl_errors += 1;
         }
@@ -323,12 +294,12 @@ impl DeviceCore {
         {
             return (0, returned);
         }
-        (4, returned)
+        (CTL_STATUS_LEN, returned)
     }
 
-    fn ctl(&self, msg: &[u8], returned: &mut Vec<PostedPage>) -> u32 {
-        let (opc, region, sched) = (le32(msg, 0), le32(msg, 4), le32(msg, 8));
-        let params = [le64(msg, 16), le64(msg, 24), le64(msg, 32), le64(msg, 40)];
+    fn ctl(&self, msg: &VirtioDmapinCtl, returned: &mut Vec<PostedPage>) -> u32 {
+        let (opc, region, sched) = (msg.cmd.get(), msg.region_id.get(), msg.schedule.get());
+        let params = msg.params.map(|p| p.get());
         let mut st = self.engine.lock();
         if !st.regions.contains_key(&region) {
             return if matches!(opc, op::START | op::STOP | op::RETURN) {
@@ -394,13 +365,18 @@ impl DeviceCore {
 /// Fill in a returned page's status; the used length is the bytes the device wrote into
 /// the chain's writable buffers (the page if it was ever written, plus the status).
 fn return_page<M: GuestMemory + ?Sized>(mem: &M, p: &PostedPage) -> u32 {
-    let mut st = [0u8; DMA_STATUS_LEN as usize];
-    st[..4].copy_from_slice(&p.dma_writes.to_le_bytes());
-    if mem.write_slice(&st, GuestAddress(p.status_gpa)).is_err() {
+    let st = VirtioDmapinBufStatus {
+        dma_writes: p.dma_writes.into(),
+        flags: 0.into(),
+    };
+    if mem
+        .write_slice(st.as_bytes(), GuestAddress(p.status_gpa))
+        .is_err()
+    {
         return 0;
     }
     let page = if p.dma_writes > 0 { PAGE as u32 } else { 0 };
-    page + DMA_STATUS_LEN
+    page + BUF_STATUS_LEN
 }
 
 /// Drain both queues (dma, ctl) until no new chains arrived after notifications were
@@ -459,7 +435,7 @@ pub fn process_queues<M: GuestMemory>(
 
 impl VirtioDevice for DmaPin {
     fn device_type(&self) -> u32 {
-        DMAPIN_DEVICE_ID
+        DEVICE_ID
     }
 
     fn queue_max_sizes(&self) -> &[u16] {

@@ -20,13 +20,13 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use proto::dma_log::{DmaLogWriter, DmaRecord, Trigger};
+use proto::journal::RequestKind;
+use proto::stamp::dma::{encode_into, PAGE, SECTOR};
 use vm_memory::{Bytes, GuestAddress, GuestAddressSpace};
 
-use super::log::{DmaLogWriter, DmaRecord, Trigger};
-use super::stamp::{encode_into, PAGE, SECTOR};
-use crate::block::journal::monotonic_ns;
 use crate::block::observer::{BlockObserver, RequestView, COPY_CHUNK};
-use crate::block::request::RequestKind;
+use crate::clock::monotonic_ns;
 use crate::virtio::GuestMem;
 
 /// How a started region is driven.
@@ -351,7 +351,7 @@ pub fn run_engine_thread(engine: Arc<Engine>, jobs: Receiver<Job>) {
 ///
 /// Net effect: exactly as if a full-page DMA of `g+1` landed while the copy was at the
 /// page's halfway point; the disk receives a block whose sectors 0..3 are `g` and 4..7 are
-/// `g+1` (a [`super::stamp::BlockClass::Mixed`] block). Both halves are logged (2048 bytes
+/// `g+1` (a [`proto::stamp::dma::BlockClass::Mixed`] block). Both halves are logged (2048 bytes
 /// each, trigger `Writeback { seq }`).
 #[derive(Clone)]
 pub struct DmaObserver {

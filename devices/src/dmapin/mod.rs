@@ -2,10 +2,12 @@
 //! what filesystems do when a device writes into pages under writeback.
 //!
 //! - [`device::DmaPin`] implements [`crate::virtio::VirtioDevice`] (device ID
-//!   [`device::DMAPIN_DEVICE_ID`], 2 queues); put it in a [`crate::virtio::MmioTransport`].
+//!   [`proto::dmapin::DEVICE_ID`], 2 queues); put it in a [`crate::virtio::MmioTransport`].
 //! - [`engine`]: region table, stamped writes, Burst/Rate engine thread, and the
 //!   [`engine::DmaObserver`] block observer (OnWriteback race injection).
-//! - [`stamp`]: the self-describing 512-byte sector format; [`log`]: the DMA log.
+//! - The formats are in `proto`: the queue structs and codes in [`proto::dmapin`], the
+//!   self-describing 512-byte sector format in [`proto::stamp::dma`], the DMA log in
+//!   [`proto::dma_log`] (this device decides when to write and what to log).
 //!
 //! Wire format (all little endian):
 //!
@@ -22,13 +24,13 @@
 //!   status buffer is usable).
 //! - queue 1 "ctl": chain = device-readable `virtio_dmapin_ctl {le32 cmd, le32 region_id,
 //!   le32 schedule, le32 reserved, le64 params[4]}` (48 bytes) + device-writable `le32
-//!   status`: 0 or a positive errno (see [`device::op`], [`device::schedule`],
-//!   [`device::ctl_status`]). A chain without a usable status buffer is returned with used
+//!   status`: 0 or a positive errno (see [`proto::dmapin::op`], [`proto::dmapin::schedule`],
+//!   [`proto::dmapin::ctl_status`]). A chain without a usable status buffer is returned with used
 //!   length 0. On RETURN the region's dma chains are put on queue 0's used ring before the
 //!   ctl reply.
 //!
-//! This follows the guest driver's uapi header in
-//! guest-images/kernel/patches/driver/virtio-dmapin.patch (`include/uapi/linux/virtio_dmapin.h`).
+//! This follows the guest driver's uapi header, guest-images/driver/virtio_dmapin.h
+//! (`include/uapi/linux/virtio_dmapin.h` in the kernel tree).
 //!
 //! Threads: "pinvm-dmapin" (queues) and "pinvm-dma" (Burst/Rate jobs), both started at
 //! activation and joined at reset/drop. OnWriteback writes happen on the block device's
@@ -36,11 +38,9 @@
 
 pub mod device;
 pub mod engine;
-pub mod log;
-pub mod stamp;
 
 #[cfg(test)]
 mod tests;
 
-pub use device::{DmaPin, DmaPinConfig, DmaPinError, DmaPinHandle, DMAPIN_DEVICE_ID};
+pub use device::{DmaPin, DmaPinConfig, DmaPinError, DmaPinHandle};
 pub use engine::{DmaObserver, DmaStats, Schedule};

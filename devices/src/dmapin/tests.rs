@@ -11,10 +11,12 @@ use vm_memory::{Bytes, GuestAddress, GuestMemoryAtomic, GuestMemoryMmap};
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 use vmm_sys_util::tempdir::TempDir;
 
-use super::device::{ctl_status, op, schedule, DmaPin, DmaPinConfig, DmaPinHandle};
+use proto::dma_log::{DmaLog, Trigger};
+use proto::dmapin::{ctl_status, op, schedule};
+use proto::stamp::dma::{classify_block, encode_page, BlockClass, PAGE};
+
+use super::device::{DmaPin, DmaPinConfig, DmaPinHandle};
 use super::engine::{Engine, PostedPage, Region};
-use super::log::{DmaLog, Trigger};
-use super::stamp::{classify_block, BlockClass, PAGE};
 use crate::block::disk::CowDisk;
 use crate::block::{process_queue, Block, BlockConfig};
 use crate::virtio::testing::{guest_memory, RawDesc, TestQueue, F_NEXT};
@@ -629,7 +631,7 @@ fn dma_bandwidth() {
     let t = Instant::now();
     for g in 1..=ROUNDS {
         for i in 0..NPAGES {
-            std::hint::black_box(super::stamp::encode_page(1, i as u32, g, 0));
+            std::hint::black_box(encode_page(1, i as u32, g, 0));
         }
     }
     let encode = t.elapsed();

@@ -26,19 +26,14 @@ mod ctl;
 mod job;
 mod mounts;
 mod run;
-// The stamp data pattern, defined once for host and guest: the host compiles this same file
-// as devices::agent_msg::stamp. The agent uses only part of it.
-#[allow(dead_code)]
-mod stamp;
 mod steps;
 mod sys;
 
-use ctl::{Ctl, Event};
+use ctl::Ctl;
 use job::PlanError;
+use proto::control::{ControlEventKind, DEFAULT_ADDR};
 use std::io;
 
-/// Where the control page is when the command line does not say (docs/control-protocol.md).
-const DEFAULT_CTL_ADDR: u64 = 0xd000_0000;
 /// CMD_DONE status when a step failed (the STEP events say which).
 const STATUS_STEP_FAILED: u32 = 1;
 /// CMD_DONE status when the job could not be set up (bad job file, mount failed): the host
@@ -66,7 +61,7 @@ pub extern "C" fn main(_argc: libc::c_int, _argv: *const *const libc::c_char) ->
 struct Reporter(Option<Ctl>);
 
 impl Reporter {
-    fn send(&self, event: Event, status: u32, msg: &str) {
+    fn send(&self, event: ControlEventKind, status: u32, msg: &str) {
         if let Some(ctl) = &self.0 {
             ctl.send(event, status, msg);
         }
@@ -75,20 +70,20 @@ impl Reporter {
     /// Prints `pinvm-agent: msg` on the console and reports AGENT_ERROR.
     fn error(&self, errno: u32, msg: &str) {
         say!("{msg}");
-        self.send(Event::AgentError, errno, msg);
+        self.send(ControlEventKind::AgentError, errno, msg);
     }
 
     /// Lets the console drain, then reports CMD_DONE (always the last event).
     fn done(&self, status: u32) {
         sys::drain_console();
-        self.send(Event::CmdDone, status, "");
+        self.send(ControlEventKind::CmdDone, status, "");
     }
 }
 
 fn agent() {
     mounts::mount_proc();
     let reporter = Reporter(map_ctl());
-    reporter.send(Event::AgentStarted, 0, "");
+    reporter.send(ControlEventKind::AgentStarted, 0, "");
     mounts::mount_rest();
 
     let plan = match job::read_plan() {
@@ -106,7 +101,8 @@ fn agent() {
         }
     }
     if !plan.steps.is_empty() {
-        let mut sink = |status: u32, line: &str| reporter.send(Event::Step, status, line);
+        let mut sink =
+            |status: u32, line: &str| reporter.send(ControlEventKind::Step, status, line);
         if steps::run(&plan.steps, plan.verbose, plan.keep_going, &mut sink).is_err() {
             return reporter.done(STATUS_STEP_FAILED);
         }
@@ -122,7 +118,7 @@ fn agent() {
 fn run_command(reporter: &Reporter, job: &job::Job) -> u32 {
     match run::spawn(job) {
         Ok(pid) => {
-            reporter.send(Event::CmdStarted, 0, "");
+            reporter.send(ControlEventKind::CmdStarted, 0, "");
             match run::wait_for(pid) {
                 Ok(raw) => run::status_code(raw),
                 Err(e) => {
@@ -148,8 +144,8 @@ fn map_ctl() -> Option<Ctl> {
         }
     };
     let addr = addr.unwrap_or_else(|| {
-        say!("no pinvm.ctl= on the command line, trying {DEFAULT_CTL_ADDR:#x}");
-        DEFAULT_CTL_ADDR
+        say!("no pinvm.ctl= on the command line, trying {DEFAULT_ADDR:#x}");
+        DEFAULT_ADDR
     });
     match Ctl::map(addr) {
         Ok(ctl) => Some(ctl),

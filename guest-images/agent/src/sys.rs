@@ -1,5 +1,5 @@
 //! Thin safe wrappers over the few libc calls std does not offer. Together with `ctl.rs` and
-//! `steps/dmapin_abi.rs` (the /dev/dmapin ioctls) this is the only `unsafe` code of the agent;
+//! `steps/dmapin_ioctl.rs` (the /dev/dmapin ioctls) this is the only `unsafe` code of the agent;
 //! each wrapper passes only valid pointers it owns.
 
 use std::ffi::CStr;

@@ -1,5 +1,6 @@
 //! Files from `guest-images/kernel/` compiled into the binary, so that a built `pinvm`
-//! is self-contained. Their bytes (not their paths) go into the cache key.
+//! is self-contained. Their bytes (not their paths) go into the cache key. (The driver's
+//! files, in `guest-images/driver/`, are compiled in by [`super::driver`].)
 //!
 //! When a file is added under `kernel/config/` or `kernel/patches/platform/`, list it
 //! here too: a unit test fails while a file on disk is not embedded.
@@ -43,18 +44,11 @@ pub const PLATFORM_PATCHES: &[PlatformPatch] = &[
     },
 ];
 
-/// The config fragment that goes with the driver patches.
+/// The config fragment that goes with the driver patch ([`super::driver`]).
 pub const DRIVER_FRAGMENT: (&str, &str) = (
     "dmapin.config",
     include_str!("../../kernel/config/dmapin.config"),
 );
-
-/// pinvm's own guest driver (`/dev/dmapin`, group Driver), applied to every build after the
-/// platform fix and before the patches under test. One patch serves 6.1 and 6.12.
-pub const DRIVER_PATCHES: &[(&str, &str)] = &[(
-    "virtio-dmapin.patch",
-    include_str!("../../kernel/patches/driver/virtio-dmapin.patch"),
-)];
 
 /// The version-specific fragment for `major_minor`, if there is one.
 pub fn version_fragment(major_minor: &str) -> Option<(&'static str, &'static str)> {
@@ -125,14 +119,6 @@ mod tests {
             .collect();
         patches.sort();
         assert_eq!(files("kernel/patches/platform", ".patch"), patches);
-        let mut driver: Vec<String> = DRIVER_PATCHES.iter().map(|(n, _)| n.to_string()).collect();
-        driver.sort();
-        assert_eq!(files("kernel/patches/driver", ".patch"), driver);
-        for (name, text) in DRIVER_PATCHES {
-            let on_disk =
-                std::fs::read_to_string(root.join("kernel/patches/driver").join(name)).unwrap();
-            assert_eq!(&on_disk, text);
-        }
         for p in PLATFORM_PATCHES {
             let versioned = ["6.1", "6.12"]
                 .into_iter()

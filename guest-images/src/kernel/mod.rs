@@ -56,6 +56,7 @@
 //! [`BUILD_FORMAT_VERSION`].
 
 pub mod config;
+pub mod driver;
 pub mod embedded;
 pub mod make;
 pub mod manifest;
@@ -254,14 +255,11 @@ fn patch_series(
             )?);
         }
     }
-    for (name, text) in embedded::DRIVER_PATCHES
-        .iter()
-        .filter(|_| !req.without_driver)
-    {
+    if !req.without_driver {
         list.push(Patch::new(
-            format!("pinvm:{name}"),
+            format!("pinvm:{}", driver::PATCH_NAME),
             PatchGroup::Driver,
-            text.as_bytes().to_vec(),
+            driver::patch().into_bytes(),
         )?);
     }
     for p in &req.patches {

@@ -5,10 +5,10 @@
 use super::{discarded_ranges, final_release_ns, last_writes};
 use crate::inputs::{Inputs, PAGE};
 use crate::verdict::{Evidence, Verdict, VerdictKind};
-use devices::agent_msg::decode_stamp;
-use devices::block::request::RequestKind;
-use devices::dmapin::log::DmaRecord;
-use devices::dmapin::stamp::{classify_block, BlockClass};
+use proto::dma_log::DmaRecord;
+use proto::journal::RequestKind;
+use proto::stamp::dma::{classify_block, BlockClass};
+use proto::stamp::file as file_stamp;
 use std::collections::HashMap;
 
 const SECTOR: u64 = 512;
@@ -264,7 +264,7 @@ pub fn lost(inputs: &Inputs, notes: &mut Vec<String>, checked: &mut usize) -> Op
                 let stamp = inputs
                     .image
                     .and_then(|i| i.read_at(dev, &mut b).ok())
-                    .and_then(|_| decode_stamp(&b[..512]));
+                    .and_then(|_| file_stamp::decode(&b[..512]));
                 ev.generations = vec![want.generation];
                 match stamp {
                     Some((tag, pos)) => format!(

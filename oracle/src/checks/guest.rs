@@ -4,8 +4,8 @@
 use crate::console::{fs_messages, FsSeverity};
 use crate::inputs::Inputs;
 use crate::verdict::{Evidence, Verdict, VerdictKind};
-use devices::agent_msg::StepReport;
-use devices::block::request::RequestKind;
+use proto::agent::StepReport;
+use proto::journal::RequestKind;
 
 const EIO: i32 = 5;
 /// ext4's EFSBADCRC.

@@ -6,7 +6,7 @@ pub mod kernel;
 pub mod unstable;
 
 use crate::inputs::{Inputs, TimedStep};
-use devices::dmapin::log::DmaRecord;
+use proto::dma_log::DmaRecord;
 use std::collections::BTreeMap;
 
 /// The last DMA write of each file page: keyed by file offset, the record with the latest

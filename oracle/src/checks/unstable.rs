@@ -4,7 +4,7 @@
 
 use crate::inputs::Inputs;
 use crate::verdict::{Evidence, Verdict, VerdictKind};
-use devices::block::request::RequestKind;
+use proto::journal::RequestKind;
 
 pub fn check(inputs: &Inputs) -> Option<Verdict> {
     let outs: Vec<_> = inputs

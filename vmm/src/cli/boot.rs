@@ -3,8 +3,8 @@
 use super::kernel::{default_kernel, KernelChoice};
 use anyhow::{Context, Result};
 use clap::Args;
-use devices::agent_msg::StepReport;
 use guest_images::initramfs::{Job, Mount};
+use proto::agent::StepReport;
 use std::path::PathBuf;
 use std::time::Duration;
 use vmm::outcome;

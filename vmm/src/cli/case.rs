@@ -5,12 +5,12 @@
 use super::boot::{prepare, where_stopped, UserDisk};
 use super::kernel::KernelChoice;
 use anyhow::{Context, Result};
-use devices::agent_msg::StepReport;
-use devices::block::journal::Journal;
-use devices::dmapin::log::DmaLog;
 use guest_images::disk::Fs;
 use guest_images::initramfs::Job;
 use oracle::{Analysis, FileExtent, FileMap, Inputs, TimedStep};
+use proto::agent::StepReport;
+use proto::dma_log::DmaLog;
+use proto::journal::Journal;
 use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};

@@ -20,7 +20,7 @@ pub struct ShowArgs {
 pub fn run(cmd: DmaCommand) -> Result<i32> {
     let DmaCommand::Show(a) = cmd;
     let mut out = std::io::stdout().lock();
-    devices::dmapin::log::render_file(&a.file, &mut out)
+    proto::dma_log::render_file(&a.file, &mut out)
         .with_context(|| format!("reading DMA log {}", a.file.display()))?;
     Ok(0)
 }

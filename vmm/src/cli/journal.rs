@@ -4,9 +4,9 @@
 
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
-use devices::agent_msg::decode_stamp;
-use devices::block::journal::{render, Journal};
-use devices::dmapin::stamp::{classify_block, BlockClass};
+use proto::journal::{render, Journal};
+use proto::stamp::dma::{classify_block, BlockClass};
+use proto::stamp::file::decode as decode_stamp;
 use std::io::Write;
 use std::path::PathBuf;
 
@@ -76,7 +76,7 @@ mod tests {
         assert_eq!(describe(&[0u8; 4096]), "other data");
         assert_eq!(describe(&[0u8; 100]), "short block");
         let mut b = vec![0u8; 4096];
-        b[..512].copy_from_slice(&devices::agent_msg::stamp_sector("t", 8192));
+        b[..512].copy_from_slice(&proto::stamp::file::stamp_sector("t", 8192));
         assert_eq!(describe(&b), "file stamp t off=8192");
     }
 }

@@ -1,6 +1,6 @@
 //! Argument words shared by several ops.
 
-use crate::stamp;
+use proto::stamp::file as stamp;
 
 /// Checks the number of arguments.
 pub fn count<'a, const N: usize>(args: &[&'a str]) -> Result<[&'a str; N], String> {

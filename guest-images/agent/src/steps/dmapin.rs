@@ -1,12 +1,14 @@
-//! Pinning mapped file pages with the dmapin driver (`/dev/dmapin`, ioctls in
-//! [`dmapin_abi`](super::dmapin_abi)): `pin`, `post`, `dma_start`, `dma_stop`, `query`,
+//! Pinning mapped file pages with the dmapin driver (`/dev/dmapin`, ABI in
+//! [`proto::dmapin::ioctl`], calls in [`dmapin_ioctl`](super::dmapin_ioctl)): `pin`, `post`,
+//! `dma_start`, `dma_stop`, `query`,
 //! `release`. The device is opened by the first `pin` step and stays open for the rest of the
 //! steps; regions are remembered in [`Ctx`] by name.
 
 use super::args;
-use super::dmapin_abi::{self as abi, DmapinCtl, DmapinPin, DmapinPost, DmapinQuery};
-use super::{Action, Ctx, OpDef, Region, StepError};
+use super::{dmapin_ioctl, Action, Ctx, OpDef, Region, StepError};
 use crate::sys::PAGE_SIZE;
+use proto::dmapin::ioctl::{self as abi, DmapinCtl, DmapinPin, DmapinPost, DmapinQuery};
+use proto::dmapin::schedule;
 use std::io;
 
 pub const OPS: &[OpDef] = &[
@@ -97,7 +99,11 @@ fn method_name(m: u32) -> String {
 }
 
 /// START schedules by name, in the device's numbering.
-const SCHEDULES: [(&str, u32); 3] = [("burst", 1), ("rate", 2), ("writeback", 3)];
+const SCHEDULES: [(&str, u32); 3] = [
+    ("burst", schedule::BURST),
+    ("rate", schedule::RATE),
+    ("writeback", schedule::ON_WRITEBACK),
+];
 
 fn strerror(errno: i32) -> String {
     crate::describe(&io::Error::from_raw_os_error(errno))
@@ -163,7 +169,7 @@ impl Action for Pin {
             flags: if self.write { abi::DMAPIN_WRITE } else { 0 },
             ..DmapinPin::default()
         };
-        let r = abi::pin(cx.dmapin()?, &mut arg);
+        let r = dmapin_ioctl::pin(cx.dmapin()?, &mut arg);
         let ioctl_errno = r.err().map(|e| e.raw_os_error().unwrap_or(libc::EIO));
         if ioctl_errno.is_none() && arg.region_id != 0 {
             cx.regions.insert(
@@ -256,7 +262,7 @@ impl Action for Post {
             file_offset: self.file_offset,
             ..DmapinPost::default()
         };
-        abi::post(dev, &mut arg)
+        dmapin_ioctl::post(dev, &mut arg)
             .map_err(|e| StepError::io(format_args!("DMAPIN_IOC_POST {}", self.region), &e))?;
         if arg.err != 0 {
             return Err(StepError::new(
@@ -324,7 +330,7 @@ impl Action for Dma {
             params: self.params,
             ..DmapinCtl::default()
         };
-        abi::ctl(dev, self.start, &mut arg)
+        dmapin_ioctl::ctl(dev, self.start, &mut arg)
             .map_err(|e| StepError::io(format_args!("{ioc} {}", self.region), &e))?;
         match -arg.status {
             0 => Ok(String::new()),
@@ -377,7 +383,7 @@ impl Action for Query {
             region_id: reg.id,
             ..DmapinQuery::default()
         };
-        abi::query(dev, &mut arg)
+        dmapin_ioctl::query(dev, &mut arg)
             .map_err(|e| StepError::io(format_args!("DMAPIN_IOC_QUERY {}", self.region), &e))?;
         Ok(query_detail(&arg))
     }
@@ -398,7 +404,7 @@ impl Action for Release {
             region_id: reg.id,
             method: self.method,
         };
-        abi::release(dev, &mut arg)
+        dmapin_ioctl::release(dev, &mut arg)
             .map_err(|e| StepError::io(format_args!("DMAPIN_IOC_RELEASE {}", self.region), &e))?;
         cx.regions.remove(&self.region);
         Ok(String::new())

@@ -2,6 +2,7 @@
 
 use super::{Action, Ctx, OpDef, StepError};
 use crate::sys::{self, FiemapExtent, FIEMAP_EXTENT_LAST, FIEMAP_FLAG_SYNC};
+use proto::agent::StepReport;
 use std::fs::File;
 
 pub const OPS: &[OpDef] = &[OpDef {
@@ -33,10 +34,14 @@ struct Fiemap {
 
 /// `extent <index> logical=<bytes> physical=<bytes> length=<bytes> flags=0x<hex>`
 pub fn extent_line(index: u32, e: &FiemapExtent) -> String {
-    format!(
-        "extent {index} logical={} physical={} length={} flags={:#x}",
-        e.logical, e.physical, e.length, e.flags
-    )
+    StepReport::Extent {
+        index,
+        logical: e.logical,
+        physical: e.physical,
+        length: e.length,
+        flags: e.flags,
+    }
+    .to_string()
 }
 
 impl Action for Fiemap {

@@ -13,7 +13,7 @@
 mod args;
 mod data;
 mod dmapin;
-mod dmapin_abi;
+mod dmapin_ioctl;
 mod fiemap;
 mod fileio;
 mod mapping;
@@ -22,6 +22,7 @@ mod races;
 mod sync;
 
 use crate::sys::Mapping;
+use proto::agent::StepReport;
 use std::collections::HashMap;
 use std::fmt;
 use std::fs::{File, OpenOptions};
@@ -222,7 +223,7 @@ impl Ctx<'_> {
     /// /dev/dmapin, opened read-write on first use.
     pub fn dmapin(&mut self) -> Result<&File, StepError> {
         if self.dmapin.is_none() {
-            let dev = dmapin_abi::DEVICE;
+            let dev = proto::dmapin::ioctl::DEVICE;
             let f = OpenOptions::new()
                 .read(true)
                 .write(true)
@@ -245,19 +246,19 @@ impl Ctx<'_> {
     }
 }
 
-/// `step <index> <op> ok[ <detail>]`
+/// `step <index> <op> ok[ <detail>]` (formatted by [`StepReport`], which the host parses).
 pub fn ok_line(index: u32, op: &str, detail: &str) -> String {
-    if detail.is_empty() {
-        format!("step {index} {op} ok")
-    } else {
-        format!("step {index} {op} ok {detail}")
+    StepReport::Done {
+        index,
+        op: op.to_string(),
+        detail: detail.to_string(),
     }
+    .to_string()
 }
 
 /// `step <index> <op> err <errno> <message>` (line breaks in the message become spaces).
 pub fn err_line(index: u32, op: &str, e: &StepError) -> String {
-    let msg = e.message.replace(['\n', '\r'], " ");
-    format!("step {index} {op} err {} {msg}", e.errno)
+    StepReport::failed(index, op, e.errno, &e.message).to_string()
 }
 
 /// Runs the steps in order, sending one STEP message per step to `sink(status, line)` (plus

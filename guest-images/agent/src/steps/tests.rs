@@ -1,5 +1,6 @@
 use super::*;
-use crate::stamp;
+use proto::dmapin::ioctl as dmapin_abi;
+use proto::stamp::file as stamp;
 use std::path::{Path, PathBuf};
 
 fn parse_err(text: &str) -> String {

@@ -1,9 +1,6 @@
-//! The `stamp` file data pattern: the single definition shared by the guest agent (which writes
-//! and verifies files with it) and the host (`devices::agent_msg::stamp`, which recognises
-//! sectors of such files in a disk image or a block-write journal). The devices crate compiles
-//! this very file with `#[path]`, so the two sides cannot drift apart; its tests run in both
-//! crates. Only `core` is used: the file compiles in any crate, `std` or `#![no_std]`, and
-//! allocates nothing.
+//! The `stamp` file data pattern: written and verified by the guest agent (step pattern
+//! `stamp:<TAG>`), recognised by the host in disk images and block-write journals. Only
+//! `core` is used by the codec and it allocates nothing.
 //!
 //! Layout (docs/control-protocol.md, "The stamp pattern"): the file is a sequence of 512-byte
 //! sectors; the sector at file byte offset `off` (a multiple of 512) is
@@ -16,6 +13,10 @@
 //! TAG is 1 to 64 bytes of printable ASCII without spaces (0x21..=0x7e). A file whose size is
 //! not a multiple of 512 ends with a prefix of its last sector.
 
+/// Version of the pattern described above. Not carried in the sectors ([`MAGIC`] identifies
+/// the pattern): a change of the pattern must change this constant and
+/// docs/control-protocol.md.
+pub const VERSION: u32 = 1;
 /// Size of one stamped sector.
 pub const SECTOR: usize = 512;
 /// Every stamped sector starts with these bytes.
@@ -144,8 +145,7 @@ pub fn decode(sector: &[u8]) -> Option<(&str, u64)> {
 mod tests {
     use super::*;
 
-    /// The golden sector: this test runs in both crates that include the file, and pins the
-    /// layout documented in docs/control-protocol.md.
+    /// The golden sector: pins the layout documented in docs/control-protocol.md.
     #[test]
     fn golden_sector() {
         let s = stamp_sector("t1", 1024);
@@ -231,5 +231,24 @@ mod tests {
         assert_eq!(decode(&s), Some((&long[..64], 0)));
         assert_eq!(decode(&stamp_sector("sp ace", 0)), None);
         assert!(valid_tag("a#b~!") && !valid_tag("a b") && !valid_tag("é") && !valid_tag(""));
+    }
+
+    /// The pattern as the host uses it: whole sectors, a file's bytes, the first mismatch.
+    #[test]
+    fn host_api() {
+        let s = stamp_sector("job-1", 4096);
+        assert_eq!(&s[..26], b"PINVM-FILE job-1 off=4096\n");
+        assert!(s[26..].iter().all(|&b| b == 0xa5 ^ 8));
+        assert_eq!(decode(&s), Some(("job-1", 4096)));
+        assert_eq!(decode(&[0; 512]), None);
+        let mut file = vec![0; 3000];
+        fill("job-1", 0, &mut file);
+        assert_eq!(file[..512], stamp_sector("job-1", 0));
+        assert_eq!(file[2560..], stamp_sector("job-1", 2560)[..440]);
+        assert_eq!(decode(&file[1024..1536]), Some(("job-1", 1024)));
+        assert_eq!(first_mismatch("job-1", 100, &file[100..]), None);
+        let mut bad = file.clone();
+        bad[2999] = 0;
+        assert_eq!(first_mismatch("job-1", 0, &bad), Some((2999, 0xa5 ^ 5)));
     }
 }

@@ -4,7 +4,7 @@
  * Pins/queries/releases pages of an mmap'd file with every method and
  * checks argument validation.  Needs CONFIG_VIRTIO_DMAPIN_NODEV=y when
  * there is no device (POST then fails with ENODEV, which is expected).
- * Build: mkdir -p inc/linux; cp <this patch's virtio_dmapin.h> inc/linux/;
+ * Build: mkdir -p inc/linux; cp virtio_dmapin.h (next to this file) inc/linux/;
  *        gcc -static -O2 -Iinc -o dmapin-test dmapin-test.c
  * Usage: dmapin-test [FILE]   (default /tmp/dmapin.f)
  * Run as PID 1 it mounts devtmpfs and tmpfs first and reboots at the end.

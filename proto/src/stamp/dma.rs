@@ -18,6 +18,9 @@
 //!           (region, page, sector, generation)
 //! ```
 
+use zerocopy::little_endian::{U32, U64};
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
+
 /// Bytes per stamped sector.
 pub const SECTOR: usize = 512;
 /// Bytes per page (8 sectors).
@@ -26,18 +29,47 @@ pub const PAGE: usize = 4096;
 pub const SECTORS_PER_PAGE: u32 = (PAGE / SECTOR) as u32;
 /// Sector magic.
 pub const MAGIC: [u8; 8] = *b"PINVMDMA";
-/// Stamp format version.
+/// Stamp format version, carried in every sector and checked by [`decode`].
 pub const STAMP_VERSION: u32 = 1;
-const CSUM_OFF: usize = 40;
-const FILL_OFF: usize = 48;
+/// Offset of the checksum field.
+const CSUM_OFF: usize = std::mem::offset_of!(SectorHeader, checksum);
+/// Offset of the fill (the end of the header).
+const FILL_OFF: usize = size_of::<SectorHeader>();
+
+/// The first 48 bytes of a stamped sector, as laid out on the wire.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, FromBytes, IntoBytes, Immutable, KnownLayout, Unaligned)]
+pub struct SectorHeader {
+    /// [`MAGIC`].
+    pub magic: [u8; 8],
+    /// Region id.
+    pub region: U32,
+    /// Page index in the region's posting order.
+    pub page: U32,
+    /// Sector index within the page (0..=7).
+    pub sector: U32,
+    /// [`STAMP_VERSION`].
+    pub version: U32,
+    /// Generation of the page (starts at 1).
+    pub generation: U64,
+    /// Write timestamp, CLOCK_MONOTONIC ns.
+    pub timestamp_ns: U64,
+    /// [`sector_hash`] of the whole sector with this field zeroed.
+    pub checksum: U64,
+}
 
 /// The decoded header of one stamped sector.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DmaStamp {
+    /// Region id.
     pub region: u32,
+    /// Page index in the region's posting order.
     pub page: u32,
+    /// Sector index within the page.
     pub sector: u32,
+    /// Generation of the page.
     pub generation: u64,
+    /// Write timestamp, CLOCK_MONOTONIC ns.
     pub timestamp_ns: u64,
 }
 
@@ -94,14 +126,17 @@ pub fn encode_into(
     generation: u64,
     timestamp_ns: u64,
 ) {
-    b[..8].copy_from_slice(&MAGIC);
-    b[8..12].copy_from_slice(&region.to_le_bytes());
-    b[12..16].copy_from_slice(&page.to_le_bytes());
-    b[16..20].copy_from_slice(&sector.to_le_bytes());
-    b[20..24].copy_from_slice(&STAMP_VERSION.to_le_bytes());
-    b[24..32].copy_from_slice(&generation.to_le_bytes());
-    b[32..40].copy_from_slice(&timestamp_ns.to_le_bytes());
-    b[CSUM_OFF..FILL_OFF].fill(0);
+    let header = SectorHeader {
+        magic: MAGIC,
+        region: region.into(),
+        page: page.into(),
+        sector: sector.into(),
+        version: STAMP_VERSION.into(),
+        generation: generation.into(),
+        timestamp_ns: timestamp_ns.into(),
+        checksum: 0.into(),
+    };
+    b[..FILL_OFF].copy_from_slice(header.as_bytes());
     let mut x = fill_seed(region, page, sector, generation);
     for w in b[FILL_OFF..].chunks_exact_mut(8) {
         x ^= x >> 12;
@@ -123,36 +158,30 @@ pub fn encode_page(region: u32, page: u32, generation: u64, timestamp_ns: u64) -
     p
 }
 
-fn u32_at(b: &[u8], o: usize) -> u32 {
-    u32::from_le_bytes(b[o..o + 4].try_into().expect("4 bytes"))
-}
-fn u64_at(b: &[u8], o: usize) -> u64 {
-    u64::from_le_bytes(b[o..o + 8].try_into().expect("8 bytes"))
-}
-
 /// Decode a stamped sector (the first 512 bytes of `b`). Strict: magic, version, sector index
 /// and checksum must all be right, otherwise `None` ("not ours").
 pub fn decode(b: &[u8]) -> Option<DmaStamp> {
     let b = b.get(..SECTOR)?;
-    if b[..8] != MAGIC || u32_at(b, 20) != STAMP_VERSION {
+    let (h, _) = SectorHeader::ref_from_prefix(b).ok()?;
+    if h.magic != MAGIC || h.version.get() != STAMP_VERSION {
         return None;
     }
-    let sector = u32_at(b, 16);
+    let sector = h.sector.get();
     if sector >= SECTORS_PER_PAGE {
         return None;
     }
     let mut tmp = [0u8; SECTOR];
     tmp.copy_from_slice(b);
     tmp[CSUM_OFF..FILL_OFF].fill(0);
-    if sector_hash(&tmp) != u64_at(b, CSUM_OFF) {
+    if sector_hash(&tmp) != h.checksum.get() {
         return None;
     }
     Some(DmaStamp {
-        region: u32_at(b, 8),
-        page: u32_at(b, 12),
+        region: h.region.get(),
+        page: h.page.get(),
         sector,
-        generation: u64_at(b, 24),
-        timestamp_ns: u64_at(b, 32),
+        generation: h.generation.get(),
+        timestamp_ns: h.timestamp_ns.get(),
     })
 }
 
@@ -161,15 +190,21 @@ pub fn decode(b: &[u8]) -> Option<DmaStamp> {
 pub enum BlockClass {
     /// All 8 sectors are sectors 0..=7 (in order) of one generation of one page.
     Uniform {
+        /// Region id.
         region: u32,
+        /// Page index.
         page: u32,
+        /// The generation all 8 sectors carry.
         generation: u64,
     },
     /// All 8 sectors are sectors 0..=7 (in order) of one page, but not all of the same
     /// generation: a torn block. `generations[i]` is sector i's generation.
     Mixed {
+        /// Region id.
         region: u32,
+        /// Page index.
         page: u32,
+        /// Generation of each sector.
         generations: [u64; 8],
     },
     /// Anything else (a sector that does not decode, sectors of different pages, or sectors
@@ -214,6 +249,24 @@ pub fn classify_block(block: &[u8; PAGE]) -> BlockClass {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::mem::offset_of;
+
+    /// The header layout of the module documentation.
+    #[test]
+    fn header_layout() {
+        assert_eq!(size_of::<SectorHeader>(), 48);
+        assert_eq!(offset_of!(SectorHeader, region), 8);
+        assert_eq!(offset_of!(SectorHeader, page), 12);
+        assert_eq!(offset_of!(SectorHeader, sector), 16);
+        assert_eq!(offset_of!(SectorHeader, version), 20);
+        assert_eq!(offset_of!(SectorHeader, generation), 24);
+        assert_eq!(offset_of!(SectorHeader, timestamp_ns), 32);
+        assert_eq!(offset_of!(SectorHeader, checksum), 40);
+        let s = encode(7, 3, 5, 9, 42);
+        assert_eq!(&s[..8], b"PINVMDMA");
+        assert_eq!(s[8..24], [7, 0, 0, 0, 3, 0, 0, 0, 5, 0, 0, 0, 1, 0, 0, 0]);
+        assert_eq!(s[24..40], [9, 0, 0, 0, 0, 0, 0, 0, 42, 0, 0, 0, 0, 0, 0, 0]);
+    }
 
     #[test]
     fn roundtrip() {
