@@ -65,72 +65,21 @@ pub fn run_case(machine: &dyn Machine, c: &Case) -> Result<CaseResult> {
     std::fs::write(c.dir.join("steps"), steps.join("\n") + "\n")?;
     let fs: Fs = c.fs.parse()?;
     let expected = s.expectation(&c.kernel.kernel_version, &c.fs)?.clone();
-    let untestable = |why: String, release: Option<String>| {
-        let r = result(
-            c,
-            &expected,
-            Verdicts::untestable(why),
-            release,
-            t0.elapsed(),
-        );
+    let untestable = |u: Untestable| {
+        let v = Verdicts::untestable(u.why);
+        let r = result(c, &expected, v, u.release, t0.elapsed());
         write_verdicts(c, &r, &expected, &[], None)?;
         Ok(r)
     };
     let cache = guest_images::cache::cache_dir()?;
-    let image = match guest_images::disk::create(&cache, fs, fs.default_size()) {
-        Ok(i) => i,
-        Err(e) => return untestable(format!("making the {fs:?} image: {e:#}"), None),
-    };
-    let p = |n: &str| c.dir.join(n);
-    // Every step runs even after a failure: the oracle judges the whole run (a failed fsync
-    // must not hide the extents that show what was lost).
-    let job = Job {
-        steps: steps.clone(),
-        keep_going: true,
-        ..Job::default()
-    };
-    let user = UserDisk {
-        image: Some(image),
-        journal: Some(p("journal")),
-        journal_data: true,
-        keep: Some(p("disk.img")),
-    };
-    let prepared = match prepare(&c.kernel, job, user) {
+    let (spec, booted) = match case_run(c, fs, &steps, &cache) {
         Ok(x) => x,
-        Err(e) => return untestable(format!("{e:#}"), None),
+        Err(u) => return untestable(u),
     };
-    let spec = RunSpec {
-        kernel: prepared.kernel.clone(),
-        initrd: Some(prepared.initrd),
-        append: s.append.clone(),
-        cpus: s.cpus,
-        mem_mib: s.memory,
-        timeout: Duration::from_secs(s.timeout),
-        echo: c.echo,
-        console_log: Some(p("console.log")),
-        disks: prepared.disks,
-        dma: Some(DmaSpec {
-            log: Some(p("dma.log")),
-        }),
+    let (report, watchdog) = match run_and_check(machine, &spec, &booted) {
+        Ok(x) => x,
+        Err(u) => return untestable(u),
     };
-    let release = prepared.release;
-    let report = match machine.run(&spec) {
-        Ok(r) => r,
-        Err(e) => return untestable(format!("could not boot: {e}"), None),
-    };
-    let vm = outcome::judge(
-        &report,
-        where_stopped(&report, prepared.system_map.as_deref()),
-    );
-    if vm.code == EXIT_UNTESTABLE {
-        let why = vm.reason.clone().unwrap_or_else(|| "could not test".into());
-        return untestable(why, release);
-    }
-    if let Some(why) = missing_kernel_feature(&report) {
-        return untestable(why, release);
-    }
-    let watchdog = matches!(report.end, VmEnd::Timeout)
-        .then(|| vm.reason.clone().unwrap_or_else(|| "timeout".into()));
     let analysis = analyze(fs, &steps, &report, watchdog)?;
     let titles: Vec<String> = oracle::console::parse(&report.console)
         .into_iter()
@@ -147,12 +96,111 @@ pub fn run_case(machine: &dyn Machine, c: &Case) -> Result<CaseResult> {
         why,
         analysis,
     };
-    let r = result(c, &expected, verdicts, release, t0.elapsed());
+    let r = result(c, &expected, verdicts, booted.release, t0.elapsed());
     write_verdicts(c, &r, &expected, &titles, Some(&report))?;
     if !c.keep_disk {
-        let _ = std::fs::remove_file(p("disk.img"));
+        let _ = std::fs::remove_file(c.dir.join("disk.img"));
     }
     Ok(r)
+}
+
+/// Why a case could not test its kernel, and the kernel's release if it got that far.
+struct Untestable {
+    why: String,
+    release: Option<String>,
+}
+
+impl Untestable {
+    fn before_boot(why: String) -> Untestable {
+        Untestable { why, release: None }
+    }
+}
+
+/// What the run needs besides its [`RunSpec`]: to name where hung vCPUs were, and to report
+/// the kernel's release.
+struct Booted {
+    system_map: Option<PathBuf>,
+    release: Option<String>,
+}
+
+/// The case's run: a fresh image of its filesystem, the kernel, the job (every step runs even
+/// after a failure: the oracle judges the whole run, and a failed fsync must not hide the
+/// extents that show what was lost), everything recorded into the results folder; images
+/// come from `cache`.
+fn case_run(
+    c: &Case,
+    fs: Fs,
+    steps: &[String],
+    cache: &Path,
+) -> Result<(RunSpec, Booted), Untestable> {
+    let s = c.scenario;
+    let p = |n: &str| c.dir.join(n);
+    let image = guest_images::disk::create(cache, fs, fs.default_size())
+        .map_err(|e| Untestable::before_boot(format!("making the {fs:?} image: {e:#}")))?;
+    let job = Job {
+        steps: steps.to_vec(),
+        keep_going: true,
+        ..Job::default()
+    };
+    let user = UserDisk {
+        image: Some(image),
+        journal: Some(p("journal")),
+        journal_data: true,
+        keep: Some(p("disk.img")),
+    };
+    let prepared =
+        prepare(&c.kernel, job, user).map_err(|e| Untestable::before_boot(format!("{e:#}")))?;
+    let spec = RunSpec {
+        kernel: prepared.kernel,
+        initrd: Some(prepared.initrd),
+        append: s.append.clone(),
+        cpus: s.cpus,
+        mem_mib: s.memory,
+        timeout: Duration::from_secs(s.timeout),
+        echo: c.echo,
+        console_log: Some(p("console.log")),
+        disks: prepared.disks,
+        dma: Some(DmaSpec {
+            log: Some(p("dma.log")),
+        }),
+    };
+    let booted = Booted {
+        system_map: prepared.system_map,
+        release: prepared.release,
+    };
+    Ok((spec, booted))
+}
+
+/// Run `spec` and keep only runs that tested the kernel: it booted, the agent worked, and no
+/// step found the kernel lacking what the workload needs. Returns the run record and, for a
+/// hang, the watchdog's reason for the oracle.
+fn run_and_check(
+    machine: &dyn Machine,
+    spec: &RunSpec,
+    booted: &Booted,
+) -> Result<(RunReport, Option<String>), Untestable> {
+    let report = machine
+        .run(spec)
+        .map_err(|e| Untestable::before_boot(format!("could not boot: {e}")))?;
+    let untestable = |why: String| Untestable {
+        why,
+        release: booted.release.clone(),
+    };
+    let vm = outcome::judge(
+        &report,
+        where_stopped(&report, booted.system_map.as_deref()),
+    );
+    if vm.code == EXIT_UNTESTABLE {
+        return Err(untestable(
+            vm.reason.unwrap_or_else(|| "could not test".into()),
+        ));
+    }
+    if let Some(why) = missing_kernel_feature(&report) {
+        return Err(untestable(why));
+    }
+    let watchdog =
+        matches!(report.end, VmEnd::Timeout).then(|| vm.reason.unwrap_or_else(|| "timeout".into()));
+    Ok((report, watchdog))
 }
 
 /// A step that failed because the kernel lacks what the workload needs: the `pin` step could

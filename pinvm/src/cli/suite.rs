@@ -62,7 +62,8 @@ pub struct SuiteArgs {
     pub keep_disk: bool,
 }
 
-pub fn run(machine: &dyn Machine, a: SuiteArgs) -> Result<i32> {
+/// Refuse kernel versions and filesystems pinvm does not know.
+fn check_filters(a: &SuiteArgs) -> Result<()> {
     for k in &a.kernel_version {
         if !scenario::KERNELS.contains(&k.as_str()) {
             bail!(
@@ -76,6 +77,22 @@ pub fn run(machine: &dyn Machine, a: SuiteArgs) -> Result<i32> {
             bail!("--fs {f}: expected one of {:?}", scenario::FILESYSTEMS);
         }
     }
+    Ok(())
+}
+
+/// `--out`, or pinvm-out/suite-<unix time>.
+fn out_dir(a: &SuiteArgs) -> PathBuf {
+    a.out.clone().unwrap_or_else(|| {
+        let now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        PathBuf::from(format!("pinvm-out/suite-{now}"))
+    })
+}
+
+pub fn run(machine: &dyn Machine, a: SuiteArgs) -> Result<i32> {
+    check_filters(&a)?;
     let shard = match &a.shard {
         Some(s) => s.parse::<Shard>()?,
         None => Shard::ALL,
@@ -90,13 +107,7 @@ pub fn run(machine: &dyn Machine, a: SuiteArgs) -> Result<i32> {
     if cells.is_empty() {
         bail!("no case to run: the scenarios' kernels and filesystems do not meet --kernel-version/--fs/--shard");
     }
-    let out = a.out.clone().unwrap_or_else(|| {
-        let now = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
-        PathBuf::from(format!("pinvm-out/suite-{now}"))
-    });
+    let out = out_dir(&a);
     fresh_dir(&out)?;
     for (k, e) in suite::build_kernels(&cells) {
         eprintln!("pinvm suite: kernel {k}: {e:#} (its cases will be untestable)");
