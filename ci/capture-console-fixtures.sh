@@ -17,7 +17,7 @@ cd "$(dirname "$0")/.."
 
 out=oracle/tests/fixtures/console
 mkdir -p "$out"
-cargo build --release -p vmm >&2
+cargo build --release -p pinvm >&2
 pinvm=target/release/pinvm
 versions=("$@")
 [ ${#versions[@]} -gt 0 ] || versions=(6.12 6.1)

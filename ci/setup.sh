@@ -25,10 +25,9 @@ if ! command -v cargo >/dev/null; then
   echo "ci/setup: cargo is missing: install Rust (https://rustup.rs) first" >&2
   exit 125
 fi
-# The guest agent is a static musl binary.
+# The guest agent is a static musl binary, built with pinvm (guest-images/build.rs).
 if command -v rustup >/dev/null && ! rustup target list --installed | grep -qx x86_64-unknown-linux-musl; then
   rustup target add x86_64-unknown-linux-musl
 fi
 
 cargo build --release --workspace --exclude pinvm-agent
-cargo build --release -p pinvm-agent --target x86_64-unknown-linux-musl

@@ -22,7 +22,7 @@ pub fn pinvm_bin() -> PathBuf {
         }
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let st = Command::new(cargo)
-            .args(["build", "--release", "-p", "vmm", "--bin", "pinvm"])
+            .args(["build", "--release", "-p", "pinvm", "--bin", "pinvm"])
             .current_dir(workspace_root())
             .status()
             .expect("running cargo build");

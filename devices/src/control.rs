@@ -33,7 +33,7 @@ pub struct ControlEvent {
 
 /// The device behind the control page.
 pub struct ControlPage {
-    sink: Sender<ControlEvent>,
+    sink: Box<dyn FnMut(ControlEvent) + Send>,
     status: u32,
     len: u32,
     mailbox: [u8; reg::MAILBOX_SIZE as usize],
@@ -43,8 +43,16 @@ pub struct ControlPage {
 impl ControlPage {
     /// Events are sent to `sink`; if its receiver is gone they are dropped silently.
     pub fn new(sink: Sender<ControlEvent>) -> Self {
+        Self::with_sink(move |event| {
+            let _ = sink.send(event);
+        })
+    }
+
+    /// Every event is handed to `sink` on the thread of the EVENT write (a vCPU thread), e.g.
+    /// to wrap it into the run's own message type.
+    pub fn with_sink(sink: impl FnMut(ControlEvent) + Send + 'static) -> Self {
         ControlPage {
-            sink,
+            sink: Box::new(sink),
             status: 0,
             len: 0,
             mailbox: [0; reg::MAILBOX_SIZE as usize],
@@ -114,7 +122,7 @@ impl ControlPage {
         };
         self.status = 0;
         self.len = 0;
-        let _ = self.sink.send(event);
+        (self.sink)(event);
     }
 }
 

@@ -1,185 +1,31 @@
-//! Locating (and if needed building) the guest agent and the busybox shipped in the initramfs.
+//! The guest agent (built with pinvm, see build.rs) and the busybox shipped in the initramfs.
 
 use anyhow::{bail, Context, Result};
+use std::borrow::Cow;
 use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::time::SystemTime;
 
 /// Target the agent is built for: a static binary the guest kernel can exec without a loader.
 pub const AGENT_TARGET: &str = "x86_64-unknown-linux-musl";
 
-/// The directories (relative to the workspace root) whose files the agent is built from: its
-/// own crate and the `proto` crate it shares formats through.
-pub const AGENT_SOURCES: [&str; 2] = ["guest-images/agent", "proto"];
+/// The agent built with this pinvm (by build.rs, for [`AGENT_TARGET`], stripped).
+const BUILT_AGENT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/pinvm-agent"));
 
-fn workspace_root() -> PathBuf {
-    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/..")).to_path_buf()
-}
-
-fn target_dir(root: &Path) -> PathBuf {
-    match std::env::var_os("CARGO_TARGET_DIR") {
-        Some(dir) if !dir.is_empty() => root.join(dir), // join keeps absolute paths as they are
-        _ => root.join("target"),
-    }
-}
-
-/// The static guest agent binary.
-///
-/// `PINVM_AGENT` (if set) names it; it must exist. Otherwise it is
-/// `<target dir>/x86_64-unknown-linux-musl/release/pinvm-agent` of this workspace (target dir:
-/// `CARGO_TARGET_DIR` or `target`), built with
-/// `cargo build --release -p pinvm-agent --target x86_64-unknown-linux-musl` (the workspace's
-/// `[profile.release.package.pinvm-agent]` keeps it small and stripped) when missing or older
-/// than any file under [`AGENT_SOURCES`].
-pub fn agent_binary() -> Result<PathBuf> {
-    if let Some(path) = std::env::var_os("PINVM_AGENT") {
-        let path = PathBuf::from(path);
-        if !path.is_file() {
-            bail!(
-                "PINVM_AGENT={} does not exist or is not a file",
-                path.display()
-            );
-        }
-        return Ok(path);
-    }
-    let root = workspace_root();
-    let binary = target_dir(&root)
-        .join(AGENT_TARGET)
-        .join("release")
-        .join("pinvm-agent");
-    let built = std::fs::metadata(&binary).and_then(|m| m.modified()).ok();
-    let mut newest = None;
-    for dir in AGENT_SOURCES {
-        let sources = root.join(dir);
-        let n = newest_mtime(&sources)
-            .with_context(|| format!("scanning agent sources in {}", sources.display()))?;
-        newest = newest.max(n);
-    }
-    let current = match (built, newest) {
-        (Some(b), Some(n)) => b >= n,
-        (Some(_), None) => true,
-        (None, _) => false,
+/// The static guest agent binary: the file `PINVM_AGENT` names if set (it must exist), else
+/// the agent built together with pinvm.
+pub fn agent_binary() -> Result<Cow<'static, [u8]>> {
+    let Some(path) = std::env::var_os("PINVM_AGENT") else {
+        return Ok(Cow::Borrowed(BUILT_AGENT));
     };
-    // A plain `cargo build --release` with the workspace profile leaves debug info in the
-    // binary (megabytes); rebuild it stripped.
-    if current && !has_debug_info(&binary)? {
-        return Ok(binary);
-    }
-    build_agent(&root)?;
-    if !binary.is_file() {
+    let path = PathBuf::from(path);
+    if !path.is_file() {
         bail!(
-            "cargo built pinvm-agent but {} does not exist (unexpected target directory?)",
-            binary.display()
+            "PINVM_AGENT={} does not exist or is not a file",
+            path.display()
         );
     }
-    // Cargo leaves the binary untouched when a change did not affect it (e.g. a comment in
-    // Cargo.toml); mark it current so the next call does not run cargo again.
-    if let Ok(f) = std::fs::File::options().append(true).open(&binary) {
-        let _ = f.set_modified(SystemTime::now());
-    }
-    Ok(binary)
-}
-
-fn build_agent(root: &Path) -> Result<()> {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let mut cmd = Command::new(&cargo);
-    cmd.current_dir(root).args([
-        "build",
-        "--release",
-        "-p",
-        "pinvm-agent",
-        "--target",
-        AGENT_TARGET,
-    ]);
-    let out = cmd.output().with_context(|| {
-        format!(
-            "running {} to build the guest agent",
-            Path::new(&cargo).display()
-        )
-    })?;
-    if !out.status.success() {
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        let hint = if stderr.contains("target may not be installed")
-            || stderr.contains("can't find crate for `std`")
-            || stderr.contains("can't find crate for `core`")
-        {
-            format!("\nthe musl target is missing: run `rustup target add {AGENT_TARGET}`")
-        } else {
-            String::new()
-        };
-        bail!(
-            "building the guest agent failed ({}): cargo build --release -p pinvm-agent \
-             --target {AGENT_TARGET} (in {}):\n{}{hint}",
-            out.status,
-            root.display(),
-            stderr.trim_end()
-        );
-    }
-    Ok(())
-}
-
-/// The newest modification time of the files under `dir` (skipping `target` directories).
-fn newest_mtime(dir: &Path) -> std::io::Result<Option<SystemTime>> {
-    let mut newest = None;
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d)? {
-            let entry = entry?;
-            let ty = entry.file_type()?;
-            if ty.is_dir() {
-                if entry.file_name() != "target" {
-                    stack.push(entry.path());
-                }
-            } else {
-                let m = entry.metadata()?.modified()?;
-                newest = newest.max(Some(m));
-            }
-        }
-    }
-    Ok(newest)
-}
-
-fn has_debug_info(path: &Path) -> Result<bool> {
-    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    elf_has_debug_info(&bytes)
-        .with_context(|| format!("{} is not a 64-bit ELF file", path.display()))
-}
-
-/// Whether an ELF64 LE image has a symbol table or `.debug_*` sections (None if malformed).
-fn elf_has_debug_info(b: &[u8]) -> Option<bool> {
-    const SHT_SYMTAB: u32 = 2;
-    if b.get(..4)? != b"\x7fELF" || *b.get(4)? != 2 || *b.get(5)? != 1 {
-        return None;
-    }
-    let at = |o: usize, n: usize| b.get(o..o.checked_add(n)?);
-    let u16_at = |o: usize| Some(u16::from_le_bytes(at(o, 2)?.try_into().ok()?));
-    let u32_at = |o: usize| Some(u32::from_le_bytes(at(o, 4)?.try_into().ok()?));
-    let u64_at = |o: usize| Some(u64::from_le_bytes(at(o, 8)?.try_into().ok()?));
-    let shoff = usize::try_from(u64_at(0x28)?).ok()?;
-    let shentsize = usize::from(u16_at(0x3a)?);
-    let shnum = usize::from(u16_at(0x3c)?);
-    let shstrndx = usize::from(u16_at(0x3e)?);
-    if shnum == 0 {
-        return Some(false);
-    }
-    if shentsize < 0x40 || shstrndx >= shnum {
-        return None;
-    }
-    let section = |i: usize| shoff.checked_add(i.checked_mul(shentsize)?);
-    let strtab = section(shstrndx)?;
-    let str_off = usize::try_from(u64_at(strtab.checked_add(0x18)?)?).ok()?;
-    for i in 0..shnum {
-        let sh = section(i)?;
-        if u32_at(sh.checked_add(4)?)? == SHT_SYMTAB {
-            return Some(true);
-        }
-        let name_off = str_off.checked_add(usize::try_from(u32_at(sh)?).ok()?)?;
-        let name = b.get(name_off..)?;
-        if name.starts_with(b".debug_") {
-            return Some(true);
-        }
-    }
-    Some(false)
+    let bytes =
+        std::fs::read(&path).with_context(|| format!("reading PINVM_AGENT={}", path.display()))?;
+    Ok(Cow::Owned(bytes))
 }
 
 /// The busybox to put into the initramfs: `PINVM_BUSYBOX` if set (empty: none), else
@@ -263,24 +109,6 @@ mod tests {
     }
 
     #[test]
-    fn debug_info_detection() {
-        // The test executable itself has a symbol table and debug info.
-        let me = std::env::current_exe().unwrap();
-        assert!(has_debug_info(&me).unwrap());
-        // Debian's busybox is stripped.
-        if Path::new("/bin/busybox").is_file() {
-            assert!(!has_debug_info(Path::new("/bin/busybox")).unwrap());
-        }
-        assert_eq!(elf_has_debug_info(&elf(&[1])), Some(false)); // no sections
-        assert_eq!(elf_has_debug_info(b"nope"), None);
-        let mut bad = elf(&[1]);
-        bad[0x3c] = 3; // three sections at offset 0: out of bounds / malformed
-        bad[0x3a] = 0x40;
-        bad[0x28..0x30].copy_from_slice(&(u64::MAX - 8).to_le_bytes());
-        assert_eq!(elf_has_debug_info(&bad), None);
-    }
-
-    #[test]
     fn host_binaries() {
         // This test executable is dynamically linked (gnu target): it has an interpreter.
         let me = std::env::current_exe().unwrap();
@@ -292,49 +120,71 @@ mod tests {
         }
     }
 
-    #[test]
-    fn newest_mtime_sees_agent_sources() {
-        let dir = workspace_root().join("guest-images").join("agent");
-        let newest = newest_mtime(&dir).unwrap().unwrap();
-        let main = std::fs::metadata(dir.join("src/main.rs"))
-            .unwrap()
-            .modified()
-            .unwrap();
-        assert!(newest >= main);
-    }
-
-    /// Every workspace path crate the agent depends on is scanned for staleness.
-    #[test]
-    fn agent_sources_cover_its_path_dependencies() {
-        let root = workspace_root();
-        let read = |p: &str| std::fs::read_to_string(root.join(p)).unwrap();
-        let workspace = read("Cargo.toml");
-        let agent = read("guest-images/agent/Cargo.toml");
-        let deps: Vec<&str> = agent
-            .lines()
-            .filter_map(|l| l.strip_suffix(".workspace = true"))
-            .collect();
-        assert!(deps.contains(&"proto"), "{deps:?}");
-        for dep in deps {
-            let path = workspace
-                .lines()
-                .filter_map(|l| l.strip_prefix(&format!("{dep} = {{ path = \"")))
-                .find_map(|rest| rest.split('"').next());
-            if let Some(path) = path {
-                assert!(AGENT_SOURCES.contains(&path), "{dep} at {path}");
+    /// Whether an ELF64 LE image has a symbol table or `.debug_*` sections (None if
+    /// malformed).
+    fn elf_has_debug_info(b: &[u8]) -> Option<bool> {
+        const SHT_SYMTAB: u32 = 2;
+        if b.get(..4)? != b"\x7fELF" || *b.get(4)? != 2 || *b.get(5)? != 1 {
+            return None;
+        }
+        let at = |o: usize, n: usize| b.get(o..o.checked_add(n)?);
+        let u16_at = |o: usize| Some(u16::from_le_bytes(at(o, 2)?.try_into().ok()?));
+        let u32_at = |o: usize| Some(u32::from_le_bytes(at(o, 4)?.try_into().ok()?));
+        let u64_at = |o: usize| Some(u64::from_le_bytes(at(o, 8)?.try_into().ok()?));
+        let shoff = usize::try_from(u64_at(0x28)?).ok()?;
+        let shentsize = usize::from(u16_at(0x3a)?);
+        let shnum = usize::from(u16_at(0x3c)?);
+        let shstrndx = usize::from(u16_at(0x3e)?);
+        if shnum == 0 {
+            return Some(false);
+        }
+        if shentsize < 0x40 || shstrndx >= shnum {
+            return None;
+        }
+        let section = |i: usize| shoff.checked_add(i.checked_mul(shentsize)?);
+        let strtab = section(shstrndx)?;
+        let str_off = usize::try_from(u64_at(strtab.checked_add(0x18)?)?).ok()?;
+        for i in 0..shnum {
+            let sh = section(i)?;
+            if u32_at(sh.checked_add(4)?)? == SHT_SYMTAB {
+                return Some(true);
+            }
+            let name_off = str_off.checked_add(usize::try_from(u32_at(sh)?).ok()?)?;
+            let name = b.get(name_off..)?;
+            if name.starts_with(b".debug_") {
+                return Some(true);
             }
         }
+        Some(false)
     }
 
-    /// Builds (or reuses) the real agent: needs the musl target, so it is opt-in.
+    fn has_debug_info(path: &Path) -> bool {
+        elf_has_debug_info(&std::fs::read(path).unwrap()).unwrap()
+    }
+
     #[test]
-    #[ignore = "builds the musl agent with cargo; run with --ignored"]
-    fn builds_static_agent() {
-        let path = agent_binary().unwrap();
-        assert!(
-            is_static_elf(&path).unwrap(),
-            "{} is not static",
-            path.display()
-        );
+    fn debug_info_detection() {
+        // The test executable itself has a symbol table and debug info.
+        let me = std::env::current_exe().unwrap();
+        assert!(has_debug_info(&me));
+        // Debian's busybox is stripped.
+        if Path::new("/bin/busybox").is_file() {
+            assert!(!has_debug_info(Path::new("/bin/busybox")));
+        }
+        assert_eq!(elf_has_debug_info(&elf(&[1])), Some(false)); // no sections
+        assert_eq!(elf_has_debug_info(b"nope"), None);
+        let mut bad = elf(&[1]);
+        bad[0x3c] = 3; // three sections at offset 0: out of bounds / malformed
+        bad[0x3a] = 0x40;
+        bad[0x28..0x30].copy_from_slice(&(u64::MAX - 8).to_le_bytes());
+        assert_eq!(elf_has_debug_info(&bad), None);
+    }
+
+    /// The agent built with pinvm is static (it runs as /init without a loader) and
+    /// stripped (every initramfs byte costs boot time).
+    #[test]
+    fn built_agent_is_static_and_stripped() {
+        assert_eq!(elf_is_static(BUILT_AGENT), Some(true));
+        assert_eq!(elf_has_debug_info(BUILT_AGENT), Some(false));
     }
 }

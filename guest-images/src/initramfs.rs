@@ -2,8 +2,9 @@
 //! `/init`, device nodes, optional busybox) and the tiny per-run job archive.
 //!
 //! The kernel unpacks concatenated archives in order, so a run's initramfs is
-//! `base archive ++ job_archive(argv, env)`. Both are uncompressed: decompression code runs
-//! emulated in the guest kernel and costs seconds (shared/research/kvm-on-these-machines.md).
+//! `base archive ++ job_archive(argv, env)`. Both are uncompressed: on kvm_pvm hosts guest
+//! kernel code is emulated (a few million instructions per second), so decompressing would
+//! cost seconds of boot time.
 //! Every archive this module writes is deterministic (mtime 0, uid/gid 0, inode numbers in
 //! order of insertion) and its length is a multiple of 4, so concatenation is always valid.
 
@@ -391,19 +392,17 @@ fn base_key(agent: &[u8], tools: bool) -> String {
     h.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Returns the path of the base archive for `agent` (+ `busybox`) in `cache_dir`, building it
-/// if it is not cached yet. The file name holds a sha256 over the agent and busybox bytes and
-/// [`BASE_FORMAT_VERSION`]; it is written to a temporary file and renamed into place, so
-/// concurrent callers never see a partial archive.
-pub fn cached_base_initramfs(cache_dir: &Path, agent: &Path, tools: bool) -> Result<PathBuf> {
-    let agent_bytes =
-        std::fs::read(agent).with_context(|| format!("reading agent {}", agent.display()))?;
-    let key = base_key(&agent_bytes, tools);
+/// Returns the path of the base archive for the agent binary `agent` (+ `busybox`) in
+/// `cache_dir`, building it if it is not cached yet. The file name holds a sha256 over the
+/// agent's bytes, `tools` and [`BASE_FORMAT_VERSION`]; it is written to a temporary file and
+/// renamed into place, so concurrent callers never see a partial archive.
+pub fn cached_base_initramfs(cache_dir: &Path, agent: &[u8], tools: bool) -> Result<PathBuf> {
+    let key = base_key(agent, tools);
     let path = cache_dir.join(format!("initramfs-base-{key}.cpio"));
     if path.is_file() {
         return Ok(path);
     }
-    let archive = base_initramfs(&agent_bytes, tools)?;
+    let archive = base_initramfs(agent, tools)?;
     std::fs::create_dir_all(cache_dir)
         .with_context(|| format!("creating cache directory {}", cache_dir.display()))?;
     static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);

@@ -8,8 +8,8 @@ pub fn is_kvm_pvm() -> bool {
 }
 
 /// CPU features the kvm_pvm instruction emulator cannot run. kvm_pvm ignores KVM_SET_CPUID2,
-/// so the guest sees the host's CPUID and must be told on its command line
-/// (shared/research/kvm-on-these-machines.md, pitfall 2). Both 6.1 and 6.12 read at most 127
+/// so the guest sees the host's CPUID (and would use, say, POPCNT or XSAVE, then stop with an
+/// emulation failure) and must be told on its command line instead. Both 6.1 and 6.12 read at most 127
 /// characters of `clearcpuid=` (a `char arg[128]` in cpu_parse_early_param), so the list holds
 /// only what the *kernel* would execute; clearing `xsave` also clears AVX and everything that
 /// depends on it. `cx16`: SLUB's cmpxchg16b, which the emulator lacks (seen on 6.1).
@@ -59,6 +59,20 @@ pub fn base_cmdline(control_page: u64, pvm: bool, tsc_khz: Option<u32>) -> Strin
     s
 }
 
+/// x86 COMMAND_LINE_SIZE: 2048 bytes including the terminating NUL.
+pub const CMDLINE_LIMIT: usize = 2047;
+
+/// A command line the x86 boot protocol cannot carry.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CmdlineError {
+    /// An `--append` word holds a NUL or a newline.
+    #[error("--append {0:?}: NUL and newline are not allowed")]
+    BadWord(String),
+    /// The whole line is longer than the kernel reads.
+    #[error("the kernel command line would be {0} bytes; the x86 limit is {CMDLINE_LIMIT}")]
+    TooLong(usize),
+}
+
 /// The full guest command line: pinvm's words, then the user's `--append` words (later words
 /// win for most kernel parameters). Rejects what the boot protocol cannot carry.
 pub fn cmdline(
@@ -66,23 +80,19 @@ pub fn cmdline(
     pvm: bool,
     tsc_khz: Option<u32>,
     append: &[String],
-) -> Result<String, String> {
+) -> Result<String, CmdlineError> {
     let mut s = base_cmdline(control_page, pvm, tsc_khz);
     for a in append {
         if a.bytes().any(|b| b == 0 || b == b'\n') {
-            return Err(format!("--append {a:?}: NUL and newline are not allowed"));
+            return Err(CmdlineError::BadWord(a.clone()));
         }
         if !a.trim().is_empty() {
             s.push(' ');
             s.push_str(a.trim());
         }
     }
-    // x86 COMMAND_LINE_SIZE is 2048 including the terminating NUL.
-    if s.len() >= 2048 {
-        return Err(format!(
-            "the kernel command line would be {} bytes; the x86 limit is 2047",
-            s.len()
-        ));
+    if s.len() > CMDLINE_LIMIT {
+        return Err(CmdlineError::TooLong(s.len()));
     }
     Ok(s)
 }
@@ -106,6 +116,7 @@ mod tests {
         let long = "x".repeat(2000);
         assert!(cmdline(0, true, None, &[long])
             .unwrap_err()
+            .to_string()
             .contains("2047"));
     }
 

@@ -1,8 +1,9 @@
 //! `KVM_EXIT_INTERNAL_ERROR` handling.
 //!
-//! On kvm_pvm (see shared/research/kvm-on-these-machines.md, pitfall 4) guest kernel code runs
-//! in KVM's instruction emulator, which lacks some instructions. The ones with simple,
-//! well-defined effects are completed here, on the vCPU's own thread, exactly as the CPU would:
+//! On kvm_pvm guest kernel code runs in KVM's instruction emulator, which lacks some
+//! instructions: an exit with `KVM_INTERNAL_ERROR_EMULATION` and the instruction bytes comes
+//! back to us where hardware would simply have run them. The ones with simple, well-defined
+//! effects are completed here, on the vCPU's own thread, exactly as the CPU would:
 //! - `int3`: advance RIP past it and inject #BP (the kernel's int3 self-test and text_poke_bp
 //!   rely on the trap);
 //! - `fwait`: with no pending x87 exception a no-op: advance RIP;
@@ -10,9 +11,9 @@
 //! - `ldmxcsr m32` / `stmxcsr m32` (every `kernel_fpu_begin()` loads MXCSR): move the value
 //!   between guest memory and the vCPU's MXCSR.
 //!
-//! Anything else is a boot failure, reported with the instruction bytes.
+//! Anything else is a boot failure ([`QuirkError`]), reported with the instruction bytes.
 
-use crate::arch::x86_64::decode::{decode, Gprs, Insn};
+use crate::arch::x86_64::decode::{decode, Decoded, Gprs, Insn, MemOperand};
 use kvm_bindings::{kvm_run, KVM_INTERNAL_ERROR_EMULATION};
 use kvm_ioctls::VcpuFd;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -24,13 +25,18 @@ const BP_VECTOR: u8 = 3;
 /// How often each work-around ran, for the run report.
 #[derive(Debug, Default)]
 pub struct QuirkCounts {
+    /// `int3` stepped over with #BP injected.
     pub int3: AtomicU64,
+    /// `fwait` stepped over.
     pub fwait: AtomicU64,
+    /// `fninit` completed.
     pub fninit: AtomicU64,
+    /// `ldmxcsr`/`stmxcsr` completed.
     pub mxcsr: AtomicU64,
 }
 
 impl QuirkCounts {
+    /// "int3 N, fwait N, fninit N, ldmxcsr/stmxcsr N".
     pub fn summary(&self) -> String {
         let n = |c: &AtomicU64| c.load(Ordering::Relaxed);
         format!(
@@ -46,13 +52,16 @@ impl QuirkCounts {
 /// What the emulator reported.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InternalError {
+    /// `KVM_INTERNAL_ERROR_*`.
     pub suberror: u32,
+    /// The suberror's data words.
     pub data: Vec<u64>,
     /// The instruction bytes KVM reported, if any.
     pub insn: Vec<u8>,
 }
 
 impl InternalError {
+    /// Read the `internal` member of `run` after a `KVM_EXIT_INTERNAL_ERROR`.
     pub fn from_run(run: &kvm_run) -> Self {
         // SAFETY: KVM filled the `internal` member of the union for KVM_EXIT_INTERNAL_ERROR,
         // which is how we got here; every bit pattern is a valid u32/u64.
@@ -82,6 +91,7 @@ fn instruction_bytes(suberror: u32, data: &[u64]) -> Vec<u8> {
     raw[1..1 + len].to_vec()
 }
 
+/// Bytes as "f3 0f b8".
 pub fn hex(bytes: &[u8]) -> String {
     bytes
         .iter()
@@ -90,85 +100,157 @@ pub fn hex(bytes: &[u8]) -> String {
         .join(" ")
 }
 
+/// An internal-error exit this module cannot complete: the guest cannot go on.
+#[derive(Debug, thiserror::Error)]
+pub enum QuirkError {
+    /// The vCPU's registers could not be read, so the instruction is unknown.
+    #[error("internal error (suberror {suberror}), get_regs: {source}")]
+    Registers {
+        /// The exit's suberror.
+        suberror: u32,
+        /// Why KVM_GET_REGS failed.
+        source: kvm_ioctls::Error,
+    },
+    /// Not an instruction we complete, or completing it failed.
+    #[error(
+        "KVM internal error: suberror {} at RIP {:#x}, instruction bytes [{}], data [{}]{}",
+        .exit.suberror,
+        .rip,
+        hex(.insn),
+        data_list(&.exit.data),
+        cause_suffix(.cause)
+    )]
+    Unhandled {
+        /// What KVM reported.
+        exit: InternalError,
+        /// Where the guest stopped.
+        rip: u64,
+        /// The instruction bytes (from KVM, or read at RIP).
+        insn: Vec<u8>,
+        /// Why a known instruction could not be completed (None: not one we complete).
+        cause: Option<Box<QuirkCause>>,
+    },
+}
+
+/// Why completing a known instruction failed.
+#[derive(Debug, thiserror::Error)]
+pub enum QuirkCause {
+    /// A vCPU ioctl failed.
+    #[error("{what} failed: {source}")]
+    Ioctl {
+        /// The ioctl, e.g. "set_fpu".
+        what: &'static str,
+        /// Its error.
+        source: kvm_ioctls::Error,
+    },
+    /// The memory operand could not be reached.
+    #[error(transparent)]
+    Operand(#[from] OperandError),
+}
+
+/// A memory operand that cannot be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum OperandError {
+    /// KVM_TRANSLATE failed.
+    #[error("translating {va:#x}: {source}")]
+    Translate {
+        /// The guest-virtual address.
+        va: u64,
+        /// Its error.
+        source: kvm_ioctls::Error,
+    },
+    /// The guest's page tables do not map the address.
+    #[error("operand address {0:#x} is not mapped")]
+    NotMapped(u64),
+    /// The guest-physical address is not in guest memory.
+    #[error("operand at {va:#x} (GPA {gpa:#x}): {source}")]
+    Memory {
+        /// The guest-virtual address.
+        va: u64,
+        /// Its translation.
+        gpa: u64,
+        /// Why guest memory refused it.
+        source: vm_memory::GuestMemoryError,
+    },
+}
+
+fn data_list(data: &[u64]) -> String {
+    data.iter()
+        .map(|d| format!("{d:#x}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn cause_suffix(cause: &Option<Box<QuirkCause>>) -> String {
+    cause
+        .as_ref()
+        .map(|c| format!(" ({c})"))
+        .unwrap_or_default()
+}
+
 /// Handle an internal-error exit on the vCPU's own thread. `Ok(())` means the guest may run on;
-/// `Err` is a one-line description for the boot-failure report.
+/// `Err` says why it cannot (its message is the boot-failure report).
 pub fn handle(
     vcpu: &mut VcpuFd,
     mem: &GuestMemoryMmap,
     counts: &QuirkCounts,
-) -> Result<(), String> {
-    let err = InternalError::from_run(vcpu.get_kvm_run());
-    let mut regs = vcpu
-        .get_regs()
-        .map_err(|e| format!("internal error (suberror {}), get_regs: {e}", err.suberror))?;
-    let insn = if err.insn.is_empty() {
+) -> Result<(), QuirkError> {
+    let exit = InternalError::from_run(vcpu.get_kvm_run());
+    let regs = vcpu.get_regs().map_err(|source| QuirkError::Registers {
+        suberror: exit.suberror,
+        source,
+    })?;
+    let insn = if exit.insn.is_empty() {
         read_at_rip(vcpu, mem, regs.rip)
     } else {
-        err.insn.clone()
-    };
-    let rip = regs.rip;
-    let fail = |why: String| {
-        format!(
-            "KVM internal error: suberror {} at RIP {:#x}, instruction bytes [{}], data [{}]{why}",
-            err.suberror,
-            rip,
-            hex(&insn),
-            err.data
-                .iter()
-                .map(|d| format!("{d:#x}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        )
+        exit.insn.clone()
     };
     let decoded = match decode(&insn) {
-        Some(d) if err.suberror == KVM_INTERNAL_ERROR_EMULATION => d,
-        _ => return Err(fail(String::new())),
+        Some(d) if exit.suberror == KVM_INTERNAL_ERROR_EMULATION => Some(d),
+        _ => None,
     };
-    let ioctl = |what: &str, e: kvm_ioctls::Error| fail(format!(" ({what} failed: {e})"));
-    match &decoded.insn {
+    let result = match &decoded {
+        Some(d) => complete(vcpu, mem, counts, regs, d).map_err(|c| Some(Box::new(c))),
+        None => Err(None),
+    };
+    result.map_err(|cause| QuirkError::Unhandled {
+        exit,
+        rip: regs.rip,
+        insn,
+        cause,
+    })
+}
+
+/// A closure turning a vCPU ioctl's error into a [`QuirkCause`].
+fn ioctl(what: &'static str) -> impl Fn(kvm_ioctls::Error) -> QuirkCause {
+    move |source| QuirkCause::Ioctl { what, source }
+}
+
+/// Complete `d` as the CPU would: its effect, RIP past it, then the #BP of an `int3`.
+fn complete(
+    vcpu: &mut VcpuFd,
+    mem: &GuestMemoryMmap,
+    counts: &QuirkCounts,
+    mut regs: kvm_bindings::kvm_regs,
+    d: &Decoded,
+) -> Result<(), QuirkCause> {
+    match &d.insn {
         Insn::Int3 | Insn::Fwait => {}
         Insn::Fninit => {
-            let mut fpu = vcpu.get_fpu().map_err(|e| ioctl("get_fpu", e))?;
-            fpu.fcw = 0x37f;
-            fpu.fsw = 0;
-            fpu.ftwx = 0;
-            fpu.last_opcode = 0;
-            fpu.last_ip = 0;
-            fpu.last_dp = 0;
-            vcpu.set_fpu(&fpu).map_err(|e| ioctl("set_fpu", e))?;
+            fninit(vcpu)?;
             counts.fninit.fetch_add(1, Ordering::Relaxed);
         }
         Insn::Ldmxcsr(m) | Insn::Stmxcsr(m) => {
-            let sregs = vcpu.get_sregs().map_err(|e| ioctl("get_sregs", e))?;
-            let g = gprs(&regs);
-            let gva = m.address(&g, regs.rip, decoded.len, sregs.fs.base, sregs.gs.base);
-            let mut fpu = vcpu.get_fpu().map_err(|e| ioctl("get_fpu", e))?;
-            if matches!(decoded.insn, Insn::Ldmxcsr(_)) {
-                let mut b = [0u8; 4];
-                access(vcpu, mem, gva, &mut b, false).map_err(|w| fail(format!(" ({w})")))?;
-                fpu.mxcsr = u32::from_le_bytes(b);
-                vcpu.set_fpu(&fpu).map_err(|e| ioctl("set_fpu", e))?;
-            } else {
-                let mut b = fpu.mxcsr.to_le_bytes();
-                access(vcpu, mem, gva, &mut b, true).map_err(|w| fail(format!(" ({w})")))?;
-            }
+            let load = matches!(d.insn, Insn::Ldmxcsr(_));
+            mxcsr(vcpu, mem, &regs, m, d.len, load)?;
             counts.mxcsr.fetch_add(1, Ordering::Relaxed);
         }
     }
-    regs.rip += decoded.len as u64;
-    vcpu.set_regs(&regs).map_err(|e| ioctl("set_regs", e))?;
-    match decoded.insn {
+    regs.rip += d.len as u64;
+    vcpu.set_regs(&regs).map_err(ioctl("set_regs"))?;
+    match d.insn {
         Insn::Int3 => {
-            let mut ev = vcpu
-                .get_vcpu_events()
-                .map_err(|e| ioctl("get_vcpu_events", e))?;
-            ev.exception.injected = 1;
-            ev.exception.nr = BP_VECTOR;
-            ev.exception.has_error_code = 0;
-            ev.exception.error_code = 0;
-            ev.flags = 0;
-            vcpu.set_vcpu_events(&ev)
-                .map_err(|e| ioctl("set_vcpu_events", e))?;
+            inject_breakpoint(vcpu)?;
             counts.int3.fetch_add(1, Ordering::Relaxed);
         }
         Insn::Fwait => {
@@ -177,6 +259,53 @@ pub fn handle(
         _ => {}
     }
     Ok(())
+}
+
+/// `fninit`: the x87 state after FINIT.
+fn fninit(vcpu: &VcpuFd) -> Result<(), QuirkCause> {
+    let mut fpu = vcpu.get_fpu().map_err(ioctl("get_fpu"))?;
+    fpu.fcw = 0x37f;
+    fpu.fsw = 0;
+    fpu.ftwx = 0;
+    fpu.last_opcode = 0;
+    fpu.last_ip = 0;
+    fpu.last_dp = 0;
+    vcpu.set_fpu(&fpu).map_err(ioctl("set_fpu"))
+}
+
+/// `ldmxcsr m32` (`load`) or `stmxcsr m32`: move MXCSR between the operand and the vCPU.
+fn mxcsr(
+    vcpu: &VcpuFd,
+    mem: &GuestMemoryMmap,
+    regs: &kvm_bindings::kvm_regs,
+    m: &MemOperand,
+    len: usize,
+    load: bool,
+) -> Result<(), QuirkCause> {
+    let sregs = vcpu.get_sregs().map_err(ioctl("get_sregs"))?;
+    let gva = m.address(&gprs(regs), regs.rip, len, sregs.fs.base, sregs.gs.base);
+    let mut fpu = vcpu.get_fpu().map_err(ioctl("get_fpu"))?;
+    if load {
+        let mut b = [0u8; 4];
+        access(vcpu, mem, gva, &mut b, false)?;
+        fpu.mxcsr = u32::from_le_bytes(b);
+        vcpu.set_fpu(&fpu).map_err(ioctl("set_fpu"))?;
+    } else {
+        let mut b = fpu.mxcsr.to_le_bytes();
+        access(vcpu, mem, gva, &mut b, true)?;
+    }
+    Ok(())
+}
+
+/// Inject #BP, as the `int3` just stepped over would have raised.
+fn inject_breakpoint(vcpu: &VcpuFd) -> Result<(), QuirkCause> {
+    let mut ev = vcpu.get_vcpu_events().map_err(ioctl("get_vcpu_events"))?;
+    ev.exception.injected = 1;
+    ev.exception.nr = BP_VECTOR;
+    ev.exception.has_error_code = 0;
+    ev.exception.error_code = 0;
+    ev.flags = 0;
+    vcpu.set_vcpu_events(&ev).map_err(ioctl("set_vcpu_events"))
 }
 
 fn gprs(r: &kvm_bindings::kvm_regs) -> Gprs {
@@ -194,14 +323,14 @@ fn access(
     gva: u64,
     buf: &mut [u8],
     write: bool,
-) -> Result<(), String> {
+) -> Result<(), OperandError> {
     for (i, b) in buf.iter_mut().enumerate() {
         let va = gva.wrapping_add(i as u64);
         let t = vcpu
             .translate_gva(va)
-            .map_err(|e| format!("translating {va:#x}: {e}"))?;
+            .map_err(|source| OperandError::Translate { va, source })?;
         if t.valid == 0 {
-            return Err(format!("operand address {va:#x} is not mapped"));
+            return Err(OperandError::NotMapped(va));
         }
         let gpa = GuestAddress(t.physical_address);
         let r = if write {
@@ -209,7 +338,11 @@ fn access(
         } else {
             mem.read_obj::<u8>(gpa).map(|v| *b = v)
         };
-        r.map_err(|e| format!("operand at {va:#x} (GPA {gpa:#x}): {e}", gpa = gpa.0))?;
+        r.map_err(|source| OperandError::Memory {
+            va,
+            gpa: gpa.0,
+            source,
+        })?;
     }
     Ok(())
 }

@@ -5,7 +5,6 @@ use crate::quirks::{self, QuirkCounts};
 use devices::bus::Bus;
 use kvm_ioctls::{VcpuExit, VcpuFd};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::Sender;
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 use vm_memory::GuestMemoryMmap;
@@ -14,7 +13,10 @@ use vm_memory::GuestMemoryMmap;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum VcpuEnd {
     /// Asked to stop; RIP where it was (for hang reports).
-    Stopped { rip: Option<u64> },
+    Stopped {
+        /// RIP when it stopped (None if KVM_GET_REGS failed).
+        rip: Option<u64>,
+    },
     /// Triple fault or a guest-requested shutdown.
     Shutdown,
     /// KVM_EXIT_SYSTEM_EVENT of this type.
@@ -26,21 +28,27 @@ pub enum VcpuEnd {
 /// Everything a vCPU thread shares with the rest of the VM.
 #[derive(Clone)]
 pub struct VcpuShared {
+    /// Port I/O devices (serial, i8042).
     pub pio: Arc<Bus>,
+    /// MMIO devices (control page, virtio-mmio transports).
     pub mmio: Arc<Bus>,
+    /// Guest memory (for the kvm_pvm instruction completions).
     pub mem: Arc<GuestMemoryMmap>,
+    /// Set by the run controller: leave the run loop at the next exit.
     pub stop: Arc<AtomicBool>,
+    /// How often each kvm_pvm work-around ran.
     pub quirks: Arc<QuirkCounts>,
     /// Set by whichever vCPU enters the guest first.
     pub first_run: Arc<OnceLock<Instant>>,
 }
 
-/// Run `vcpu` until the guest stops it or `shared.stop` is set; report through `done`.
-pub fn run(id: u8, mut vcpu: VcpuFd, shared: VcpuShared, done: Sender<(u8, VcpuEnd)>) {
+/// Run `vcpu` until the guest stops it or `shared.stop` is set; report why with `done` (on
+/// this thread, once).
+pub fn run(mut vcpu: VcpuFd, shared: VcpuShared, done: impl FnOnce(VcpuEnd)) {
     kick::arm(&mut vcpu.get_kvm_run().immediate_exit);
     let end = run_loop(&mut vcpu, &shared);
     kick::disarm();
-    let _ = done.send((id, end));
+    done(end);
 }
 
 fn run_loop(vcpu: &mut VcpuFd, sh: &VcpuShared) -> VcpuEnd {
@@ -90,7 +98,7 @@ fn run_loop(vcpu: &mut VcpuFd, sh: &VcpuShared) -> VcpuEnd {
         }
         if internal_error {
             if let Err(reason) = quirks::handle(vcpu, &sh.mem, &sh.quirks) {
-                return VcpuEnd::Failed(reason);
+                return VcpuEnd::Failed(reason.to_string());
             }
         }
     }

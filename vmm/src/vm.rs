@@ -1,5 +1,7 @@
 //! Building a ready-to-run machine: KVM VM, memory, irqchip, PIT, boot structures, vCPUs.
 //! Devices are created by the caller (they need the VmFd for irqfds) and passed in as buses.
+//! The order: [`open_kvm`], [`create`], [`create_vcpu`] for each vCPU, [`load_guest`], then
+//! [`set_boot_state`] for each vCPU.
 
 use crate::arch::x86_64::{bootparams, cpu, layout, mptable};
 use crate::loader::{self, LoadedKernel};
@@ -11,29 +13,59 @@ use kvm_ioctls::{Cap, Kvm, VcpuFd, VmFd};
 use std::path::Path;
 use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion};
 
+/// What [`load_guest`] puts into guest memory.
 pub struct VmSpec<'a> {
+    /// The kernel image (vmlinux or bzImage).
     pub kernel: &'a Path,
+    /// The initramfs, if any.
     pub initrd: Option<&'a [u8]>,
+    /// The whole kernel command line.
     pub cmdline: &'a str,
+    /// Number of vCPUs (for the MP table).
     pub cpus: u8,
+    /// Guest RAM in bytes.
     pub mem_size: u64,
 }
 
 /// A VM with memory and an irqchip, before the kernel is loaded.
 pub struct Vm {
+    /// The /dev/kvm handle (CPUID and capability queries).
     pub kvm: Kvm,
+    /// The VM. Declared before `mem`: it drops first, while the memory it maps still exists.
     pub fd: VmFd,
+    /// Guest RAM, registered with the VM slot by slot.
     pub mem: GuestMemoryMmap,
 }
 
 /// Notes about set-up steps that a host refused but the guest can live without.
 pub type Notes = Vec<String>;
 
-pub fn create(mem_size: u64) -> Result<Vm> {
-    let kvm = Kvm::new().context("opening /dev/kvm")?;
+/// The KVM API version pinvm speaks (the only one Linux ever shipped).
+pub const KVM_API_VERSION: i32 = 12;
+
+/// Why this host's KVM cannot run pinvm's VMs.
+#[derive(Debug, thiserror::Error)]
+pub enum KvmUnavailable {
+    /// /dev/kvm cannot be opened.
+    #[error(
+        "opening /dev/kvm: {0} (load kvm_intel or kvm_amd, and give this user read-write \
+         access to /dev/kvm, usually through the kvm group)"
+    )]
+    Open(#[source] kvm_ioctls::Error),
+    /// An API version other than 12.
+    #[error("/dev/kvm speaks KVM API {0}, pinvm needs {KVM_API_VERSION}")]
+    Api(i32),
+    /// A capability the VMM relies on is missing.
+    #[error("/dev/kvm lacks KVM_CAP_{0}")]
+    Capability(&'static str),
+}
+
+/// Open /dev/kvm and check that it has the API version and capabilities [`create`] uses.
+pub fn open_kvm() -> Result<Kvm, KvmUnavailable> {
+    let kvm = Kvm::new().map_err(KvmUnavailable::Open)?;
     let api = kvm.get_api_version();
-    if api != 12 {
-        bail!("/dev/kvm speaks KVM API {api}, pinvm needs 12");
+    if api != KVM_API_VERSION {
+        return Err(KvmUnavailable::Api(api));
     }
     for (cap, name) in [
         (Cap::Irqchip, "IRQCHIP"),
@@ -43,9 +75,16 @@ pub fn create(mem_size: u64) -> Result<Vm> {
         (Cap::Pit2, "PIT2"),
     ] {
         if !kvm.check_extension(cap) {
-            bail!("/dev/kvm lacks KVM_CAP_{name}");
+            return Err(KvmUnavailable::Capability(name));
         }
     }
+    Ok(kvm)
+}
+
+/// Create a VM on `kvm` with `mem_size` bytes of RAM (below and above the 32-bit MMIO gap,
+/// see `layout::ram_regions`), the in-kernel irqchip (PIC, IOAPIC, LAPICs) and PIT, and KVM's
+/// TSS. No vCPU yet, nothing loaded.
+pub fn create(kvm: Kvm, mem_size: u64) -> Result<Vm> {
     let fd = kvm.create_vm().context("KVM_CREATE_VM")?;
     fd.set_tss_address(layout::KVM_TSS as usize)
         .context("KVM_SET_TSS_ADDR")?;
@@ -79,7 +118,8 @@ pub fn create(mem_size: u64) -> Result<Vm> {
     Ok(Vm { kvm, fd, mem })
 }
 
-/// Load kernel, initrd, command line, zero page, MP table and page tables into memory.
+/// Load kernel, initrd, command line, zero page, MP table, boot GDT/IDT and page tables into
+/// guest memory. Returns where the kernel went (its entry point for [`set_boot_state`]).
 pub fn load_guest(vm: &Vm, spec: &VmSpec) -> Result<LoadedKernel> {
     let mem = &vm.mem;
     let kernel = loader::load(mem, spec.kernel)?;

@@ -1,1 +1,3 @@
+//! Architecture specifics (x86_64 only).
+
 pub mod x86_64;

@@ -3,7 +3,9 @@
 use super::layout::{ram_regions, CMDLINE, HIMEM, MPTABLE};
 use linux_loader::loader::bootparam::{boot_e820_entry, boot_params, setup_header};
 
+/// e820 type: usable RAM.
 pub const E820_RAM: u32 = 1;
+/// e820 type: reserved (not RAM).
 pub const E820_RESERVED: u32 = 2;
 const KERNEL_BOOT_FLAG_MAGIC: u16 = 0xaa55;
 const KERNEL_HDR_MAGIC: u32 = 0x5372_6448; // "HdrS"
@@ -11,8 +13,10 @@ const KERNEL_LOADER_OTHER: u8 = 0xff;
 const KERNEL_MIN_ALIGNMENT: u32 = 0x0100_0000;
 const LOADED_HIGH: u8 = 0x01;
 
+/// A zero page that cannot describe the guest.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum BootParamsError {
+    /// Less than 16 MiB of RAM (bytes).
     #[error("guest RAM of {0} bytes is too small (need at least 16 MiB)")]
     TooLittleRam(u64),
 }
@@ -41,13 +45,18 @@ pub fn e820_map(mem_size: u64) -> Result<Vec<boot_e820_entry>, BootParamsError> 
 
 /// Everything the kernel reads from the zero page.
 pub struct BootParamsSpec {
+    /// Guest RAM in bytes (for the e820 map).
     pub mem_size: u64,
     /// The image's own setup header (bzImage), or `None` for an ELF vmlinux.
     pub header: Option<setup_header>,
+    /// Length of the command line at `layout::CMDLINE`, including its NUL.
     pub cmdline_len_with_nul: u32,
+    /// Where the initramfs is and its size.
     pub initrd: Option<(u64, u32)>,
 }
 
+/// The zero page for `spec`: the image's setup header (or a fresh one for an ELF vmlinux)
+/// with pinvm's loader fields, the command line and initramfs, and the e820 map.
 pub fn build(spec: &BootParamsSpec) -> Result<boot_params, BootParamsError> {
     let mut p = boot_params::default();
     if let Some(h) = spec.header {

@@ -24,6 +24,7 @@ pub fn boot_regs(entry: u64) -> kvm_regs {
     }
 }
 
+/// The x87/SSE state at boot: FNINIT's control word, MXCSR's reset value.
 pub fn boot_fpu() -> kvm_fpu {
     kvm_fpu {
         fcw: 0x37f,

@@ -8,7 +8,9 @@ pub type Gprs = [u64; 16];
 /// An instruction we know how to emulate.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Insn {
+    /// INT3 (CC).
     Int3,
+    /// FWAIT (9B).
     Fwait,
     /// FNINIT (DB E3).
     Fninit,
@@ -21,24 +23,33 @@ pub enum Insn {
 /// A memory operand: segment override (FS/GS base applies) and effective-address parts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MemOperand {
+    /// FS or GS override, whose base is added.
     pub segment: Option<Segment>,
+    /// Base register (encoding number), if any.
     pub base: Option<usize>,
+    /// Index register (encoding number) and scale, if any.
     pub index: Option<(usize, u8)>,
+    /// Displacement.
     pub disp: i64,
     /// RIP-relative: `disp` is relative to the next instruction.
     pub rip_relative: bool,
 }
 
+/// A segment override whose base applies in 64-bit mode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Segment {
+    /// FS (64 prefix).
     Fs,
+    /// GS (65 prefix).
     Gs,
 }
 
 /// A decoded instruction and its length in bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Decoded {
+    /// The instruction.
     pub insn: Insn,
+    /// Its length in bytes, prefixes included.
     pub len: usize,
 }
 

@@ -9,8 +9,11 @@ pub const BOOT_GDT_TABLE: [u64; 4] = [
     gdt_entry(0xc093, 0, 0xfffff),
     gdt_entry(0x808b, 0, 0xfffff),
 ];
+/// GDT index of the code segment.
 pub const CODE_INDEX: u16 = 1;
+/// GDT index of the data segment.
 pub const DATA_INDEX: u16 = 2;
+/// GDT index of the TSS.
 pub const TSS_INDEX: u16 = 3;
 
 /// Pack a descriptor: `flags` holds the access byte (bits 0-7) and the flags nibble (bits 12-15).

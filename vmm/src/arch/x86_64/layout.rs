@@ -1,7 +1,8 @@
 //! Guest-physical memory layout (the usual direct-boot layout, as in Firecracker).
 
-/// Boot GDT (4 entries) and a zero IDT.
+/// Boot GDT (4 entries).
 pub const BOOT_GDT: u64 = 0x500;
+/// A zero IDT.
 pub const BOOT_IDT: u64 = 0x520;
 /// `boot_params`, the "zero page"; `%rsi` points here at entry.
 pub const ZERO_PAGE: u64 = 0x7000;
@@ -9,11 +10,15 @@ pub const ZERO_PAGE: u64 = 0x7000;
 pub const BOOT_STACK: u64 = 0x8ff0;
 /// Boot page tables: PML4, PDPT, then four page directories (identity map of 0-4 GiB).
 pub const PML4: u64 = 0x9000;
+/// The page-directory-pointer table.
 pub const PDPT: u64 = 0xa000;
+/// The first of the page directories (2 MiB pages).
 pub const PD: u64 = 0xb000;
+/// How many page directories (one per GiB).
 pub const PD_COUNT: u64 = 4;
-/// Kernel command line and its size limit including the NUL (x86 COMMAND_LINE_SIZE).
+/// Kernel command line.
 pub const CMDLINE: u64 = 0x20000;
+/// Its size limit including the NUL (x86 COMMAND_LINE_SIZE).
 pub const CMDLINE_MAX: usize = 2048;
 /// MP floating pointer + configuration table, in the last KiB of base memory.
 pub const MPTABLE: u64 = 0x9fc00;
@@ -23,12 +28,15 @@ pub const EBDA_END: u64 = 0x10_0000;
 pub const HIMEM: u64 = 0x10_0000;
 /// The 32-bit MMIO window below 4 GiB: RAM stops here, devices live here.
 pub const MMIO_GAP_START: u64 = 0xc000_0000;
+/// The end of the MMIO window: RAM resumes at 4 GiB.
 pub const MMIO_GAP_END: u64 = 0x1_0000_0000;
 /// pinvm's own devices: the control page first, then 4 KiB virtio-mmio slots.
 pub const CONTROL_PAGE: u64 = 0xd000_0000;
+/// The first virtio-mmio slot.
 pub const VIRTIO_MMIO_BASE: u64 = 0xd000_1000;
-/// KVM's TSS (3 pages) and identity-map page, just below the BIOS area.
+/// KVM's TSS (3 pages), just below the BIOS area.
 pub const KVM_TSS: u64 = 0xfffb_d000;
+/// KVM's identity-map page, below its TSS.
 pub const KVM_IDENTITY_MAP: u64 = 0xfffb_c000;
 
 // The fixed boot areas must not overlap: checked at compile time.

@@ -28,8 +28,10 @@ const IRQ_EXTINT: u8 = 3;
 pub const MAX_CPUS: u8 =
     ((BASE_MEM_END - MPTABLE - 16 - 44 - 8 - 8 - IOAPIC_PINS as u64 * 8 - 16) / 20) as u8;
 
+/// An MP table that cannot be built.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum MpTableError {
+    /// No vCPU, or more than fit.
     #[error("{0} vCPUs: the MP table supports 1 to {MAX_CPUS}")]
     CpuCount(u8),
 }

@@ -85,7 +85,9 @@ impl std::fmt::Display for Outcome {
     }
 }
 
-/// One run of one scenario on one kernel and filesystem.
+/// One run of one scenario on one kernel and filesystem: what `pinvm run` prints, what
+/// `pinvm suite` collects, what every report writer reads. Built by `crate::case::run_case`
+/// (the one-line fields are derived from `analysis` and `why` when it is built).
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct CaseResult {
     /// e.g. "S03-gup-reclaim"
@@ -100,6 +102,12 @@ pub struct CaseResult {
     pub fs: String,
     /// 1-based run index (a case may be repeated with --runs).
     pub run: u32,
+    /// Seed of the scenario's `{rand:A-B}` numbers.
+    pub seed: u64,
+    /// `git bisect run` contract: 0 nothing found, 1 corruption or a kernel problem found,
+    /// 125 could not test.
+    pub code: i32,
+    /// How the run compares with the expectation.
     pub outcome: Outcome,
     /// Expected verdict kinds, e.g. ["kernel_warning", "lost_write"].
     pub expected: Vec<String>,
@@ -112,7 +120,13 @@ pub struct CaseResult {
     pub evidence: Vec<String>,
     /// Recorded finding text when the measured truth differs from the research prediction.
     pub finding: Option<String>,
+    /// Why the outcome does not match the expectation, or why the run was untestable.
+    pub why: Option<String>,
+    /// Everything the oracle concluded (empty when the run could not be tested).
+    pub analysis: oracle::Analysis,
+    /// How long the case took, preparation included.
     pub duration: Duration,
+    /// The case's results folder.
     pub results_dir: Option<PathBuf>,
 }
 
@@ -159,22 +173,31 @@ pub fn verdict_list(kinds: &[String], empty: &str) -> String {
 /// A whole `pinvm suite` run.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct SuiteResult {
+    /// When the suite started.
     pub started: SystemTime,
+    /// How long it ran.
     pub duration: Duration,
+    /// Every case, in matrix order.
     pub cases: Vec<CaseResult>,
 }
 
 /// How many cases ended with each outcome.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Counts {
+    /// [`Outcome::Pass`]
     pub pass: usize,
+    /// [`Outcome::ExpectedFailure`]
     pub expected_failure: usize,
+    /// [`Outcome::UnexpectedPass`]
     pub unexpected_pass: usize,
+    /// [`Outcome::Failure`]
     pub failure: usize,
+    /// [`Outcome::Untestable`]
     pub untestable: usize,
 }
 
 impl Counts {
+    /// The counts of `cases`.
     pub fn of<'a>(cases: impl IntoIterator<Item = &'a CaseResult>) -> Counts {
         let mut c = Counts::default();
         for case in cases {
@@ -183,10 +206,12 @@ impl Counts {
         c
     }
 
+    /// Count one more case with outcome `o`.
     pub fn add(&mut self, o: Outcome) {
         *self.get_mut(o) += 1;
     }
 
+    /// How many cases had outcome `o`.
     pub fn get(&self, o: Outcome) -> usize {
         match o {
             Outcome::Pass => self.pass,
@@ -207,6 +232,7 @@ impl Counts {
         }
     }
 
+    /// How many cases in all.
     pub fn total(&self) -> usize {
         Outcome::ALL.iter().map(|&o| self.get(o)).sum()
     }
@@ -238,6 +264,7 @@ impl SuiteResult {
         self.cases.iter().all(|c| c.outcome.matches_expectation())
     }
 
+    /// How many cases ended with each outcome.
     pub fn counts(&self) -> Counts {
         Counts::of(&self.cases)
     }
@@ -370,6 +397,10 @@ pub(crate) mod testdata {
             summary: summary.to_string(),
             evidence: (1..=8).map(|i| format!("evidence line {i}")).collect(),
             finding: None,
+            why: None,
+            analysis: oracle::Analysis::default(),
+            code: 0,
+            seed: 0,
             duration: Duration::from_millis(12_345),
             results_dir: Some(PathBuf::from(format!(
                 "/tmp/results/{scenario}/{kernel}-{fs}-{run}"

@@ -28,6 +28,7 @@ pub struct Expectation {
 }
 
 impl Expectation {
+    /// Check that every verdict name is known and that `predicted` comes with `finding`.
     pub fn validate(&self) -> Result<()> {
         let all = self
             .verdicts
@@ -46,10 +47,12 @@ impl Expectation {
         Ok(())
     }
 
+    /// The verdict kinds that must be found.
     pub fn required(&self) -> Vec<VerdictKind> {
         kinds(&self.verdicts)
     }
 
+    /// The verdict kinds that may be found.
     pub fn allowed(&self) -> Vec<VerdictKind> {
         kinds(&self.may)
     }

@@ -3,7 +3,6 @@
 
 mod bench;
 mod boot;
-mod case;
 mod dma;
 mod image;
 mod journal;
@@ -12,6 +11,7 @@ mod run;
 mod suite;
 
 use clap::{Parser, Subcommand};
+use machine::Machine;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -56,13 +56,14 @@ pub enum Command {
     Bench(bench::BenchCommand),
 }
 
-pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
+/// Run the command on `machine` (for the commands that boot a guest).
+pub fn dispatch(machine: &dyn Machine, cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
-        Command::Boot(a) => boot::run(a),
-        Command::Run(r) => run::run(r),
-        Command::Suite(s) => suite::run(s),
+        Command::Boot(a) => boot::run(machine, a),
+        Command::Run(r) => run::run(machine, r),
+        Command::Suite(s) => suite::run(machine, s),
         Command::Kernel(k) => kernel::run(k),
-        Command::Bench(b) => bench::run(b),
+        Command::Bench(b) => bench::run(machine, b),
         Command::Image(i) => image::run(i),
         Command::Journal(j) => journal::run(j),
         Command::Dma(d) => dma::run(d),

@@ -3,13 +3,17 @@
 //! command ended or a hang, 125 when the kernel could not be booted. Never >= 128.
 
 use crate::crash;
-use crate::runner::{RunReport, VmEnd};
+use crate::{RunReport, VmEnd};
 
+/// Exit code: the guest crashed or hung, or the command failed beyond 124.
 pub const EXIT_FAIL: i32 = 1;
+/// Exit code: the kernel could not be built or booted (`git bisect run` skips the revision).
 pub const EXIT_UNTESTABLE: i32 = 125;
 
+/// A run's exit code and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Verdict {
+    /// 0..=124 the command's status, [`EXIT_FAIL`] or [`EXIT_UNTESTABLE`].
     pub code: i32,
     /// One line for the user; None when the command's own status says it all.
     pub reason: Option<String>,
@@ -22,7 +26,8 @@ fn v(code: i32, reason: String) -> Verdict {
     }
 }
 
-/// `where_` describes where the vCPUs were (for hangs), already symbolized.
+/// The exit code of a run and its one-line reason. `where_` describes where the vCPUs were
+/// (for hangs), already symbolized.
 pub fn judge(r: &RunReport, where_: Option<String>) -> Verdict {
     let crash_before_done = match r.console_at_cmd_done {
         // Only what the guest printed before CMD_DONE counts against the command.
@@ -106,11 +111,12 @@ fn truncate_at(s: &str, n: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runner::Timings;
+    use crate::{RecordPaths, Timings};
     use std::time::Duration;
 
     fn report(end: VmEnd, status: Option<u32>, console: &str) -> RunReport {
         RunReport {
+            machine: "test".into(),
             end,
             cmd_status: status,
             agent_started: true,
@@ -129,6 +135,7 @@ mod tests {
             steps: vec![],
             step_times: vec![],
             step_ns: vec![],
+            records: RecordPaths::default(),
         }
     }
 

@@ -2,19 +2,30 @@
 
 use anyhow::Result;
 use clap::{Args, Subcommand, ValueEnum};
-use guest_images::kernel::{self as gk, BuildRequest, BuiltKernel, KernelSource, PlatformFix};
+use guest_images::kernel::{BuildRequest, KernelSource, PlatformFix};
+use harness::kernel::{build_with_progress, KernelChoice};
 use std::path::PathBuf;
 
 /// Which kernel to boot: a file, or a Debian version built (once) with pinvm's config.
 #[derive(Args, Debug, Clone)]
-pub struct KernelChoice {
+pub struct KernelArgs {
     /// Boot this kernel image: an uncompressed vmlinux (fast) or a bzImage.
     #[arg(long, value_name = "PATH", conflicts_with = "kernel_version")]
     pub kernel: Option<PathBuf>,
     /// Boot Debian's linux-source of this version, built with pinvm's config and the platform
     /// fix (built and cached on first use).
-    #[arg(long, value_name = "6.12|6.1", default_value = "6.12")]
+    #[arg(long, value_name = "6.12|6.1", default_value = harness::kernel::DEFAULT_KERNEL_VERSION)]
     pub kernel_version: String,
+}
+
+impl KernelArgs {
+    /// The harness's kernel choice.
+    pub fn choice(&self) -> KernelChoice {
+        KernelChoice {
+            kernel: self.kernel.clone(),
+            kernel_version: self.kernel_version.clone(),
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -71,49 +82,6 @@ pub struct BuildArgs {
     /// Print only the path of the built vmlinux on stdout.
     #[arg(long)]
     pub print_path: bool,
-}
-
-pub fn build_with_progress(req: &BuildRequest) -> Result<BuiltKernel> {
-    let cache = guest_images::cache::cache_dir()?;
-    // A cache hit reports only resolving the sources and the key: hold those back until
-    // the build really starts, so a cached kernel prints nothing.
-    let mut renderer = gk::progress::ProgressRenderer::stderr();
-    let mut held = Vec::new();
-    let mut started = false;
-    let built = gk::build(req, &cache, &mut |p| {
-        if !started {
-            let early = matches!(
-                p,
-                gk::BuildProgress::Phase(gk::Phase::Resolving) | gk::BuildProgress::Note(_)
-            );
-            if early {
-                held.push(p);
-                return;
-            }
-            started = true;
-            for h in held.drain(..) {
-                renderer.event(h);
-            }
-        }
-        renderer.event(p)
-    });
-    if started {
-        renderer.finish();
-    }
-    built
-}
-
-/// The Debian kernel selected by `--kernel-version`, with pinvm's defaults.
-pub fn default_kernel(choice: &KernelChoice) -> Result<BuiltKernel> {
-    let req = BuildRequest {
-        source: choice.kernel_version.parse::<KernelSource>()?,
-        fragments: vec![],
-        patches: vec![],
-        platform_fix: PlatformFix::Auto,
-        jobs: None,
-        without_driver: false,
-    };
-    build_with_progress(&req)
 }
 
 pub fn run(cmd: KernelCommand) -> Result<i32> {

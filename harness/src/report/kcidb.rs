@@ -44,7 +44,9 @@ use serde_json::{json, Map, Value};
 
 use super::{compact_utc, rfc3339_utc, secs, truncate_chars, CaseResult, Outcome, SuiteResult};
 
+/// kcidb I/O schema major version written.
 pub const SCHEMA_MAJOR: u64 = 5;
+/// kcidb I/O schema minor version written.
 pub const SCHEMA_MINOR: u64 = 3;
 /// kcidb's limit on `log_excerpt`, in characters.
 pub const MAX_LOG_EXCERPT: usize = 16384;

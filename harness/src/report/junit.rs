@@ -47,6 +47,7 @@ use super::{
 
 /// Evidence lines in a `<failure>` body; `<system-out>` gets up to [`MAX_OUT_EVIDENCE`].
 pub const MAX_FAILURE_EVIDENCE: usize = 50;
+/// Evidence lines in a `<system-out>`.
 pub const MAX_OUT_EVIDENCE: usize = 1000;
 /// Characters of one evidence line kept.
 pub const MAX_LINE: usize = 2000;

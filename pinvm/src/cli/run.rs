@@ -2,14 +2,15 @@
 //! with their evidence, exit 0 (nothing found), 1 (corruption or a kernel problem found) or
 //! 125 (could not test): what `git bisect run` expects.
 
-use super::case::{fresh_dir, run_case, Case, CaseResult};
-use super::kernel::KernelChoice;
+use super::kernel::KernelArgs;
 use anyhow::Result;
 use clap::Args;
+use harness::case::{fresh_dir, run_case, Case};
+use harness::scenario::{self, Scenario};
+use harness::{CaseResult, Outcome};
+use machine::outcome::{EXIT_FAIL, EXIT_UNTESTABLE};
+use machine::Machine;
 use std::path::PathBuf;
-use vmm::outcome::{EXIT_FAIL, EXIT_UNTESTABLE};
-use vmm::report::Outcome;
-use vmm::scenario::{self, Scenario};
 
 #[derive(Args, Debug)]
 #[command(
@@ -21,7 +22,7 @@ pub struct RunArgs {
     /// A scenario file, or a scenario's name or id in scenarios/ (e.g. S03).
     pub scenario: PathBuf,
     #[command(flatten)]
-    pub kernel: KernelChoice,
+    pub kernel: KernelArgs,
     /// Filesystem (default: the scenario's first).
     #[arg(long)]
     pub fs: Option<String>,
@@ -43,7 +44,7 @@ pub struct RunArgs {
     pub verbose: bool,
 }
 
-pub fn run(a: RunArgs) -> Result<i32> {
+pub fn run(machine: &dyn Machine, a: RunArgs) -> Result<i32> {
     let path = scenario::resolve(&a.scenario)?;
     let s = Scenario::load(&path)?;
     let fs = a.fs.clone().unwrap_or_else(|| s.filesystems[0].clone());
@@ -72,7 +73,7 @@ pub fn run(a: RunArgs) -> Result<i32> {
         };
         let case = Case {
             scenario: &s,
-            kernel: a.kernel.clone(),
+            kernel: a.kernel.choice(),
             fs: fs.clone(),
             run,
             seed: a.seed + u64::from(run - 1),
@@ -84,8 +85,8 @@ pub fn run(a: RunArgs) -> Result<i32> {
             "pinvm: {} ({}) on {} {fs}, run {run}/{}: {}",
             s.name, s.id, a.kernel.kernel_version, a.runs, s.title
         );
-        let r = run_case(&case)?;
-        print_result(&case, &r);
+        let r = run_case(machine, &case)?;
+        print_result(&r);
         code = match (code, r.code) {
             (EXIT_FAIL, _) | (_, EXIT_FAIL) => EXIT_FAIL,
             (EXIT_UNTESTABLE, _) | (_, EXIT_UNTESTABLE) => EXIT_UNTESTABLE,
@@ -105,7 +106,7 @@ pub fn run(a: RunArgs) -> Result<i32> {
 }
 
 /// The human summary of one run.
-pub fn print_result(c: &Case, r: &CaseResult) {
+fn print_result(r: &CaseResult) {
     let release = r
         .kernel_release
         .as_deref()
@@ -113,11 +114,11 @@ pub fn print_result(c: &Case, r: &CaseResult) {
         .unwrap_or_default();
     println!(
         "== {} on {}{release} {}, run {}, seed {}: {:.1} s",
-        c.scenario.name,
-        c.kernel.kernel_version,
-        c.fs,
-        c.run,
-        c.seed,
+        r.scenario,
+        r.kernel,
+        r.fs,
+        r.run,
+        r.seed,
         r.duration.as_secs_f64()
     );
     if r.outcome == Outcome::Untestable {
@@ -142,10 +143,10 @@ pub fn print_result(c: &Case, r: &CaseResult) {
     for n in r.analysis.notes.iter().take(8) {
         println!("note: {n}");
     }
-    let exp = if r.expected.verdicts.is_empty() {
+    let exp = if r.expected.is_empty() {
         "a clean run".to_string()
     } else {
-        r.expected.verdicts.join(", ")
+        r.expected.join(", ")
     };
     let matched = if r.outcome.matches_expectation() {
         "matches the scenario's expectation".to_string()
@@ -156,8 +157,10 @@ pub fn print_result(c: &Case, r: &CaseResult) {
         )
     };
     println!("expected: {exp} → {} ({matched})", r.outcome.label());
-    if let Some(f) = &r.expected.finding {
+    if let Some(f) = &r.finding {
         println!("recorded finding: {f}");
     }
-    println!("results: {}", c.dir.display());
+    if let Some(dir) = &r.results_dir {
+        println!("results: {}", dir.display());
+    }
 }

@@ -1,10 +1,13 @@
-//! `pinvm`: boot patched Linux kernels under KVM and judge what happens.
+//! `pinvm`: boot patched Linux kernels under KVM and judge what happens. The command line
+//! only: clap definitions and printing over the `harness` library and the `vmm` machine.
+
+#![deny(clippy::undocumented_unsafe_blocks)]
 
 mod cli;
 
 use clap::Parser;
+use machine::outcome::EXIT_UNTESTABLE;
 use std::process::ExitCode;
-use vmm::outcome::EXIT_UNTESTABLE;
 
 fn main() -> ExitCode {
     let args = match cli::Cli::try_parse() {
@@ -15,7 +18,7 @@ fn main() -> ExitCode {
             return ExitCode::from(code as u8);
         }
     };
-    let code = match cli::dispatch(args) {
+    let code = match cli::dispatch(&vmm::KvmMachine, args) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("pinvm: error: {e:#}");

@@ -14,7 +14,9 @@ pub use expect::Expectation;
 
 /// The kernel versions pinvm builds by name.
 pub const KERNELS: [&str; 2] = ["6.1", "6.12"];
+/// The filesystems pinvm makes images of.
 pub const FILESYSTEMS: [&str; 3] = ["ext4", "xfs", "btrfs"];
+/// Pin methods of the agent's `pin` step ({pin}).
 pub const PIN_METHODS: [&str; 6] = [
     "gup",
     "gup_fast",
@@ -23,6 +25,7 @@ pub const PIN_METHODS: [&str; 6] = [
     "pin_longterm",
     "pin_fast_longterm",
 ];
+/// Release methods of the agent's `release` step ({release}).
 pub const RELEASE_METHODS: [&str; 3] = ["dirty_lock", "dirty_nolock", "no_dirty"];
 /// Memory pressure applied where a step says `{pressure}`.
 pub const PRESSURES: [&str; 3] = ["none", "pageout", "drop_caches"];
@@ -35,11 +38,14 @@ pub struct Scenario {
     pub id: String,
     /// One line.
     pub title: String,
+    /// What the scenario does and why (prose).
     pub description: String,
     /// Where the prediction comes from (section of the research notes).
     #[serde(default)]
     pub research: Option<String>,
+    /// Kernel versions of its matrix.
     pub kernels: Vec<String>,
+    /// Filesystems of its matrix.
     pub filesystems: Vec<String>,
     /// Seconds before the watchdog stops the guest (a hang).
     #[serde(default = "default_timeout")]
@@ -48,6 +54,7 @@ pub struct Scenario {
     #[serde(default = "default_memory")]
     pub memory: u64,
     #[serde(default = "default_cpus")]
+    /// Number of vCPUs.
     pub cpus: u8,
     /// Extra kernel command-line words.
     #[serde(default)]
@@ -83,6 +90,7 @@ pub struct Scenario {
     /// Set by `load`: the file's stem, e.g. "S03-gup-reclaim".
     #[serde(skip)]
     pub name: String,
+    /// Set by `load`: the file it was read from.
     #[serde(skip)]
     pub path: PathBuf,
 }

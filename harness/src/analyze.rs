@@ -1,0 +1,116 @@
+//! From a run record and the records its devices wrote (DMA log, block journal, final disk)
+//! to the oracle's analysis.
+
+use anyhow::Result;
+use guest_images::disk::Fs;
+use machine::RunReport;
+use oracle::{Analysis, FileExtent, FileMap, Inputs, TimedStep};
+use proto::agent::StepReport;
+use proto::dma_log::DmaLog;
+use proto::journal::Journal;
+use std::path::Path;
+
+/// Gather the run's records and let the oracle judge. `steps` are the workload lines the
+/// agent ran (the last one a `fiemap` of the target file on disk 0, a `fs` filesystem);
+/// `watchdog` is the hang reason when the run timed out.
+pub fn analyze(
+    fs: Fs,
+    steps: &[String],
+    report: &RunReport,
+    watchdog: Option<String>,
+) -> Result<Analysis> {
+    let records = &report.records;
+    let mut notes = Vec::new();
+    let dma = match records.dma_log.as_deref().map(DmaLog::open) {
+        Some(Ok(l)) => l.records().collect::<Result<Vec<_>, _>>()?,
+        Some(Err(e)) => {
+            notes.push(format!("no DMA log: {e}"));
+            vec![]
+        }
+        None => {
+            notes.push("no DMA log: the run kept none".into());
+            vec![]
+        }
+    };
+    let journal_path = records.journals.first().and_then(|j| j.as_deref());
+    let journal = match journal_path.map(Journal::open) {
+        Some(Ok(j)) => j.records().collect::<Result<Vec<_>, _>>()?,
+        Some(Err(e)) => {
+            notes.push(format!("no block journal: {e}"));
+            vec![]
+        }
+        None => {
+            notes.push("no block journal: the run kept none".into());
+            vec![]
+        }
+    };
+    let disk = records.kept_disks.first().and_then(|d| d.as_deref());
+    let file = match disk {
+        Some(disk) => file_map(fs, steps, report, disk)?,
+        None => None,
+    };
+    let image = disk.and_then(|d| std::fs::File::open(d).ok());
+    let inputs = Inputs {
+        dma,
+        journal,
+        file,
+        image: image.as_ref().map(|f| f as &dyn oracle::DiskImage),
+        console: &report.console,
+        steps: timed_steps(steps, report),
+        watchdog,
+    };
+    let mut a = oracle::analyze(&inputs);
+    a.notes.splice(0..0, notes);
+    Ok(a)
+}
+
+/// Each step's report (extents aside) with its workload line and arrival time.
+fn timed_steps(steps: &[String], report: &RunReport) -> Vec<TimedStep> {
+    report
+        .steps
+        .iter()
+        .zip(&report.step_ns)
+        .filter(|(r, _)| !matches!(r, StepReport::Extent { .. }))
+        .map(|(r, &t)| TimedStep {
+            line: steps
+                .get(r.index() as usize - 1)
+                .cloned()
+                .unwrap_or_default(),
+            report: r.clone(),
+            time_ns: t,
+        })
+        .collect()
+}
+
+/// The target file's extents on `disk`, from the closing `fiemap` (the last step), if it ran.
+fn file_map(fs: Fs, steps: &[String], report: &RunReport, disk: &Path) -> Result<Option<FileMap>> {
+    let fiemap_index = steps.len() as u32;
+    let fiemap_done = report
+        .steps
+        .iter()
+        .any(|r| matches!(r, StepReport::Done { index, .. } if *index == fiemap_index));
+    if !fiemap_done {
+        return Ok(None);
+    }
+    let mut extents = Vec::new();
+    for r in &report.steps {
+        if let StepReport::Extent {
+            index,
+            logical,
+            physical,
+            length,
+            flags,
+        } = r
+        {
+            if *index == fiemap_index {
+                extents.push(FileExtent {
+                    logical: *logical,
+                    device: guest_images::disk::device_offset(fs, disk, *physical)?,
+                    length: *length,
+                    flags: *flags,
+                });
+            }
+        }
+    }
+    Ok(Some(FileMap { extents }))
+}

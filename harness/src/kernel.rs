@@ -1,0 +1,74 @@
+//! Which kernel a case boots: a file, or a Debian version pinvm builds (once, cached) with
+//! its config, its driver and, on kvm_pvm hosts, the platform fix.
+
+use anyhow::Result;
+use guest_images::kernel::{self as gk, BuildRequest, BuiltKernel, KernelSource, PlatformFix};
+use std::path::PathBuf;
+
+/// The kernel version booted when nothing else is asked for.
+pub const DEFAULT_KERNEL_VERSION: &str = "6.12";
+
+/// Which kernel to boot: a file, or a Debian version built (once) with pinvm's config.
+#[derive(Debug, Clone)]
+pub struct KernelChoice {
+    /// Boot this kernel image: an uncompressed vmlinux (fast) or a bzImage.
+    pub kernel: Option<PathBuf>,
+    /// The Debian linux-source version to build when `kernel` is None; with a `kernel` file,
+    /// the version whose scenario expectations apply.
+    pub kernel_version: String,
+}
+
+impl KernelChoice {
+    /// The Debian kernel of `version`, built with pinvm's defaults.
+    pub fn version(version: &str) -> KernelChoice {
+        KernelChoice {
+            kernel: None,
+            kernel_version: version.to_string(),
+        }
+    }
+}
+
+/// Build (or find in the cache) the kernel `req` describes, showing progress on stderr only
+/// when a build really starts: a cache hit prints nothing.
+pub fn build_with_progress(req: &BuildRequest) -> Result<BuiltKernel> {
+    let cache = guest_images::cache::cache_dir()?;
+    // A cache hit reports only resolving the sources and the key: hold those back until
+    // the build really starts, so a cached kernel prints nothing.
+    let mut renderer = gk::progress::ProgressRenderer::stderr();
+    let mut held = Vec::new();
+    let mut started = false;
+    let built = gk::build(req, &cache, &mut |p| {
+        if !started {
+            let early = matches!(
+                p,
+                gk::BuildProgress::Phase(gk::Phase::Resolving) | gk::BuildProgress::Note(_)
+            );
+            if early {
+                held.push(p);
+                return;
+            }
+            started = true;
+            for h in held.drain(..) {
+                renderer.event(h);
+            }
+        }
+        renderer.event(p)
+    });
+    if started {
+        renderer.finish();
+    }
+    built
+}
+
+/// The Debian kernel selected by `choice.kernel_version`, with pinvm's defaults.
+pub fn default_kernel(choice: &KernelChoice) -> Result<BuiltKernel> {
+    let req = BuildRequest {
+        source: choice.kernel_version.parse::<KernelSource>()?,
+        fragments: vec![],
+        patches: vec![],
+        platform_fix: PlatformFix::Auto,
+        jobs: None,
+        without_driver: false,
+    };
+    build_with_progress(&req)
+}

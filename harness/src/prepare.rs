@@ -1,0 +1,112 @@
+//! Getting a run ready: the kernel (built if needed), the disks (the user's image as
+//! /dev/vda, then the busybox tools disk) and the initramfs (the cached base with the agent,
+//! plus the job).
+
+use crate::kernel::{default_kernel, KernelChoice};
+use anyhow::{Context, Result};
+use guest_images::initramfs::{Job, Mount};
+use machine::DiskSpec;
+use std::path::PathBuf;
+
+/// A kernel, initramfs and disks ready to boot.
+pub struct Prepared {
+    /// The kernel image.
+    pub kernel: PathBuf,
+    /// Its System.map, if known (names where hung vCPUs were).
+    pub system_map: Option<PathBuf>,
+    /// `make kernelrelease` of a kernel pinvm built (None for a --kernel file).
+    pub release: Option<String>,
+    /// The initramfs: the base archive (agent, directories) followed by the job's archive.
+    pub initrd: Vec<u8>,
+    /// The disks, in guest order.
+    pub disks: Vec<DiskSpec>,
+}
+
+/// The user's disk, if any.
+#[derive(Default)]
+pub struct UserDisk {
+    /// The filesystem image (never modified).
+    pub image: Option<PathBuf>,
+    /// Record every write here.
+    pub journal: Option<PathBuf>,
+    /// Also record the data of every write.
+    pub journal_data: bool,
+    /// Save the disk as the guest left it here.
+    pub keep: Option<PathBuf>,
+}
+
+/// Resolve the kernel (building it if needed), the disks (the user's as /dev/vda, then the
+/// busybox tools disk) and the initramfs for `job`.
+pub fn prepare(choice: &KernelChoice, mut job: Job, user: UserDisk) -> Result<Prepared> {
+    let (kernel, system_map, release) = kernel_files(choice)?;
+    let cache = guest_images::cache::cache_dir()?;
+    let mut disks = Vec::new();
+    if let Some(image) = user.image {
+        if !image.is_file() {
+            anyhow::bail!("--disk {}: no such file", image.display());
+        }
+        if let Some(fs) = guest_images::disk::detect(&image)? {
+            job.mounts.push(Mount {
+                device: "/dev/vda".into(),
+                dir: "/mnt".into(),
+                fstype: fs.name().into(),
+                options: String::new(),
+            });
+        }
+        disks.push(DiskSpec {
+            image,
+            journal: user.journal,
+            journal_data: user.journal_data,
+            keep: user.keep,
+            id: "pinvm-disk".into(),
+        });
+    }
+    let busybox = guest_images::agent::busybox_path();
+    if let Some(bb) = &busybox {
+        let tools = guest_images::tools::cached_tools_image(&cache, bb)?;
+        job.mounts.push(Mount {
+            device: format!("/dev/vd{}", (b'a' + disks.len() as u8) as char),
+            dir: guest_images::tools::MOUNT_POINT.into(),
+            fstype: "ext4".into(),
+            options: "ro".into(),
+        });
+        disks.push(DiskSpec {
+            image: tools,
+            journal: None,
+            journal_data: false,
+            keep: None,
+            id: "pinvm-tools".into(),
+        });
+    }
+    let agent = guest_images::agent::agent_binary()?;
+    let base = guest_images::initramfs::cached_base_initramfs(&cache, &agent, busybox.is_some())?;
+    let mut initrd =
+        std::fs::read(&base).with_context(|| format!("reading initramfs {}", base.display()))?;
+    initrd.extend_from_slice(&job.archive()?);
+    Ok(Prepared {
+        kernel,
+        system_map,
+        release,
+        initrd,
+        disks,
+    })
+}
+
+/// The kernel image, its System.map and its release: a `--kernel` file (System.map next to
+/// it, if there), or the built default kernel.
+fn kernel_files(choice: &KernelChoice) -> Result<(PathBuf, Option<PathBuf>, Option<String>)> {
+    match &choice.kernel {
+        Some(p) => {
+            if !p.is_file() {
+                anyhow::bail!("--kernel {}: no such file", p.display());
+            }
+            let map = p.with_file_name("System.map");
+            Ok((p.clone(), map.is_file().then_some(map), None))
+        }
+        None => {
+            let built = default_kernel(choice)?;
+            let release = Some(built.manifest.kernelrelease.clone());
+            Ok((built.vmlinux, Some(built.system_map), release))
+        }
+    }
+}

@@ -1,0 +1,121 @@
+//! The devices a [`RunSpec`] asks for, built once for any machine: each disk served
+//! copy-on-write over its image with its write journal, and the DMA device with its log, its
+//! writeback observer hooked to the first disk's copies. The machine puts them behind its
+//! transport (virtio-mmio under our VMM); after the run, [`Collector`] flushes the records and
+//! saves the disks that were asked for.
+
+use crate::{DiskSpec, RunSpec};
+use anyhow::{Context, Result};
+use devices::block::disk::CowDisk;
+use devices::block::observer::BlockObserver;
+use devices::block::{Block, BlockConfig, BlockHandle};
+use devices::dmapin::{DmaPin, DmaPinConfig, DmaPinHandle};
+use devices::virtio::VirtioDevice;
+use proto::journal::JournalOptions;
+use std::sync::Arc;
+
+/// The run's virtio devices, in slot order: the disks, then the DMA device.
+pub struct DeviceSet {
+    /// One per `RunSpec::disks`, in order.
+    pub disks: Vec<Block>,
+    /// The DMA device, if the run asked for it.
+    pub dma: Option<DmaPin>,
+    /// Handles to collect the devices' records after the run.
+    pub collector: Collector,
+}
+
+/// What to do with the devices once the guest is stopped.
+pub struct Collector {
+    disks: Vec<(BlockHandle, DiskSpec)>,
+    dma: Option<DmaPinHandle>,
+}
+
+impl DeviceSet {
+    /// Open every disk image (never modified), create the journals and the DMA log.
+    pub fn build(spec: &RunSpec) -> Result<DeviceSet> {
+        let dma = match &spec.dma {
+            Some(d) => Some(DmaPin::new(DmaPinConfig {
+                log: d.log.clone(),
+                ..DmaPinConfig::default()
+            })?),
+            None => None,
+        };
+        let dma_handle = dma.as_ref().map(|d| d.handle());
+        let mut disks = Vec::new();
+        let mut handles = Vec::new();
+        for (i, d) in spec.disks.iter().enumerate() {
+            // The DMA device times its writeback races against the first disk's copies.
+            let observer: Option<Arc<dyn BlockObserver>> = match (&dma_handle, i) {
+                (Some(h), 0) => Some(h.observer()),
+                _ => None,
+            };
+            let block = disk(d, observer)?;
+            handles.push((block.handle(), d.clone()));
+            disks.push(block);
+        }
+        Ok(DeviceSet {
+            disks,
+            dma,
+            collector: Collector {
+                disks: handles,
+                dma: dma_handle,
+            },
+        })
+    }
+
+    /// The devices as virtio devices in slot order, and the collector.
+    pub fn into_virtio(self) -> (Vec<Box<dyn VirtioDevice>>, Collector) {
+        let mut devs: Vec<Box<dyn VirtioDevice>> = Vec::new();
+        for d in self.disks {
+            devs.push(Box::new(d));
+        }
+        if let Some(d) = self.dma {
+            devs.push(Box::new(d));
+        }
+        (devs, self.collector)
+    }
+}
+
+/// One disk: copy-on-write over `d.image`, journaled if asked.
+fn disk(d: &DiskSpec, observer: Option<Arc<dyn BlockObserver>>) -> Result<Block> {
+    let cow = CowDisk::open(&d.image)
+        .with_context(|| format!("opening disk image {}", d.image.display()))?;
+    let journal = d.journal.as_ref().map(|p| {
+        let opts = JournalOptions {
+            record_data: d.journal_data,
+            ..JournalOptions::default()
+        };
+        (p.clone(), opts)
+    });
+    let config = BlockConfig {
+        id: d.id.clone(),
+        journal,
+        observer,
+        ..BlockConfig::default()
+    };
+    Block::new(cow, config).with_context(|| format!("disk {}", d.image.display()))
+}
+
+impl Collector {
+    /// Flush the DMA log and every disk's journal (a failure is a note: the run happened),
+    /// then save the disks the run asked to keep (a failure is an error: the caller asked for
+    /// that file).
+    pub fn collect(&self, notes: &mut Vec<String>) -> Result<()> {
+        if let Some(h) = &self.dma {
+            if let Err(e) = h.flush() {
+                notes.push(format!("flushing the DMA log: {e}"));
+            }
+        }
+        for (handle, d) in &self.disks {
+            if let Err(e) = handle.flush() {
+                notes.push(format!("flushing disk {}: {e}", d.image.display()));
+            }
+            if let Some(keep) = &d.keep {
+                handle
+                    .save_as(keep)
+                    .with_context(|| format!("--keep-disk {}", keep.display()))?;
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,144 @@
+//! `pinvm bench boot`: how long boots take, measured, never asserted.
+
+use anyhow::Result;
+use clap::{Args, Subcommand};
+use harness::bench::{self, BootBench as BootPlan, DiskBench as DiskPlan, Series};
+use harness::KernelChoice;
+use machine::Machine;
+use std::time::Duration;
+
+#[derive(Subcommand, Debug)]
+pub enum BenchCommand {
+    /// Boot each kernel N times running `true`; print the median, min and max of: VMM set-up
+    /// until the first KVM_RUN, first KVM_RUN to guest init (agent's first event), and first
+    /// KVM_RUN to command done.
+    Boot(BootBench),
+    /// Guest sequential write (+fsync) and read (after drop_caches) of N MiB on a virtio-blk
+    /// ext4 disk, against the same on a host file.
+    Disk(DiskBench),
+}
+
+#[derive(Args, Debug)]
+pub struct DiskBench {
+    /// Kernel version (Debian, pinvm config).
+    #[arg(long, default_value = harness::kernel::DEFAULT_KERNEL_VERSION)]
+    pub kernel_version: String,
+    /// MiB to write and read.
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u64).range(1..=1024))]
+    pub mib: u64,
+    /// Filesystem of the guest disk.
+    #[arg(long, default_value = "ext4")]
+    pub fs: guest_images::disk::Fs,
+}
+
+#[derive(Args, Debug)]
+pub struct BootBench {
+    /// Kernel versions (Debian, pinvm config), comma separated.
+    #[arg(long, default_value = "6.12,6.1", value_delimiter = ',')]
+    pub kernel_version: Vec<String>,
+    /// Or benchmark this kernel image instead.
+    #[arg(long, value_name = "PATH", conflicts_with = "kernel_version")]
+    pub kernel: Option<std::path::PathBuf>,
+    /// Boots per kernel.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub runs: u32,
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(1..=32))]
+    pub cpus: u8,
+    #[arg(long, default_value_t = 128)]
+    pub mem: u64,
+    /// Extra kernel command-line arguments.
+    #[arg(long, value_name = "ARGS")]
+    pub append: Vec<String>,
+}
+
+/// "median … ms  min …  max …", or "n/a" without measurements.
+fn show(s: &Series) -> String {
+    let Some((median, min, max)) = s.stats() else {
+        return "n/a".into();
+    };
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    format!(
+        "median {:8.1} ms  min {:8.1}  max {:8.1}",
+        ms(median),
+        ms(min),
+        ms(max)
+    )
+}
+
+pub fn run(machine: &dyn Machine, cmd: BenchCommand) -> Result<i32> {
+    let b = match cmd {
+        BenchCommand::Boot(b) => b,
+        BenchCommand::Disk(d) => return disk(machine, d),
+    };
+    let choices: Vec<KernelChoice> = match &b.kernel {
+        Some(p) => vec![KernelChoice {
+            kernel: Some(p.clone()),
+            kernel_version: String::new(),
+        }],
+        None => b
+            .kernel_version
+            .iter()
+            .map(|v| KernelChoice::version(v))
+            .collect(),
+    };
+    for choice in choices {
+        let name = choice
+            .kernel
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| choice.kernel_version.clone());
+        let plan = BootPlan {
+            kernel: choice,
+            runs: b.runs,
+            cpus: b.cpus,
+            mem_mib: b.mem,
+            append: b.append.clone(),
+        };
+        let f = bench::boot(machine, &plan, &mut || eprint!("."))?;
+        eprintln!();
+        println!(
+            "kernel {name}: {} runs, {} vCPUs, {} MiB, initramfs {} KiB",
+            b.runs,
+            b.cpus,
+            b.mem,
+            f.initrd_bytes / 1024
+        );
+        println!("  VMM set-up to first KVM_RUN  {}", show(&f.setup));
+        println!("  first KVM_RUN to guest init  {}", show(&f.to_init));
+        println!("  first KVM_RUN to CMD done    {}", show(&f.to_cmd_done));
+    }
+    Ok(0)
+}
+
+fn mb_s(bytes: u64, d: Duration) -> f64 {
+    bytes as f64 / (1 << 20) as f64 / d.as_secs_f64().max(1e-9)
+}
+
+fn disk(machine: &dyn Machine, d: DiskBench) -> Result<i32> {
+    let plan = DiskPlan {
+        kernel_version: d.kernel_version.clone(),
+        mib: d.mib,
+        fs: d.fs,
+    };
+    let f = bench::disk(machine, &plan)?;
+    println!(
+        "disk {}: {} MiB, kernel {}, 2 vCPUs, {} MiB RAM",
+        d.fs.name(),
+        d.mib,
+        d.kernel_version,
+        f.mem_mib
+    );
+    println!(
+        "  guest write+fsync {:8.1} MiB/s ({:.2} s)   host {:8.1} MiB/s",
+        mb_s(f.bytes, f.guest_write),
+        f.guest_write.as_secs_f64(),
+        mb_s(f.bytes, f.host_write)
+    );
+    println!(
+        "  guest read (cold) {:8.1} MiB/s ({:.2} s)   host {:8.1} MiB/s",
+        mb_s(f.bytes, f.guest_read),
+        f.guest_read.as_secs_f64(),
+        mb_s(f.bytes, f.host_read)
+    );
+    Ok(0)
+}

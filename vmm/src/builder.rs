@@ -1,0 +1,214 @@
+//! Building and starting a KVM machine for one run, one step per function, in the order
+//! [`crate::KvmMachine`] calls them:
+//! 1. [`check`] the run description against what this machine can do;
+//! 2. [`create_vm`]: open /dev/kvm, create the VM and its memory;
+//! 3. [`build_devices`]: the console UART and the i8042 on port I/O, the control page and the
+//!    virtio devices (built by `machine::device_set`) on MMIO, each wired to the run's channel;
+//! 4. [`create_vcpus`] (before loading: on kvm_pvm the command line carries vCPU 0's TSC
+//!    rate);
+//! 5. [`load`]: the command line, the kernel, the initramfs and the boot structures, and every
+//!    vCPU's boot registers;
+//! 6. [`start`]: one thread per vCPU.
+//!
+//! Watching, stopping and collecting follow in `run_control` and `machine::device_set`.
+
+use crate::arch::x86_64::layout;
+use crate::quirks::QuirkCounts;
+use crate::run_control::{RunMsg, Running};
+use crate::slots::{self, MAX_VIRTIO_DEVICES};
+use crate::vcpu::{self, VcpuShared};
+use crate::vm::{self, Notes, Vm};
+use crate::{host, NAME};
+use anyhow::{Context, Result};
+use devices::bus::Bus;
+use devices::control::ControlPage;
+use devices::i8042::{ResetTrigger, I8042, I8042_BASE, I8042_LEN};
+use devices::serial::{ConsoleSink, Serial, COM1_BASE, COM1_IRQ, COM1_LEN};
+use devices::virtio::GuestMem;
+use kvm_ioctls::VcpuFd;
+use machine::console::ConsoleCapture;
+use machine::device_set::{Collector, DeviceSet};
+use machine::{MachineError, RunSpec};
+use proto::control::PAGE_SIZE as CONTROL_PAGE_SIZE;
+use std::sync::atomic::AtomicBool;
+use std::sync::mpsc::Sender;
+use std::sync::{Arc, Mutex, OnceLock};
+use vm_memory::GuestMemoryAtomic;
+use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
+
+/// The run's devices on their buses, and what the run keeps of them.
+pub struct Board {
+    /// Port I/O: COM1 and the i8042.
+    pub pio: Bus,
+    /// MMIO: the control page and the virtio-mmio slots.
+    pub mmio: Bus,
+    /// The console capture the UART writes into.
+    pub console: ConsoleCapture,
+    /// The virtio devices' records, collected after the run.
+    pub collector: Collector,
+}
+
+/// Refuse what this machine cannot run: no vCPU, or more virtio devices than it has slots.
+pub fn check(spec: &RunSpec) -> Result<(), MachineError> {
+    if spec.cpus == 0 {
+        return Err(MachineError::Invalid("--cpus must be at least 1".into()));
+    }
+    if spec.virtio_devices() > MAX_VIRTIO_DEVICES {
+        return Err(MachineError::Invalid(format!(
+            "at most {MAX_VIRTIO_DEVICES} virtio devices"
+        )));
+    }
+    Ok(())
+}
+
+/// Open /dev/kvm (a host without a usable one makes this machine unavailable) and create the
+/// VM with `spec`'s memory.
+pub fn create_vm(spec: &RunSpec) -> Result<Vm, MachineError> {
+    let kvm = vm::open_kvm().map_err(|e| MachineError::Unavailable {
+        machine: NAME,
+        why: e.to_string(),
+    })?;
+    Ok(vm::create(kvm, spec.mem_mib << 20)?)
+}
+
+/// Every device of the run on its bus: COM1 (the console) and the i8042 (its reset ends the
+/// run) on port I/O; the control page (the agent's events) and the virtio devices on MMIO.
+/// Devices report into `tx` from the vCPU thread that touched them.
+pub fn build_devices(vm: &Vm, spec: &RunSpec, tx: &Sender<RunMsg>) -> Result<Board> {
+    let (console, sink) = ConsoleCapture::open(spec)?;
+    let pio = legacy_devices(vm, sink, tx)?;
+    let mut mmio = Bus::new();
+    let agent = tx.clone();
+    let control = ControlPage::with_sink(move |ev| {
+        let _ = agent.send(RunMsg::Agent(ev.into()));
+    });
+    mmio.insert(
+        layout::CONTROL_PAGE,
+        CONTROL_PAGE_SIZE,
+        Arc::new(Mutex::new(control)),
+    )?;
+    let collector = virtio_devices(vm, &mut mmio, spec)?;
+    Ok(Board {
+        pio,
+        mmio,
+        console,
+        collector,
+    })
+}
+
+/// COM1 writing into `sink` and raising IRQ 4 through an irqfd, and the i8042 whose reset
+/// pulse is [`RunMsg::Reset`].
+fn legacy_devices(vm: &Vm, sink: ConsoleSink, tx: &Sender<RunMsg>) -> Result<Bus> {
+    let serial_irq = EventFd::new(EFD_NONBLOCK)?;
+    vm.fd
+        .register_irqfd(&serial_irq, COM1_IRQ)
+        .context("KVM_IRQFD for the serial port")?;
+    let serial = Serial::new(serial_irq, sink);
+    let reset = tx.clone();
+    let i8042 = I8042::new(ResetTrigger::new(move || {
+        let _ = reset.send(RunMsg::Reset);
+    }));
+    let mut pio = Bus::new();
+    pio.insert(COM1_BASE, COM1_LEN, Arc::new(Mutex::new(serial)))?;
+    pio.insert(I8042_BASE, I8042_LEN, Arc::new(Mutex::new(i8042)))?;
+    Ok(pio)
+}
+
+/// The run's disks and DMA device, one virtio-mmio slot each, in `spec` order.
+fn virtio_devices(vm: &Vm, mmio: &mut Bus, spec: &RunSpec) -> Result<Collector> {
+    let guest_mem: GuestMem = GuestMemoryAtomic::new(vm.mem.clone());
+    let (devices, collector) = DeviceSet::build(spec)?.into_virtio();
+    for (slot, device) in devices.into_iter().enumerate() {
+        slots::attach_virtio(&vm.fd, mmio, &guest_mem, slot, device)?;
+    }
+    Ok(collector)
+}
+
+/// Create the vCPUs with their CPUID, MSRs and LAPIC (registers come with [`load`]).
+pub fn create_vcpus(vm: &Vm, cpus: u8, notes: &mut Notes) -> Result<Vec<VcpuFd>> {
+    (0..cpus)
+        .map(|id| vm::create_vcpu(vm, id, cpus, notes))
+        .collect()
+}
+
+/// Build the guest command line (pinvm's words, kvm_pvm's, the virtio slots, then
+/// `spec.append`), load the kernel, initramfs and boot structures, and give every vCPU its
+/// 64-bit boot registers. Returns the command line.
+pub fn load(
+    vm: &Vm,
+    spec: &RunSpec,
+    vcpus: &[VcpuFd],
+    notes: &mut Notes,
+) -> Result<String, MachineError> {
+    let mut words = slots::cmdline_words(spec.virtio_devices());
+    words.extend(spec.append.iter().cloned());
+    let pvm = host::is_kvm_pvm();
+    let tsc_khz = if pvm {
+        guest_tsc_khz(&vcpus[0], notes)
+    } else {
+        None
+    };
+    let cmdline = host::cmdline(layout::CONTROL_PAGE, pvm, tsc_khz, &words)
+        .map_err(|e| MachineError::Invalid(e.to_string()))?;
+    let kernel = vm::load_guest(
+        vm,
+        &vm::VmSpec {
+            kernel: &spec.kernel,
+            initrd: spec.initrd.as_deref(),
+            cmdline: &cmdline,
+            cpus: spec.cpus,
+            mem_size: spec.mem_mib << 20,
+        },
+    )?;
+    for vcpu in vcpus {
+        vm::set_boot_state(vcpu, kernel.entry)?;
+    }
+    Ok(cmdline)
+}
+
+/// The TSC rate to tell a kvm_pvm guest (it cannot calibrate against the emulated PIT); None
+/// (with a note) when KVM does not know it.
+fn guest_tsc_khz(vcpu: &VcpuFd, notes: &mut Notes) -> Option<u32> {
+    match vcpu.get_tsc_khz() {
+        Ok(k) if k > 0 => Some(k),
+        r => {
+            notes.push(format!(
+                "KVM_GET_TSC_KHZ gave {r:?}: the guest calibrates its TSC"
+            ));
+            None
+        }
+    }
+}
+
+/// Start one thread per vCPU running the guest; each reports its end into `tx`.
+pub fn start(
+    vm: &Vm,
+    vcpus: Vec<VcpuFd>,
+    pio: Bus,
+    mmio: Bus,
+    tx: &Sender<RunMsg>,
+) -> Result<Running> {
+    let shared = VcpuShared {
+        pio: Arc::new(pio),
+        mmio: Arc::new(mmio),
+        mem: Arc::new(vm.mem.clone()),
+        stop: Arc::new(AtomicBool::new(false)),
+        quirks: Arc::new(QuirkCounts::default()),
+        first_run: Arc::new(OnceLock::new()),
+    };
+    let mut threads = Vec::new();
+    for (id, fd) in vcpus.into_iter().enumerate() {
+        let id = id as u8;
+        let sh = shared.clone();
+        let done = tx.clone();
+        let report = move |end| {
+            let _ = done.send(RunMsg::Vcpu(id, end));
+        };
+        threads.push(
+            std::thread::Builder::new()
+                .name(format!("pinvm-vcpu{id}"))
+                .spawn(move || vcpu::run(fd, sh, report))?,
+        );
+    }
+    Ok(Running { threads, shared })
+}

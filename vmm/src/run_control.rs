@@ -1,0 +1,131 @@
+//! Run control: one channel carries everything the run controller waits for (the i8042
+//! reset, the agent's events from the control page, each vCPU's end), sent directly by the
+//! device or vCPU thread where it happens. The controller watches until the run ends, then
+//! stops every vCPU with a signal + `immediate_exit` (see `kick`), never with a vCPU ioctl from
+//! its own thread.
+
+use crate::kick;
+use crate::vcpu::{VcpuEnd, VcpuShared};
+use machine::agent::AgentEvent;
+use machine::watch::RunWatch;
+use machine::VmEnd;
+use std::ops::ControlFlow;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+use vmm_sys_util::signal::Killable;
+
+/// How long stopped vCPU threads get to leave KVM_RUN before the run gives up on them.
+const STOP_TIMEOUT: Duration = Duration::from_secs(5);
+/// How often a vCPU thread that has not stopped yet is kicked again.
+const KICK_INTERVAL: Duration = Duration::from_millis(20);
+
+/// What the run controller hears about.
+pub enum RunMsg {
+    /// The guest pulsed the i8042 reset line.
+    Reset,
+    /// The guest agent reported through the control page.
+    Agent(AgentEvent),
+    /// A vCPU thread ended.
+    Vcpu(u8, VcpuEnd),
+}
+
+/// The vCPU threads of a started guest.
+pub struct Running {
+    /// One per vCPU, in id order.
+    pub threads: Vec<JoinHandle<()>>,
+    /// What they share (the stop flag, first-run time, quirk counts).
+    pub shared: VcpuShared,
+}
+
+/// What stopping the vCPUs left behind.
+pub struct Stopped {
+    /// Where each vCPU was: (id, RIP), sorted.
+    pub rips: Vec<(u8, u64)>,
+    /// When the first vCPU entered the guest.
+    pub first_run: Option<Instant>,
+    /// The kvm_pvm work-arounds summary.
+    pub quirks: String,
+}
+
+/// Wait for the end of the run: a reset, a vCPU that stopped, or what the watch's clock says
+/// (timeout, no reboot after the command, a panic that had its grace).
+pub fn watch(rx: &Receiver<RunMsg>, w: &mut RunWatch) -> VmEnd {
+    loop {
+        let wait = match w.next_wait() {
+            ControlFlow::Continue(wait) => wait,
+            ControlFlow::Break(end) => return end,
+        };
+        match rx.recv_timeout(wait) {
+            Ok(RunMsg::Reset) => return VmEnd::Reset,
+            Ok(RunMsg::Agent(ev)) => w.agent(ev),
+            Ok(RunMsg::Vcpu(id, end)) => return vcpu_end(id, end),
+            Err(RecvTimeoutError::Timeout) => {
+                if let Some(end) = w.quiet() {
+                    return end;
+                }
+            }
+            Err(RecvTimeoutError::Disconnected) => {
+                return VmEnd::VcpuFailed("all vCPU threads vanished".into())
+            }
+        }
+    }
+}
+
+/// The end of the run when vCPU `id` ended on its own.
+fn vcpu_end(id: u8, end: VcpuEnd) -> VmEnd {
+    match end {
+        VcpuEnd::Shutdown => VmEnd::Shutdown,
+        VcpuEnd::SystemEvent(k) => VmEnd::SystemEvent(k),
+        VcpuEnd::Failed(why) => VmEnd::VcpuFailed(format!("vCPU {id}: {why}")),
+        VcpuEnd::Stopped { .. } => VmEnd::VcpuFailed(format!("vCPU {id} stopped unexpectedly")),
+    }
+}
+
+/// Stop every vCPU: set the stop flag and kick the threads until they have left KVM_RUN (at
+/// most [`STOP_TIMEOUT`]), collecting where each one was and the agent events still queued.
+pub fn stop(
+    running: Running,
+    rx: &Receiver<RunMsg>,
+    w: &mut RunWatch,
+    notes: &mut Vec<String>,
+) -> Stopped {
+    let Running { threads, shared } = running;
+    shared.stop.store(true, Ordering::Release);
+    let mut rips = Vec::new();
+    let deadline = Instant::now() + STOP_TIMEOUT;
+    while threads.iter().any(|t| !t.is_finished()) && Instant::now() < deadline {
+        for t in threads.iter().filter(|t| !t.is_finished()) {
+            let _ = t.kill(kick::kick_signal());
+        }
+        while let Ok(msg) = rx.recv_timeout(KICK_INTERVAL) {
+            late(msg, &mut rips, w);
+        }
+    }
+    if threads.iter().any(|t| !t.is_finished()) {
+        notes.push("a vCPU thread did not stop within 5 s".into());
+    } else {
+        for t in threads {
+            let _ = t.join();
+        }
+    }
+    while let Ok(msg) = rx.try_recv() {
+        late(msg, &mut rips, w);
+    }
+    rips.sort();
+    Stopped {
+        rips,
+        first_run: shared.first_run.get().copied(),
+        quirks: shared.quirks.summary(),
+    }
+}
+
+/// A message that arrived while stopping: a stopped vCPU's RIP, or a late agent event.
+fn late(msg: RunMsg, rips: &mut Vec<(u8, u64)>, w: &mut RunWatch) {
+    match msg {
+        RunMsg::Vcpu(id, VcpuEnd::Stopped { rip: Some(rip) }) => rips.push((id, rip)),
+        RunMsg::Agent(ev) => w.agent(ev),
+        _ => {}
+    }
+}
