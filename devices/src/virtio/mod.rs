@@ -18,6 +18,7 @@ pub mod chain;
 pub mod mmio;
 #[cfg(any(test, feature = "test-utils"))]
 pub mod testing;
+pub mod vhost_user;
 pub mod worker;
 
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
