@@ -61,6 +61,7 @@ struct Ring {
     base: u16,
     kick: Option<EventFd>,
     call: Option<EventFd>,
+    err: Option<EventFd>,
     enabled: bool,
 }
 
@@ -144,18 +145,22 @@ impl VhostUserTransport {
         let mut queues = Vec::with_capacity(self.rings.len());
         let mut kicks = Vec::with_capacity(self.rings.len());
         for (r, max) in self.rings.iter().zip(max) {
-            let q = build_queue(r, max, event_idx, &*mem)?;
+            let q = build_queue(r, max, event_idx, &mem)?;
             queues.push(q);
             let kick = r.kick.as_ref().expect("ready ring has a kick");
             kicks.push(kick.try_clone().map_err(VuError::ReqHandlerError)?);
         }
         drop(mem);
+        let clone = |e: &EventFd| e.try_clone().map_err(VuError::ReqHandlerError);
         let mut calls = Vec::with_capacity(self.rings.len());
+        let mut errs = Vec::new();
         for r in &self.rings {
-            let call = r.call.as_ref().expect("ready ring has a call");
-            calls.push(call.try_clone().map_err(VuError::ReqHandlerError)?);
+            calls.push(clone(r.call.as_ref().expect("ready ring has a call"))?);
+            if let Some(e) = &r.err {
+                errs.push(clone(e)?);
+            }
         }
-        let notifier = Arc::new(CallNotifier { calls });
+        let notifier = Arc::new(CallNotifier { calls, errs });
         self.device
             .activate(self.mem.clone(), self.acked, queues, notifier, kicks)
             .map_err(|_| VuError::InvalidOperation("the device refused to start"))?;
@@ -174,6 +179,8 @@ impl VhostUserTransport {
 /// Used-buffer notifications through the frontend's per-ring "call" eventfds.
 struct CallNotifier {
     calls: Vec<EventFd>,
+    /// The rings' error eventfds, where the frontend gave them.
+    errs: Vec<EventFd>,
 }
 
 impl DeviceNotifier for CallNotifier {
@@ -187,9 +194,12 @@ impl DeviceNotifier for CallNotifier {
     }
 
     fn notify_device_error(&self) {
-        // vhost-user has no DEVICE_NEEDS_RESET: the device has stopped serving its rings
-        // (it says why in its own state), the guest driver sees requests never complete and
-        // the run's watchdog reports the hang with where every vCPU was.
+        // vhost-user has no DEVICE_NEEDS_RESET. The device has stopped serving its rings;
+        // the frontend learns it through the error eventfds (QEMU logs "vhost vring error"),
+        // and the guest, whose requests no longer complete, ends in the run's watchdog.
+        for e in &self.errs {
+            let _ = e.write(1);
+        }
     }
 }
 
@@ -334,9 +344,9 @@ impl VhostUserBackendReqHandlerMut for VhostUserTransport {
         self.try_activate()
     }
 
-    fn set_vring_err(&mut self, index: u8, _fd: Option<File>) -> VuResult<()> {
-        // Ring errors surface as DEVICE_NEEDS_RESET through the interrupt, as under KVM.
-        self.ring(u32::from(index)).map(|_| ())
+    fn set_vring_err(&mut self, index: u8, fd: Option<File>) -> VuResult<()> {
+        self.ring(u32::from(index))?.err = fd.map(eventfd);
+        Ok(())
     }
 
     fn get_protocol_features(&mut self) -> VuResult<VhostUserProtocolFeatures> {
