@@ -22,6 +22,7 @@
 #include <linux/version.h>
 #include <linux/virtio.h>
 #include <linux/virtio_config.h>
+#include <linux/virtio_ids.h>
 #include <linux/miscdevice.h>
 #include <linux/fs.h>
 #include <linux/mm.h>
@@ -799,8 +800,16 @@ static void dmapin_remove(struct virtio_device *vdev)
 	kref_put(&dev->ref, dmapin_dev_free);
 }
 
+/*
+ * VIRTIO_ID_GPIO: under QEMU, pinvm's host device travels through QEMU's
+ * vhost-user-gpio frontend (QEMU 7.2 has no generic vhost-user device; it is
+ * the one frontend with two virtqueues and a backend-served config space).
+ * The pinvm guest has no GPIO driver, so this driver is the only one to claim
+ * it; the device behind it is pinvm's, whatever its ID says.
+ */
 static const struct virtio_device_id dmapin_id_table[] = {
 	{ VIRTIO_ID_DMAPIN, VIRTIO_DEV_ANY_ID },
+	{ VIRTIO_ID_GPIO, VIRTIO_DEV_ANY_ID },
 	{ 0 },
 };
 

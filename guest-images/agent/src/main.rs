@@ -1,8 +1,8 @@
 //! pinvm-agent: `/init` of the pinvm guest initramfs.
 //!
-//! Sequence (docs/control-protocol.md): mount /proc, map the control page named by
-//! `pinvm.ctl=` and report AGENT_STARTED, mount /sys and /dev, read the job from /pinvm,
-//! mount the job's filesystems (/pinvm/mounts), run the job's steps in-process (/pinvm/steps,
+//! Sequence (docs/control-protocol.md): mount /proc, open the event channel (the control page
+//! named by `pinvm.ctl=`, or the serial port named by `pinvm.serial=`) and report
+//! AGENT_STARTED, mount /sys and /dev, read the job from /pinvm, mount the job's filesystems (/pinvm/mounts), run the job's steps in-process (/pinvm/steps,
 //! one STEP event each), run the command while reaping orphans, report CMD_DONE with its
 //! status, sync and reboot.
 //!
@@ -22,6 +22,7 @@ macro_rules! say {
     };
 }
 
+mod channel;
 mod ctl;
 mod job;
 mod mounts;
@@ -29,9 +30,10 @@ mod run;
 mod steps;
 mod sys;
 
-use ctl::Ctl;
+use channel::Channel;
 use job::PlanError;
-use proto::control::{ControlEventKind, DEFAULT_ADDR};
+use proto::control::ControlEventKind;
+use std::cell::RefCell;
 use std::io;
 
 /// CMD_DONE status when a step failed (the STEP events say which).
@@ -57,13 +59,13 @@ pub extern "C" fn main(_argc: libc::c_int, _argv: *const *const libc::c_char) ->
     shutdown()
 }
 
-/// The control page, if it could be mapped; without it events are dropped.
-struct Reporter(Option<Ctl>);
+/// The agent's event channel, if it could be opened; without it events are dropped.
+struct Reporter(RefCell<Option<Channel>>);
 
 impl Reporter {
     fn send(&self, event: ControlEventKind, status: u32, msg: &str) {
-        if let Some(ctl) = &self.0 {
-            ctl.send(event, status, msg);
+        if let Some(ch) = self.0.borrow_mut().as_mut() {
+            ch.send(event, status, msg);
         }
     }
 
@@ -82,7 +84,7 @@ impl Reporter {
 
 fn agent() {
     mounts::mount_proc();
-    let reporter = Reporter(map_ctl());
+    let reporter = Reporter(RefCell::new(open_channel()));
     reporter.send(ControlEventKind::AgentStarted, 0, "");
     mounts::mount_rest();
 
@@ -135,23 +137,12 @@ fn run_command(reporter: &Reporter, job: &job::Job) -> u32 {
     }
 }
 
-fn map_ctl() -> Option<Ctl> {
-    let addr = match job::read_small("/proc/cmdline") {
-        Ok(cmdline) => ctl::parse_cmdline(&String::from_utf8_lossy(&cmdline)),
+fn open_channel() -> Option<Channel> {
+    match job::read_small("/proc/cmdline") {
+        Ok(cmdline) => channel::open(&String::from_utf8_lossy(&cmdline)),
         Err(e) => {
             say!("cannot read /proc/cmdline: {}", describe(&e));
-            None
-        }
-    };
-    let addr = addr.unwrap_or_else(|| {
-        say!("no pinvm.ctl= on the command line, trying {DEFAULT_ADDR:#x}");
-        DEFAULT_ADDR
-    });
-    match Ctl::map(addr) {
-        Ok(ctl) => Some(ctl),
-        Err(msg) => {
-            say!("control page unavailable, the host will see no status: {msg}");
-            None
+            channel::open("")
         }
     }
 }

@@ -38,6 +38,53 @@ pub fn mount(
     }
 }
 
+/// mknod(2) of a character device node (mode 0600); an existing node is fine.
+pub fn mknod_char(path: &CStr, major: u32, minor: u32) -> io::Result<()> {
+    let dev = libc::makedev(major, minor);
+    // SAFETY: `path` is a NUL-terminated CStr borrowed for the call; mknod reads nothing else.
+    let r = unsafe { libc::mknod(path.as_ptr(), libc::S_IFCHR | 0o600, dev) };
+    if r == 0 {
+        return Ok(());
+    }
+    let e = io::Error::last_os_error();
+    if e.raw_os_error() == Some(libc::EEXIST) {
+        Ok(())
+    } else {
+        Err(e)
+    }
+}
+
+/// Open a tty write-only, not as our controlling terminal, and put it in raw mode (no
+/// output processing, so every byte written reaches the port unchanged).
+pub fn open_tty_raw(path: &CStr) -> io::Result<std::fs::File> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: `path` is a NUL-terminated CStr borrowed for the call.
+    let fd = unsafe {
+        libc::open(
+            path.as_ptr(),
+            libc::O_WRONLY | libc::O_NOCTTY | libc::O_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` was just opened and is owned by nobody else; the File closes it.
+    let file = unsafe { std::fs::File::from_raw_fd(fd) };
+    // SAFETY: termios is a plain C struct for which all-zero bytes are a valid value.
+    let mut t: libc::termios = unsafe { std::mem::zeroed() };
+    // SAFETY: `t` is a valid, writable termios and `fd` an open descriptor for the call.
+    if unsafe { libc::tcgetattr(fd, &mut t) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `t` is a valid termios filled by tcgetattr.
+    unsafe { libc::cfmakeraw(&mut t) };
+    // SAFETY: as above; tcsetattr only reads `t`.
+    if unsafe { libc::tcsetattr(fd, libc::TCSANOW, &t) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(file)
+}
+
 /// waitpid(-1, &status, 0): reaps any child. Returns (pid, raw wait status).
 pub fn wait_any() -> io::Result<(i32, i32)> {
     let mut status = 0;

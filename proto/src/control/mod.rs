@@ -7,6 +7,9 @@
 //! Registers are 32 bits wide, little endian, accessed with aligned 4-byte loads and stores.
 //! An event is: the message into MAILBOX (32-bit words, the last one zero padded), its length
 //! into LEN, an argument into STATUS, then the event code into EVENT, which the VMM acts on.
+//!
+//! Machines without a control page (QEMU) carry the same events as framed lines on a serial
+//! port: [`serial`]. One protocol, two transports.
 
 /// Size of the control page in guest-physical address space.
 pub const PAGE_SIZE: u64 = 0x1000;
@@ -18,6 +21,8 @@ pub const DEFAULT_ADDR: u64 = 0xd000_0000;
 pub const MAGIC: u32 = 0x4d56_4e50;
 /// Protocol version, reported in the VERSION register (the agent warns on a mismatch).
 pub const VERSION: u32 = 1;
+
+pub mod serial;
 
 /// Register offsets from the page start.
 pub mod reg {
