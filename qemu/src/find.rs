@@ -63,7 +63,7 @@ pub fn frontend_from_help(help: &str) -> Option<DmaFrontend> {
     let has = |name: &str| help.contains(&format!("name \"{name}\""));
     if has("vhost-user-test-device") {
         Some(DmaFrontend::Generic {
-            virtio_id: devices::dmapin::DMAPIN_DEVICE_ID,
+            virtio_id: proto::dmapin::DEVICE_ID,
             queues: 2,
         })
     } else if has("vhost-user-gpio-device") {

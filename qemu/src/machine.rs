@@ -15,7 +15,8 @@ use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use devices::control::{ControlEvent, ControlEventKind};
+use devices::control::ControlEvent;
+use proto::control::ControlEventKind;
 use devices::serial::ConsoleSink;
 use devices::virtio::vhost_user::Server;
 use machine::agent::AgentEvent;
@@ -420,7 +421,7 @@ fn read_agent(listener: UnixListener, tx: SyncSender<Msg>) {
             return;
         }
         let at = Instant::now();
-        let at_ns = devices::block::journal::monotonic_ns();
+        let at_ns = devices::clock::monotonic_ns();
         let got = decoder.feed(&buf[..n]);
         for f in got.frames {
             let ev = ControlEvent {
