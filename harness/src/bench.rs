@@ -56,6 +56,12 @@ pub struct BootFigures {
     pub to_init: Series,
     /// First instruction to command done.
     pub to_cmd_done: Series,
+    /// Start of the run (machine set-up included) to guest init: what a user waits for.
+    pub start_to_init: Series,
+    /// Start of the run to command done.
+    pub start_to_cmd_done: Series,
+    /// The whole run, stopping the guest and collecting the devices included.
+    pub total: Series,
 }
 
 /// Boot `b.kernel` `b.runs` times running `true`; `each` is called after every boot.
@@ -76,6 +82,9 @@ pub fn boot(machine: &dyn Machine, b: &BootBench, each: &mut dyn FnMut()) -> Res
         setup: Series::default(),
         to_init: Series::default(),
         to_cmd_done: Series::default(),
+        start_to_init: Series::default(),
+        start_to_cmd_done: Series::default(),
+        total: Series::default(),
     };
     for i in 0..b.runs {
         let r = machine.run(&RunSpec {
@@ -97,9 +106,13 @@ pub fn boot(machine: &dyn Machine, b: &BootBench, each: &mut dyn FnMut()) -> Res
                 machine::crash::tail(&r.console, 10).join("\n")
             );
         }
-        f.setup.0.push(r.timings.setup);
-        f.to_init.0.extend(r.timings.to_init);
-        f.to_cmd_done.0.extend(r.timings.to_cmd_done);
+        let t = &r.timings;
+        f.setup.0.push(t.setup);
+        f.to_init.0.extend(t.to_init);
+        f.to_cmd_done.0.extend(t.to_cmd_done);
+        f.start_to_init.0.extend(t.to_init.map(|d| t.setup + d));
+        f.start_to_cmd_done.0.extend(t.to_cmd_done.map(|d| t.setup + d));
+        f.total.0.push(t.total);
         each();
     }
     Ok(f)

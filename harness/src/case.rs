@@ -67,7 +67,7 @@ pub fn run_case(machine: &dyn Machine, c: &Case) -> Result<CaseResult> {
     let expected = s.expectation(&c.kernel.kernel_version, &c.fs)?.clone();
     let untestable = |u: Untestable| {
         let v = Verdicts::untestable(u.why);
-        let r = result(c, &expected, v, u.release, t0.elapsed());
+        let r = result(c, machine, &expected, v, u.release, t0.elapsed());
         write_verdicts(c, &r, &expected, &[], None)?;
         Ok(r)
     };
@@ -96,7 +96,7 @@ pub fn run_case(machine: &dyn Machine, c: &Case) -> Result<CaseResult> {
         why,
         analysis,
     };
-    let r = result(c, &expected, verdicts, booted.release, t0.elapsed());
+    let r = result(c, machine, &expected, verdicts, booted.release, t0.elapsed());
     write_verdicts(c, &r, &expected, &titles, Some(&report))?;
     if !c.keep_disk {
         let _ = std::fs::remove_file(c.dir.join("disk.img"));
@@ -250,6 +250,7 @@ impl Verdicts {
 /// The case's result, with its one-line summary and evidence lines.
 fn result(
     c: &Case,
+    machine: &dyn Machine,
     expected: &Expectation,
     v: Verdicts,
     kernel_release: Option<String>,
@@ -260,6 +261,7 @@ fn result(
         description: c.scenario.title.clone(),
         kernel: c.kernel.kernel_version.clone(),
         kernel_release,
+        machine: machine.name().to_string(),
         fs: c.fs.clone(),
         run: c.run,
         seed: c.seed,
@@ -332,6 +334,7 @@ fn write_verdicts(
         "kernel": c.kernel.kernel_version,
         "kernel_file": c.kernel.kernel,
         "kernel_release": r.kernel_release,
+        "machine": r.machine,
         "fs": c.fs,
         "run": c.run,
         "seed": c.seed,

@@ -69,6 +69,7 @@ pub fn report_json(r: &RunReport, v: &Verdict) -> Value {
         .map(|(s, &t)| step_json(s, t))
         .collect();
     json!({
+        "machine": r.machine,
         "exit_code": v.code,
         "reason": v.reason,
         "vm_end": format!("{:?}", r.end),

@@ -203,6 +203,7 @@ fn run_cell(machine: &dyn Machine, opts: &SuiteOptions, cell: &Cell) -> CaseResu
             description: s.title.clone(),
             kernel: cell.kernel.clone(),
             kernel_release: None,
+            machine: machine.name().to_string(),
             fs: cell.fs.clone(),
             run: cell.run,
             seed: case.seed,

@@ -4,6 +4,7 @@
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 mod cli;
+mod machines;
 
 use clap::Parser;
 use machine::outcome::EXIT_UNTESTABLE;
@@ -18,7 +19,7 @@ fn main() -> ExitCode {
             return ExitCode::from(code as u8);
         }
     };
-    let code = match cli::dispatch(&vmm::KvmMachine, args) {
+    let code = match cli::dispatch(args) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("pinvm: error: {e:#}");

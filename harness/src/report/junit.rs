@@ -181,6 +181,7 @@ fn system_out(c: &CaseResult) -> String {
                 .unwrap_or_default()
         ),
         format!("fs: {}", c.fs),
+        format!("machine: {}", c.machine),
         format!("run: {}", c.run),
         format!("expected: {}", verdict_list(&c.expected, "nothing")),
         format!("found: {}", verdict_list(&c.found, "nothing")),

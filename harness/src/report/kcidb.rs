@@ -279,6 +279,7 @@ fn test_misc(c: &CaseResult) -> Map<String, Value> {
         m.insert("kernel_release".into(), json!(clean(r)));
     }
     m.insert("fs".into(), json!(clean(&c.fs)));
+    m.insert("machine".into(), json!(clean(&c.machine)));
     m.insert("run".into(), json!(c.run));
     m.insert("expected".into(), strings(&c.expected));
     m.insert("found".into(), strings(&c.found));

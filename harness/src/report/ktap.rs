@@ -158,6 +158,7 @@ fn write_case(w: &mut impl Write, n: usize, c: &CaseResult) -> io::Result<()> {
     if let Some(r) = &c.kernel_release {
         facts.push(format!("kernel {r}"));
     }
+    facts.push(format!("machine {}", c.machine));
     facts.push(format!("{:.1} s", c.duration.as_secs_f64()));
     if let Some(d) = &c.results_dir {
         facts.push(format!("results in {}", d.display()));
@@ -447,7 +448,7 @@ mod tests {
             .last()
             .unwrap()
             .contains("3 more lines (all in /tmp/results/S03-gup-reclaim/6.12-ext4-1)"));
-        assert!(xfail_block.contains(&"  # 6.12_ext4: kernel 6.12.57, 12.3 s, results in /tmp/results/S03-gup-reclaim/6.12-ext4-1"));
+        assert!(xfail_block.contains(&"  # 6.12_ext4: kernel 6.12.57, machine kvm, 12.3 s, results in /tmp/results/S03-gup-reclaim/6.12-ext4-1"));
         assert!(text.contains("  ok 1 6.12_ext4 # XFAIL lost_write: page 3 (file offset 12288)"));
         assert!(text.contains("  ok 5 6.1_xfs # SKIP kernel 6.1 failed to boot"));
         assert!(text.contains(

@@ -98,6 +98,8 @@ pub struct CaseResult {
     pub kernel: String,
     /// `uname -r`-like string if known, e.g. "6.12.57".
     pub kernel_release: Option<String>,
+    /// Which machine ran the guest (`machine::Machine::name`), e.g. "kvm", "qemu-tcg".
+    pub machine: String,
     /// "ext4"
     pub fs: String,
     /// 1-based run index (a case may be repeated with --runs).
@@ -389,6 +391,7 @@ pub(crate) mod testdata {
             description: format!("{scenario}: DMA into pinned pages while reclaim runs"),
             kernel: kernel.to_string(),
             kernel_release: Some(format!("{kernel}.57")),
+            machine: "kvm".into(),
             fs: fs.to_string(),
             run,
             outcome,

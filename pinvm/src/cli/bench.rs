@@ -4,6 +4,7 @@ use anyhow::Result;
 use clap::{Args, Subcommand};
 use harness::bench::{self, BootBench as BootPlan, DiskBench as DiskPlan, Series};
 use harness::KernelChoice;
+use crate::machines::{self, MachineChoice};
 use machine::Machine;
 use std::time::Duration;
 
@@ -65,10 +66,18 @@ fn show(s: &Series) -> String {
     )
 }
 
-pub fn run(machine: &dyn Machine, cmd: BenchCommand) -> Result<i32> {
+/// Run a benchmark on each machine of `choices` (one for `disk`), side by side.
+pub fn run(choices: &[MachineChoice], cmd: BenchCommand) -> Result<i32> {
+    let mut list = Vec::new();
+    for c in choices {
+        list.push(machines::resolve(*c)?);
+    }
     let b = match cmd {
         BenchCommand::Boot(b) => b,
-        BenchCommand::Disk(d) => return disk(machine, d),
+        BenchCommand::Disk(d) => match list.as_slice() {
+            [m] => return disk(&**m, d),
+            _ => anyhow::bail!("--machine: `bench disk` takes one machine"),
+        },
     };
     let choices: Vec<KernelChoice> = match &b.kernel {
         Some(p) => vec![KernelChoice {
@@ -94,18 +103,22 @@ pub fn run(machine: &dyn Machine, cmd: BenchCommand) -> Result<i32> {
             mem_mib: b.mem,
             append: b.append.clone(),
         };
-        let f = bench::boot(machine, &plan, &mut || eprint!("."))?;
-        eprintln!();
-        println!(
-            "kernel {name}: {} runs, {} vCPUs, {} MiB, initramfs {} KiB",
-            b.runs,
-            b.cpus,
-            b.mem,
-            f.initrd_bytes / 1024
-        );
-        println!("  VMM set-up to first KVM_RUN  {}", show(&f.setup));
-        println!("  first KVM_RUN to guest init  {}", show(&f.to_init));
-        println!("  first KVM_RUN to CMD done    {}", show(&f.to_cmd_done));
+        println!("kernel {name}: {} runs, {} vCPUs, {} MiB", b.runs, b.cpus, b.mem);
+        for m in &list {
+            let f = bench::boot(&**m, &plan, &mut || eprint!("."))?;
+            eprintln!();
+            println!(
+                "  {} (initramfs {} KiB)",
+                m.name(),
+                f.initrd_bytes / 1024
+            );
+            println!("    set-up to guest start         {}", show(&f.setup));
+            println!("    guest start to guest init     {}", show(&f.to_init));
+            println!("    guest start to command done   {}", show(&f.to_cmd_done));
+            println!("    run start to guest init       {}", show(&f.start_to_init));
+            println!("    run start to command done     {}", show(&f.start_to_cmd_done));
+            println!("    whole run (teardown included) {}", show(&f.total));
+        }
     }
     Ok(0)
 }

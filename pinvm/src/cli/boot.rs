@@ -144,14 +144,16 @@ fn print_details(r: &RunReport) {
     let ms = |d: Duration| format!("{:.0} ms", d.as_secs_f64() * 1e3);
     eprintln!("pinvm: cmdline: {}", r.cmdline);
     eprintln!(
-        "pinvm: set-up to first KVM_RUN {}, to guest init {}, to command done {}, total {}",
+        "pinvm: machine {}: set-up to guest start {}, then to guest init {}, to command done {}, \
+         total {}",
+        r.machine,
         ms(t.setup),
         t.to_init.map(ms).unwrap_or_else(|| "-".into()),
         t.to_cmd_done.map(ms).unwrap_or_else(|| "-".into()),
         ms(t.total)
     );
     eprintln!(
-        "pinvm: VM end: {:?}; kvm_pvm work-arounds: {}",
+        "pinvm: VM end: {:?}; platform: {}",
         r.end, r.quirks
     );
     for n in &r.notes {

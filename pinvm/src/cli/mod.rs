@@ -10,6 +10,7 @@ mod kernel;
 mod run;
 mod suite;
 
+use crate::machines::{self, MachineChoice};
 use clap::{Parser, Subcommand};
 use machine::Machine;
 
@@ -27,6 +28,19 @@ or booted."
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// Which machine runs the guest: `kvm` (pinvm's own VMM), `qemu` (QEMU with TCG),
+    /// `qemu-kvm` (QEMU with -accel kvm), or `auto`: our VMM on hardware KVM, QEMU's TCG
+    /// where /dev/kvm is missing or emulated (kvm_pvm). Devices are the same on every machine.
+    /// `bench boot` takes a list (e.g. kvm,qemu) and measures them side by side.
+    #[arg(
+        long,
+        global = true,
+        env = "PINVM_MACHINE",
+        value_enum,
+        value_delimiter = ',',
+        default_value = "auto"
+    )]
+    pub machine: Vec<MachineChoice>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -56,14 +70,21 @@ pub enum Command {
     Bench(bench::BenchCommand),
 }
 
-/// Run the command on `machine` (for the commands that boot a guest).
-pub fn dispatch(machine: &dyn Machine, cli: Cli) -> anyhow::Result<i32> {
+/// Run the command; the commands that boot a guest get the machine `--machine` names.
+pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
+    let choices = cli.machine;
+    let one = || -> anyhow::Result<Box<dyn Machine>> {
+        match choices.as_slice() {
+            [c] => Ok(machines::resolve(*c)?),
+            _ => anyhow::bail!("--machine: give one machine (a list is for `pinvm bench boot`)"),
+        }
+    };
     match cli.command {
-        Command::Boot(a) => boot::run(machine, a),
-        Command::Run(r) => run::run(machine, r),
-        Command::Suite(s) => suite::run(machine, s),
+        Command::Boot(a) => boot::run(&*one()?, a),
+        Command::Run(r) => run::run(&*one()?, r),
+        Command::Suite(s) => suite::run(&*one()?, s),
         Command::Kernel(k) => kernel::run(k),
-        Command::Bench(b) => bench::run(machine, b),
+        Command::Bench(b) => bench::run(&choices, b),
         Command::Image(i) => image::run(i),
         Command::Journal(j) => journal::run(j),
         Command::Dma(d) => dma::run(d),

@@ -49,6 +49,9 @@ use super::{features, queue_bit, DeviceNotifier, GuestMem, VirtioDevice};
 const PROTOCOL_FEATURES: VhostUserProtocolFeatures =
     VhostUserProtocolFeatures::CONFIG.union(VhostUserProtocolFeatures::REPLY_ACK);
 
+/// Largest split virtqueue (virtio 1.2 §2.7: Queue Size is at most 32768).
+const MAX_RING_SIZE: u16 = 32768;
+
 /// Largest configuration space read or written in one message.
 const MAX_CONFIG: u32 = 0x1000;
 
@@ -139,13 +142,12 @@ impl VhostUserTransport {
         if self.active || self.table.is_none() || !self.rings.iter().all(|r| self.ring_ready(r)) {
             return Ok(());
         }
-        let max = self.device.queue_max_sizes().to_vec();
         let event_idx = self.acked & features::RING_EVENT_IDX != 0;
         let mem = self.mem.memory();
         let mut queues = Vec::with_capacity(self.rings.len());
         let mut kicks = Vec::with_capacity(self.rings.len());
-        for (r, max) in self.rings.iter().zip(max) {
-            let q = build_queue(r, max, event_idx, &mem)?;
+        for r in &self.rings {
+            let q = build_queue(r, event_idx, &mem)?;
             queues.push(q);
             let kick = r.kick.as_ref().expect("ready ring has a kick");
             kicks.push(kick.try_clone().map_err(VuError::ReqHandlerError)?);
@@ -204,11 +206,10 @@ impl DeviceNotifier for CallNotifier {
 }
 
 /// A virtio-queue `Queue` from a ring's set-up, validated against guest memory.
-fn build_queue(r: &Ring, max: u16, event_idx: bool, mem: &GuestMemoryMmap) -> VuResult<Queue> {
-    let mut q = Queue::new(max).map_err(|_| VuError::InvalidParam)?;
+fn build_queue(r: &Ring, event_idx: bool, mem: &GuestMemoryMmap) -> VuResult<Queue> {
+    let size = r.size.ok_or(VuError::InvalidParam)?;
+    let mut q = Queue::new(size).map_err(|_| VuError::InvalidParam)?;
     let (desc, avail, used) = r.addrs.ok_or(VuError::InvalidParam)?;
-    q.try_set_size(r.size.ok_or(VuError::InvalidParam)?)
-        .map_err(|_| VuError::InvalidParam)?;
     let split = |a: u64| (Some(a as u32), Some((a >> 32) as u32));
     let (lo, hi) = split(desc);
     q.set_desc_table_address(lo, hi);
@@ -283,13 +284,11 @@ impl VhostUserBackendReqHandlerMut for VhostUserTransport {
     }
 
     fn set_vring_num(&mut self, index: u32, num: u32) -> VuResult<()> {
-        let max = *self
-            .device
-            .queue_max_sizes()
-            .get(index as usize)
-            .ok_or(VuError::InvalidParam)?;
+        // The frontend owns ring sizes: QEMU's virtio-mmio offers the guest QUEUE_NUM_MAX 1024
+        // for every ring whatever the device says, so the device's own maximum (what our
+        // virtio-mmio transport offers) cannot bind here; any split-ring size is served.
         let num = u16::try_from(num).map_err(|_| VuError::InvalidParam)?;
-        if num == 0 || num > max || !num.is_power_of_two() {
+        if num == 0 || num > MAX_RING_SIZE || !num.is_power_of_two() {
             return Err(VuError::InvalidParam);
         }
         self.ring(index)?.size = Some(num);
