@@ -2,7 +2,7 @@
 //! the host proves from the write journal and the kept image that the bytes landed where the
 //! guest said, and that the base image did not change. For ext4, xfs and btrfs on 6.12 and 6.1.
 
-use pinvm_tests::{device_offset, kvm_or_skip, pinvm};
+use pinvm_tests::{device_offset, pinvm, vm_or_skip};
 use proto::journal::{block_hash, Journal, RequestKind};
 use proto::stamp::file::decode as decode_stamp;
 use sha2::{Digest, Sha256};
@@ -25,7 +25,7 @@ fn scratch(name: &str) -> PathBuf {
 }
 
 fn write_sync_and_prove(kernel: &str, fs: &str) {
-    if !kvm_or_skip(&format!("disk {fs} on {kernel}")) {
+    if !vm_or_skip(&format!("disk {fs} on {kernel}")) {
         return;
     }
     let dir = scratch(&format!("{kernel}-{fs}"));

@@ -4,7 +4,7 @@
 //! file's extents (xfs, and btrfs through its chunk tree). The same mechanisms judged by the
 //! oracle, on ext4 and btrfs, and the long-term pin rules (S5) run in tests/scenarios.rs.
 
-use pinvm_tests::{device_offset, kvm_or_skip, pinvm, Run};
+use pinvm_tests::{device_offset, pinvm, vm_or_skip, Run};
 use proto::dma_log::DmaLog;
 use proto::journal::{Journal, RequestKind};
 use proto::stamp::dma::{classify_block, BlockClass};
@@ -129,7 +129,7 @@ fn last_generations(log: &Path) -> HashMap<(u32, u32), u64> {
 }
 
 fn pin_dirty_lock_persists_the_last_generation(kernel: &str, fs: &str) {
-    if !kvm_or_skip(&format!("dma pin+dirty_lock on {kernel} {fs}")) {
+    if !vm_or_skip(&format!("dma pin+dirty_lock on {kernel} {fs}")) {
         return;
     }
     let o = boot_with_steps_on(
@@ -201,7 +201,7 @@ dirty_lock_test!(pin_dirty_lock_btrfs_6_1, "6.1", "btrfs");
 /// the correct dirtying call, gets the device's last generation of every page to the disk:
 /// checked per method from the journal's write data, and for the last one on the kept image.
 fn every_method_with_dirty_lock(kernel: &str) {
-    if !kvm_or_skip(&format!("dma: every pin method on {kernel}")) {
+    if !vm_or_skip(&format!("dma: every pin method on {kernel}")) {
         return;
     }
     const METHODS: [&str; 4] = ["gup", "gup_fast", "pin", "pin_fast"];
@@ -267,7 +267,7 @@ fn every_method_with_dirty_lock_6_1() {
 /// With the device writing a pinned page in the middle of the block layer's copy of it, a
 /// block write mixing two DMA generations reaches the journal, in every one of 10 rounds.
 fn writeback_race_tears_blocks(kernel: &str) {
-    if !kvm_or_skip(&format!("on-writeback race on {kernel}")) {
+    if !vm_or_skip(&format!("on-writeback race on {kernel}")) {
         return;
     }
     const ROUNDS: usize = 10;

@@ -1,5 +1,9 @@
-//! Helpers for the integration tests: find (or build) the `pinvm` binary, skip loudly when
-//! there is no /dev/kvm, run pinvm with a hard wall-clock limit.
+//! Helpers for the integration tests: find (or build) the `pinvm` binary, skip loudly when a
+//! machine is missing, run pinvm with a hard wall-clock limit.
+//!
+//! Tests that name no machine run on pinvm's default (`auto`: our VMM on hardware KVM, QEMU's
+//! TCG where /dev/kvm is missing or emulated); the KVM smoke tests pass `--machine kvm` and
+//! the QEMU ones `--machine qemu`.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -35,13 +39,45 @@ pub fn pinvm_bin() -> PathBuf {
     .clone()
 }
 
-/// True when VM tests can run. Otherwise prints a loud SKIP line (the tests then return).
-pub fn kvm_or_skip(test: &str) -> bool {
-    match std::fs::OpenOptions::new()
+/// True when pinvm's default machine can run here (/dev/kvm or QEMU). Otherwise prints a
+/// loud SKIP line (the test then returns).
+pub fn vm_or_skip(test: &str) -> bool {
+    if kvm_usable().is_ok() || qemu_installed() {
+        return true;
+    }
+    eprintln!(
+        "\n*** SKIP {test}: neither /dev/kvm nor qemu-system-x86_64 is usable; VM tests did not \
+         run ***\n"
+    );
+    false
+}
+
+/// True when QEMU is installed. Otherwise prints a loud SKIP line.
+pub fn qemu_or_skip(test: &str) -> bool {
+    if qemu_installed() {
+        return true;
+    }
+    eprintln!(
+        "\n*** SKIP {test}: qemu-system-x86_64 is not installed; QEMU tests did not run ***\n"
+    );
+    false
+}
+
+fn qemu_installed() -> bool {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path).any(|d| d.join("qemu-system-x86_64").is_file())
+}
+
+fn kvm_usable() -> std::io::Result<std::fs::File> {
+    std::fs::OpenOptions::new()
         .read(true)
         .write(true)
         .open("/dev/kvm")
-    {
+}
+
+/// True when our own VMM can run (/dev/kvm). Otherwise prints a loud SKIP line.
+pub fn kvm_or_skip(test: &str) -> bool {
+    match kvm_usable() {
         Ok(_) => true,
         Err(e) => {
             eprintln!(

@@ -3,7 +3,7 @@
 //! 6.12 there. Every outcome must match its scenario's expectation (`pinvm suite` exits 0),
 //! and the reports it writes must be well-formed.
 
-use pinvm_tests::{kvm_or_skip, pinvm, workspace_root};
+use pinvm_tests::{kvm_or_skip, pinvm, vm_or_skip, workspace_root};
 use std::time::Duration;
 
 const LIMIT: Duration = Duration::from_secs(3600);
@@ -22,14 +22,14 @@ const BTRFS_SUBSET: [&str; 3] = ["S02", "S04", "S07"];
 
 #[test]
 fn ext4_subset_matches_every_expectation_on_both_kernels() {
-    if kvm_or_skip("scenario suite (CI subset, ext4)") {
+    if vm_or_skip("scenario suite (CI subset, ext4)") {
         suite_matches_expectations(&EXT4_SUBSET, "ext4");
     }
 }
 
 #[test]
 fn btrfs_subset_matches_every_expectation_on_both_kernels() {
-    if kvm_or_skip("scenario suite (CI subset, btrfs)") {
+    if vm_or_skip("scenario suite (CI subset, btrfs)") {
         suite_matches_expectations(&BTRFS_SUBSET, "btrfs");
     }
 }
@@ -130,7 +130,7 @@ fn suite_matches_expectations(ids: &[&str], fs: &str) {
 /// the FOLL_GET page's data is lost), 0 for the clean control.
 #[test]
 fn run_exit_codes_follow_git_bisect() {
-    if !kvm_or_skip("pinvm run exit codes") {
+    if !vm_or_skip("pinvm run exit codes") {
         return;
     }
     let dir = std::env::temp_dir().join(format!("pinvm-run-{}", std::process::id()));
@@ -174,5 +174,46 @@ fn run_exit_codes_follow_git_bisect() {
     assert!(clean.join("verdicts.json").is_file());
     let r = pinvm(&["run", "no-such-scenario"], LIMIT);
     assert_eq!(r.code, 125, "{r}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The KVM smoke set: our own VMM runs the baseline and the flagship loss (S1, S3 on 6.12
+/// ext4) whatever machine the other tests ran on, and records that it did.
+#[test]
+fn kvm_smoke_s01_and_s03_on_our_vmm() {
+    if !kvm_or_skip("KVM smoke set (S01, S03 on our VMM)") {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("pinvm-kvm-smoke-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let json = dir.join("kcidb.json");
+    std::fs::create_dir_all(&dir).unwrap();
+    let r = pinvm(
+        &[
+            "suite",
+            "S01",
+            "S03",
+            "--machine",
+            "kvm",
+            "--kernel-version",
+            "6.12",
+            "--fs",
+            "ext4",
+            "--out",
+            dir.join("out").to_str().unwrap(),
+            "--json",
+            json.to_str().unwrap(),
+        ],
+        LIMIT,
+    );
+    assert_eq!(r.code, 0, "{r}");
+    let kcidb: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let tests = kcidb["tests"].as_array().unwrap();
+    assert_eq!(tests.len(), 2, "{kcidb:#}");
+    assert!(
+        tests.iter().all(|t| t["misc"]["machine"] == "kvm"),
+        "{kcidb:#}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

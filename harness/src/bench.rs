@@ -111,7 +111,9 @@ pub fn boot(machine: &dyn Machine, b: &BootBench, each: &mut dyn FnMut()) -> Res
         f.to_init.0.extend(t.to_init);
         f.to_cmd_done.0.extend(t.to_cmd_done);
         f.start_to_init.0.extend(t.to_init.map(|d| t.setup + d));
-        f.start_to_cmd_done.0.extend(t.to_cmd_done.map(|d| t.setup + d));
+        f.start_to_cmd_done
+            .0
+            .extend(t.to_cmd_done.map(|d| t.setup + d));
         f.total.0.push(t.total);
         each();
     }

@@ -96,7 +96,14 @@ pub fn run_case(machine: &dyn Machine, c: &Case) -> Result<CaseResult> {
         why,
         analysis,
     };
-    let r = result(c, machine, &expected, verdicts, booted.release, t0.elapsed());
+    let r = result(
+        c,
+        machine,
+        &expected,
+        verdicts,
+        booted.release,
+        t0.elapsed(),
+    );
     write_verdicts(c, &r, &expected, &titles, Some(&report))?;
     if !c.keep_disk {
         let _ = std::fs::remove_file(c.dir.join("disk.img"));

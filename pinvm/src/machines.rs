@@ -34,11 +34,9 @@ pub enum HostKvm {
 
 /// Look at this host.
 pub fn host_kvm() -> HostKvm {
-    let usable = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/kvm")
-        .is_ok();
+    // Open it and ask for the API version: a /dev/kvm that exists but is not KVM (or is
+    // hidden behind another file) counts as missing.
+    let usable = vmm::vm::open_kvm().is_ok();
     match (usable, vmm::host::is_kvm_pvm()) {
         (false, _) => HostKvm::Missing,
         (true, true) => HostKvm::Emulated,

@@ -16,7 +16,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use devices::control::ControlEvent;
-use proto::control::ControlEventKind;
 use devices::serial::ConsoleSink;
 use devices::virtio::vhost_user::Server;
 use machine::agent::AgentEvent;
@@ -24,6 +23,7 @@ use machine::console::ConsoleCapture;
 use machine::device_set::{Collector, DeviceSet};
 use machine::watch::{RunEnd, RunWatch};
 use machine::{Machine, MachineError, RunReport, RunSpec, VmEnd};
+use proto::control::ControlEventKind;
 use vmm_sys_util::tempdir::TempDir;
 
 use crate::command::{self, Accel, DmaFrontend, QemuConfig};
@@ -60,12 +60,11 @@ impl QemuMachine {
                 why,
             })?;
         }
-        let dma_frontend = find::dma_frontend(&binary).map_err(|why| {
-            MachineError::Unavailable {
+        let dma_frontend =
+            find::dma_frontend(&binary).map_err(|why| MachineError::Unavailable {
                 machine: "qemu",
                 why,
-            }
-        })?;
+            })?;
         Ok(QemuMachine {
             binary,
             accel,
@@ -99,7 +98,10 @@ impl Machine for QemuMachine {
                 first_instruction: first,
                 vcpu_rips: rips,
                 notes,
-                quirks: format!("{:?} accel, DMA device via {:?}", self.accel, self.dma_frontend),
+                quirks: format!(
+                    "{:?} accel, DMA device via {:?}",
+                    self.accel, self.dma_frontend
+                ),
                 cmdline,
             },
         ))
@@ -170,9 +172,8 @@ impl Session {
             } else {
                 (p("dma.sock"), "pinvm-vu-dma".to_string())
             };
-            servers.push(
-                Server::start(&path, &name, dev).map_err(|e| MachineError::Setup(e.into()))?,
-            );
+            servers
+                .push(Server::start(&path, &name, dev).map_err(|e| MachineError::Setup(e.into()))?);
             if i < n_disks {
                 disks.push(path);
             } else {
@@ -402,7 +403,9 @@ fn accept(listener: UnixListener) -> Option<std::os::unix::net::UnixStream> {
 
 /// ttyS0: every byte into the shared console capture.
 fn read_console(listener: UnixListener, mut sink: ConsoleSink) {
-    let Some(mut s) = accept(listener) else { return };
+    let Some(mut s) = accept(listener) else {
+        return;
+    };
     let mut buf = [0u8; 4096];
     while let Ok(n) = s.read(&mut buf) {
         if n == 0 || sink.write_all(&buf[..n]).is_err() {
@@ -413,7 +416,9 @@ fn read_console(listener: UnixListener, mut sink: ConsoleSink) {
 
 /// ttyS1: framed agent events, timestamped on arrival.
 fn read_agent(listener: UnixListener, tx: SyncSender<Msg>) {
-    let Some(mut s) = accept(listener) else { return };
+    let Some(mut s) = accept(listener) else {
+        return;
+    };
     let mut decoder = serial_channel::Decoder::default();
     let mut buf = [0u8; 4096];
     while let Ok(n) = s.read(&mut buf) {
@@ -444,10 +449,7 @@ fn read_agent(listener: UnixListener, tx: SyncSender<Msg>) {
 /// Report QEMU's exit to the run loop.
 fn wait_exit(child: Arc<Mutex<Child>>, tx: SyncSender<Msg>) {
     loop {
-        let status = child
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .try_wait();
+        let status = child.lock().unwrap_or_else(|p| p.into_inner()).try_wait();
         match status {
             Ok(Some(st)) => {
                 let _ = tx.send(Msg::Exited(st));

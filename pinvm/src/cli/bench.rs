@@ -1,10 +1,10 @@
 //! `pinvm bench boot`: how long boots take, measured, never asserted.
 
+use crate::machines::{self, MachineChoice};
 use anyhow::Result;
 use clap::{Args, Subcommand};
 use harness::bench::{self, BootBench as BootPlan, DiskBench as DiskPlan, Series};
 use harness::KernelChoice;
-use crate::machines::{self, MachineChoice};
 use machine::Machine;
 use std::time::Duration;
 
@@ -103,20 +103,25 @@ pub fn run(choices: &[MachineChoice], cmd: BenchCommand) -> Result<i32> {
             mem_mib: b.mem,
             append: b.append.clone(),
         };
-        println!("kernel {name}: {} runs, {} vCPUs, {} MiB", b.runs, b.cpus, b.mem);
+        println!(
+            "kernel {name}: {} runs, {} vCPUs, {} MiB",
+            b.runs, b.cpus, b.mem
+        );
         for m in &list {
             let f = bench::boot(&**m, &plan, &mut || eprint!("."))?;
             eprintln!();
-            println!(
-                "  {} (initramfs {} KiB)",
-                m.name(),
-                f.initrd_bytes / 1024
-            );
+            println!("  {} (initramfs {} KiB)", m.name(), f.initrd_bytes / 1024);
             println!("    set-up to guest start         {}", show(&f.setup));
             println!("    guest start to guest init     {}", show(&f.to_init));
             println!("    guest start to command done   {}", show(&f.to_cmd_done));
-            println!("    run start to guest init       {}", show(&f.start_to_init));
-            println!("    run start to command done     {}", show(&f.start_to_cmd_done));
+            println!(
+                "    run start to guest init       {}",
+                show(&f.start_to_init)
+            );
+            println!(
+                "    run start to command done     {}",
+                show(&f.start_to_cmd_done)
+            );
             println!("    whole run (teardown included) {}", show(&f.total));
         }
     }

@@ -152,10 +152,7 @@ fn print_details(r: &RunReport) {
         t.to_cmd_done.map(ms).unwrap_or_else(|| "-".into()),
         ms(t.total)
     );
-    eprintln!(
-        "pinvm: VM end: {:?}; platform: {}",
-        r.end, r.quirks
-    );
+    eprintln!("pinvm: VM end: {:?}; platform: {}", r.end, r.quirks);
     for n in &r.notes {
         eprintln!("pinvm: note: {n}");
     }
