@@ -1,7 +1,7 @@
 //! From a run record and the records its devices wrote (DMA log, block journal, final disk)
 //! to the oracle's analysis.
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use guest_images::disk::Fs;
 use machine::RunReport;
 use oracle::{Analysis, FileExtent, FileMap, Inputs, TimedStep};
@@ -105,7 +105,16 @@ fn file_map(fs: Fs, steps: &[String], report: &RunReport, disk: &Path) -> Result
             if *index == fiemap_index {
                 extents.push(FileExtent {
                     logical: *logical,
-                    device: guest_images::disk::device_offset(fs, disk, *physical)?,
+                    device: guest_images::disk::device_offset(fs, disk, *physical).with_context(
+                        || {
+                            format!(
+                                "file offset {logical}: its FIEMAP extent (physical {physical:#x}) \
+                                 is not in the final disk image: the file was rewritten after \
+                                 the closing FIEMAP, so the extents do not describe what is on \
+                                 disk (journal and DMA log show the moves)"
+                            )
+                        },
+                    )?,
                     length: *length,
                     flags: *flags,
                 });

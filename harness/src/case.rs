@@ -61,7 +61,7 @@ pub fn run_case(machine: &dyn Machine, c: &Case) -> Result<CaseResult> {
     let t0 = Instant::now();
     fresh_dir(&c.dir)?;
     let s = c.scenario;
-    let steps = expand::expand(s, &c.kernel.kernel_version, c.seed)?;
+    let steps = expand::expand(s, &c.kernel.kernel_version, machine.name(), c.seed)?;
     std::fs::write(c.dir.join("steps"), steps.join("\n") + "\n")?;
     let fs: Fs = c.fs.parse()?;
     let expected = s.expectation(&c.kernel.kernel_version, &c.fs)?.clone();
@@ -80,7 +80,17 @@ pub fn run_case(machine: &dyn Machine, c: &Case) -> Result<CaseResult> {
         Ok(x) => x,
         Err(u) => return untestable(u),
     };
-    let analysis = analyze(fs, &steps, &report, watchdog)?;
+    let analysis = match analyze(fs, &steps, &report, watchdog) {
+        Ok(a) => a,
+        Err(e) => {
+            // The run happened but its records cannot be judged (e.g. the file's extents
+            // moved after its closing FIEMAP): untestable, with the run's record kept.
+            let v = Verdicts::untestable(format!("judging the run: {e:#}"));
+            let r = result(c, machine, &expected, v, booted.release, t0.elapsed());
+            write_verdicts(c, &r, &expected, &[], Some(&report))?;
+            return Ok(r);
+        }
+    };
     let titles: Vec<String> = oracle::console::parse(&report.console)
         .into_iter()
         .map(|r| r.title)

@@ -35,7 +35,7 @@ impl Rng {
 }
 
 /// The step lines for one run on `kernel` with `seed`.
-pub fn expand(s: &Scenario, kernel: &str, seed: u64) -> Result<Vec<String>> {
+pub fn expand(s: &Scenario, kernel: &str, machine: &str, seed: u64) -> Result<Vec<String>> {
     let size = guest_images::disk::parse_size(&s.file_size)?;
     let mut rng = Rng(seed);
     let mut out = Vec::new();
@@ -84,9 +84,10 @@ pub fn expand(s: &Scenario, kernel: &str, seed: u64) -> Result<Vec<String>> {
                     (a + rng.next() % (b - a + 1)).to_string()
                 }
                 other => match s
-                    .kernel_vars
-                    .get(kernel)
+                    .machine_vars
+                    .get(machine)
                     .and_then(|m| m.get(other))
+                    .or_else(|| s.kernel_vars.get(kernel).and_then(|m| m.get(other)))
                     .or_else(|| s.vars.get(other))
                 {
                     Some(v) => v.clone(),
@@ -132,7 +133,7 @@ mod tests {
             "release r {release}",
         ]);
         assert_eq!(
-            expand(&s, "6.12", 1).unwrap(),
+            expand(&s, "6.12", "kvm", 1).unwrap(),
             [
                 "write /mnt/f 16K stamp:file",
                 "pin r m gup rw",
@@ -153,45 +154,58 @@ mod tests {
             .or_default()
             .insert("pin_result".into(), "EFAULT".into());
         assert_eq!(
-            expand(&s, "6.12", 0).unwrap()[0],
+            expand(&s, "6.12", "kvm", 0).unwrap()[0],
             "pin r m pin_longterm rw expect=EFAULT"
         );
         assert_eq!(
-            expand(&s, "6.1", 0).unwrap()[0],
+            expand(&s, "6.1", "kvm", 0).unwrap()[0],
             "pin r m pin_longterm rw expect=0"
+        );
+        s.machine_vars
+            .entry("qemu-tcg".into())
+            .or_default()
+            .insert("pin_result".into(), "ENOMEM".into());
+        assert_eq!(
+            expand(&s, "6.12", "qemu-tcg", 0).unwrap()[0],
+            "pin r m pin_longterm rw expect=ENOMEM",
+            "a machine's value wins over the kernel's"
+        );
+        assert_eq!(
+            expand(&s, "6.12", "kvm", 0).unwrap()[0],
+            "pin r m pin_longterm rw expect=EFAULT"
         );
     }
 
     #[test]
     fn seeded_random_numbers_repeat() {
         let s = scenario(&["sleep {rand:10-20}", "sleep {rand:10-20}"]);
-        let a = expand(&s, "6.12", 7).unwrap();
-        assert_eq!(a, expand(&s, "6.12", 7).unwrap());
+        let a = expand(&s, "6.12", "kvm", 7).unwrap();
+        assert_eq!(a, expand(&s, "6.12", "kvm", 7).unwrap());
         for l in &a[..2] {
             let v: u64 = l[6..].parse().unwrap();
             assert!((10..=20).contains(&v), "{l}");
         }
-        assert!((0..50).any(|seed| expand(&s, "6.12", seed).unwrap() != a));
+        assert!((0..50).any(|seed| expand(&s, "6.12", "kvm", seed).unwrap() != a));
     }
 
     #[test]
     fn errors_name_the_step() {
         let mut s = scenario(&["sleep {nope}"]);
-        let e = expand(&s, "6.12", 0).unwrap_err().to_string();
+        let e = expand(&s, "6.12", "kvm", 0).unwrap_err().to_string();
         assert!(
             e.contains("step 1") && e.contains("unknown variable {nope}"),
             "{e}"
         );
         s.steps = vec!["sleep {rand:9-1}".into()];
-        assert!(expand(&s, "6.12", 0).is_err());
+        assert!(expand(&s, "6.12", "kvm", 0).is_err());
         s.steps = vec!["sleep {size".into()];
-        assert!(expand(&s, "6.12", 0)
+        assert!(expand(&s, "6.12", "kvm", 0)
             .unwrap_err()
             .to_string()
             .contains("unclosed"));
         s.dma = None;
         s.steps = vec!["dma_start r {dma}".into()];
-        assert!(expand(&s, "6.12", 0)
+        assert!(expand(&s, "6.12", "kvm", 0)
             .unwrap_err()
             .to_string()
             .contains("sets no `dma`"));

@@ -14,6 +14,8 @@ pub use expect::Expectation;
 
 /// The kernel versions pinvm builds by name.
 pub const KERNELS: [&str; 2] = ["6.1", "6.12"];
+/// The machines a scenario may tune its variables for (`machine::Machine::name`).
+pub const MACHINES: [&str; 3] = ["kvm", "qemu-tcg", "qemu-kvm"];
 /// The filesystems pinvm makes images of.
 pub const FILESYSTEMS: [&str; 3] = ["ext4", "xfs", "btrfs"];
 /// Pin methods of the agent's `pin` step ({pin}).
@@ -82,6 +84,10 @@ pub struct Scenario {
     /// (for behaviour that differs by design between versions).
     #[serde(default)]
     pub kernel_vars: BTreeMap<String, BTreeMap<String, String>>,
+    /// Per-machine values overriding both, e.g. `machine_vars."qemu-tcg" = { rounds = "2000" }`:
+    /// a race's schedule tuned to a machine's speed (say why in the scenario's description).
+    #[serde(default)]
+    pub machine_vars: BTreeMap<String, BTreeMap<String, String>>,
     /// Workload steps for the guest agent (docs/control-protocol.md), with {variables}.
     pub steps: Vec<String>,
     /// Expected verdicts, by "default", "<fs>", "<kernel>" or "<kernel>.<fs>" (most specific
@@ -177,8 +183,15 @@ impl Scenario {
                 bail!("kernel_vars.{k:?}: pinvm knows {KERNELS:?}");
             }
         }
+        for m in self.machine_vars.keys() {
+            if !MACHINES.contains(&m.as_str()) {
+                bail!("machine_vars.{m:?}: pinvm's machines are {MACHINES:?}");
+            }
+        }
         for k in &self.kernels {
-            expand::expand(self, k, 0)?;
+            for m in MACHINES {
+                expand::expand(self, k, m, 0)?;
+            }
         }
         Ok(())
     }
