@@ -103,8 +103,13 @@ pub fn expand(s: &Scenario, kernel: &str, machine: &str, seed: u64) -> Result<Ve
             out.push(text);
         }
     }
-    // Without FIEMAP_FLAG_SYNC: the workload synced what it meant to, and a file whose
-    // writeback fails (btrfs -EUCLEAN) must still show where its data is on disk.
+    // The oracle reads the final disk image, which holds what the agent's sync at shutdown
+    // wrote; the extents must describe that same state. A filesystem may still move the file
+    // after the workload's last fsync (6.1 btrfs: its COW fix-up worker rewrites pages dirtied
+    // behind its back to a new extent during the next writeback), so sync first. Then FIEMAP
+    // without FIEMAP_FLAG_SYNC: a file whose writeback fails (btrfs -EUCLEAN) must still show
+    // where its data is on disk (sync(2) itself never fails).
+    out.push("sync".to_string());
     out.push(format!("fiemap {FILE} nosync"));
     Ok(out)
 }
@@ -140,6 +145,7 @@ mod tests {
                 "madvise m pageout",
                 "dma_start r burst 3",
                 "release r dirty_lock",
+                "sync",
                 "fiemap /mnt/f nosync"
             ]
         );
