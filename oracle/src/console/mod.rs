@@ -1,8 +1,8 @@
 //! The guest console, read like syzkaller reads it: kernel crash reports with stable titles
 //! ([`parse`]) and the filesystems' own errors and warnings ([`fs_messages`]).
 //!
-//! Titles follow syzkaller's conventions (`pkg/report`, summarised in
-//! `shared/research/peers.md` §3): the report's header names the crash class, the "guilty"
+//! Titles follow syzkaller's conventions (its `pkg/report` package, github.com/google/syzkaller):
+//! the report's header names the crash class, the "guilty"
 //! function is the one in the header (WARNING, KASAN) or else the first frame of `RIP:` / the
 //! call trace that is not a reporting, locking, scheduling or interrupt helper, and nothing
 //! that changes between builds (line numbers, addresses, offsets, PIDs, CPU numbers) is kept.
