@@ -14,15 +14,27 @@ pub trait BusDevice: Send {
     fn write(&mut self, offset: u64, data: &[u8]);
 }
 
+/// Why [`Bus::insert`] refused a range.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum BusError {
+    /// The range has length 0 or its end is past `u64::MAX`.
     #[error("bus range {base:#x}+{len:#x} is empty or wraps around")]
-    BadRange { base: u64, len: u64 },
+    BadRange {
+        /// First address of the range.
+        base: u64,
+        /// Length of the range in bytes.
+        len: u64,
+    },
+    /// The range shares an address with one already on the bus.
     #[error("bus range {base:#x}+{len:#x} overlaps {other_base:#x}+{other_len:#x}")]
     Overlap {
+        /// First address of the refused range.
         base: u64,
+        /// Length of the refused range in bytes.
         len: u64,
+        /// First address of the range already registered.
         other_base: u64,
+        /// Length of the range already registered.
         other_len: u64,
     },
 }
@@ -40,6 +52,7 @@ pub struct Bus {
 }
 
 impl Bus {
+    /// A bus with no devices: every access misses.
     pub fn new() -> Self {
         Self::default()
     }

@@ -19,6 +19,7 @@ use proto::control::{mailbox_message, reg, ControlEventKind, MAGIC, PAGE_SIZE, V
 /// One event reported by the guest.
 #[derive(Clone, Debug)]
 pub struct ControlEvent {
+    /// The value written to EVENT, decoded (unknown codes are kept as such).
     pub kind: ControlEventKind,
     /// Value of STATUS when EVENT was written (0 if not written since the previous event).
     pub status: u32,

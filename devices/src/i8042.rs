@@ -8,12 +8,15 @@ use vm_superio::{I8042Device, Trigger};
 
 /// Port range of the controller: data port 0x60 to command/status port 0x64.
 pub const I8042_BASE: u64 = 0x60;
+/// Number of ports from [`I8042_BASE`] (0x60..=0x64).
 pub const I8042_LEN: u64 = 5;
 
 /// Calls a closure when the guest pulses the reset line.
 pub struct ResetTrigger(Box<dyn Fn() + Send>);
 
 impl ResetTrigger {
+    /// A trigger that calls `f`, synchronously, on the thread that dispatched the guest's
+    /// write (a vCPU thread).
     pub fn new(f: impl Fn() + Send + 'static) -> Self {
         Self(Box::new(f))
     }
@@ -27,11 +30,14 @@ impl Trigger for ResetTrigger {
     }
 }
 
+/// The controller on the port-I/O bus at [`I8042_BASE`]: single-byte accesses only, anything
+/// wider reads as zero and is ignored on write.
 pub struct I8042 {
     inner: I8042Device<ResetTrigger>,
 }
 
 impl I8042 {
+    /// A controller that fires `on_reset` when the guest writes 0xFE to port 0x64.
     pub fn new(on_reset: ResetTrigger) -> Self {
         Self {
             inner: I8042Device::new(on_reset),

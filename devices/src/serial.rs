@@ -13,9 +13,11 @@ use std::sync::{Arc, Mutex};
 use vm_superio::{Serial as Uart, Trigger};
 use vmm_sys_util::eventfd::EventFd;
 
-/// COM1.
+/// COM1's first I/O port.
 pub const COM1_BASE: u64 = 0x3f8;
+/// Number of 16550 registers (ports) from [`COM1_BASE`].
 pub const COM1_LEN: u64 = 8;
+/// COM1's legacy interrupt line (ISA IRQ 4, GSI 4).
 pub const COM1_IRQ: u32 = 4;
 
 /// Raises an interrupt by signalling an eventfd registered as a KVM irqfd.
@@ -39,6 +41,7 @@ pub struct ConsoleRecord {
 }
 
 impl ConsoleRecord {
+    /// An empty record keeping at most `cap` bytes (at least 2).
     pub fn new(cap: usize) -> Self {
         Self {
             bytes: Vec::new(),
@@ -67,6 +70,8 @@ impl ConsoleRecord {
         String::from_utf8_lossy(self.bytes.get(start..).unwrap_or_default()).into_owned()
     }
 
+    /// All the retained text (lossy UTF-8): everything the guest printed unless
+    /// [`total_len`](Self::total_len) exceeded the cap.
     pub fn text(&self) -> String {
         self.text_since(0)
     }
@@ -149,6 +154,8 @@ pub struct Serial {
 }
 
 impl Serial {
+    /// A UART that signals `irq` (an irqfd for [`COM1_IRQ`]) and writes what the guest
+    /// transmits into `sink`.
     pub fn new(irq: EventFd, sink: ConsoleSink) -> Self {
         Self {
             uart: Uart::new(IrqTrigger(irq), sink),

@@ -14,14 +14,20 @@ use std::process::Command;
 /// Bumped when the way images are made changes.
 const FORMAT_VERSION: u32 = 1;
 
+/// A filesystem pinvm can make images of (with the host's mkfs tools).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Fs {
+    /// ext4, made with `mkfs.ext4` (e2fsprogs).
     Ext4,
+    /// XFS, made with `mkfs.xfs` (xfsprogs).
     Xfs,
+    /// Btrfs, made with `mkfs.btrfs` (btrfs-progs).
     Btrfs,
 }
 
 impl Fs {
+    /// The type as the kernel and mount(8) name it (`ext4`, `xfs`, `btrfs`); also part of the
+    /// cache key and of the image's file name.
     pub fn name(self) -> &'static str {
         match self {
             Fs::Ext4 => "ext4",

@@ -30,18 +30,37 @@ const S_IFCHR: u32 = 0o020000;
 /// Why an entry cannot be written.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum CpioError {
+    /// The path is empty, contains NUL, an empty, `.` or `..` component, or is the
+    /// trailer's name.
     #[error("invalid archive path {path:?}: {reason}")]
-    InvalidPath { path: String, reason: &'static str },
-    #[error("duplicate archive path {0:?}")]
-    Duplicate(String),
-    #[error("invalid symlink target {target:?} for {path:?}: {reason}")]
-    InvalidTarget {
+    InvalidPath {
+        /// The path as given.
         path: String,
-        target: String,
+        /// Which rule it breaks.
         reason: &'static str,
     },
+    /// The path (without its leading `/`) is already in the archive.
+    #[error("duplicate archive path {0:?}")]
+    Duplicate(String),
+    /// A symlink target is empty or contains NUL.
+    #[error("invalid symlink target {target:?} for {path:?}: {reason}")]
+    InvalidTarget {
+        /// The link's path.
+        path: String,
+        /// The target as given.
+        target: String,
+        /// Which rule it breaks.
+        reason: &'static str,
+    },
+    /// The entry's contents do not fit newc's 32-bit size field.
     #[error("{path:?} is too large for a newc archive ({len} bytes)")]
-    TooLarge { path: String, len: usize },
+    TooLarge {
+        /// The entry's path.
+        path: String,
+        /// The contents' length in bytes.
+        len: usize,
+    },
+    /// The next inode number would not fit newc's 32-bit field.
     #[error("too many entries for a newc archive")]
     TooManyEntries,
 }
@@ -228,7 +247,8 @@ const BUSYBOX_LINKS: [&str; 3] = ["bin/busybox", "bin/sh", "usr/bin/env"];
 const TOOLS_BUSYBOX: &str = "/tools/bin/busybox";
 
 /// The base initramfs: directories, `/dev/console`, `/dev/null`, `/dev/mem`, the agent as
-/// `/init` and, with `tools`, the `/tools` mount point and the links in [`BUSYBOX_LINKS`].
+/// `/init` and, with `tools`, the `/tools` mount point and the links to the tools disk's
+/// busybox (`/bin/busybox`, `/bin/sh`, `/usr/bin/env`).
 pub fn base_initramfs(agent: &[u8], tools: bool) -> Result<Vec<u8>> {
     if agent.is_empty() {
         bail!("the agent binary is empty");
@@ -270,8 +290,11 @@ pub fn job_archive(argv: &[String], env: &[(String, String)]) -> Result<Vec<u8>>
 /// A filesystem for the agent to mount before anything runs (`/pinvm/mounts`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Mount {
+    /// The block device, e.g. `/dev/vda` (one word).
     pub device: String,
+    /// Absolute mount point; created with its parents if missing (one word).
     pub dir: String,
+    /// Filesystem type as mount(2) takes it, e.g. `xfs` (one word).
     pub fstype: String,
     /// Comma-separated mount options, or empty.
     pub options: String,
@@ -282,7 +305,9 @@ pub struct Mount {
 pub struct Job {
     /// The command; may be empty when there are steps.
     pub argv: Vec<String>,
+    /// Environment of the command, `(KEY, VALUE)` in order; keys are non-empty without `=`.
     pub env: Vec<(String, String)>,
+    /// Filesystems to mount, in order, before the steps and the command run.
     pub mounts: Vec<Mount>,
     /// In-process workload steps, one per line (`write PATH SIZE PATTERN`, `fsync PATH`, ...).
     pub steps: Vec<String>,

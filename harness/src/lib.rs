@@ -9,7 +9,6 @@
 //! kcidb JSON, tables), [`bench`] measures boots and disks, [`record`] renders run records.
 
 #![warn(missing_docs)]
-#![deny(clippy::undocumented_unsafe_blocks)]
 
 pub mod analyze;
 pub mod bench;

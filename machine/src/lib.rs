@@ -15,7 +15,6 @@
 //!   where stopped vCPUs were.
 
 #![warn(missing_docs)]
-#![deny(clippy::undocumented_unsafe_blocks)]
 
 pub mod agent;
 pub mod console;

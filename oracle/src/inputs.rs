@@ -13,18 +13,24 @@ pub const PAGE: u64 = 4096;
 /// disk (FIEMAP's "physical" is a btrfs-logical address on btrfs; the caller maps it).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FileExtent {
+    /// Byte offset in the file where the extent starts.
     pub logical: u64,
+    /// Byte offset on the disk where the extent starts.
     pub device: u64,
+    /// Length of the extent in bytes.
     pub length: u64,
     /// FIEMAP flags (FIEMAP_EXTENT_UNWRITTEN = 0x800: reads as zeros, not disk content).
     pub flags: u32,
 }
 
+/// FIEMAP flag of a preallocated extent never written: the file reads zeros there, whatever
+/// the disk holds (linux/fiemap.h).
 pub const FIEMAP_EXTENT_UNWRITTEN: u32 = 0x800;
 
 /// The target file as the guest described it after the workload (from a `fiemap` step).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct FileMap {
+    /// The extents in the order the guest reported them.
     pub extents: Vec<FileExtent>,
 }
 
@@ -68,6 +74,7 @@ impl DiskImage for Vec<u8> {
 pub struct TimedStep {
     /// The step as written in the job (`release r dirty_lock`), when known.
     pub line: String,
+    /// What the agent reported for the step.
     pub report: StepReport,
     /// CLOCK_MONOTONIC ns of the report's arrival.
     pub time_ns: u64,
@@ -82,6 +89,7 @@ impl TimedStep {
         }
     }
 
+    /// Whether the step succeeded (a `Done` report; `Failed` and `Extent` reports are not).
     pub fn ok(&self) -> bool {
         matches!(self.report, StepReport::Done { .. })
     }
@@ -90,13 +98,18 @@ impl TimedStep {
 /// Everything one run left behind.
 #[derive(Default)]
 pub struct Inputs<'a> {
+    /// The DMA log's records, in the order the device wrote them.
     pub dma: Vec<DmaRecord>,
     /// Block journal of the disk holding the target file (OUT records should carry data).
     pub journal: Vec<JournalRecord>,
     /// The target file's extents after the workload; None when the guest did not report them.
     pub file: Option<FileMap>,
+    /// The final image of that disk; None when it was not kept (checks on the final image
+    /// are skipped).
     pub image: Option<&'a dyn DiskImage>,
+    /// Everything the guest printed on its console.
     pub console: &'a str,
+    /// The workload's step results, in the order they arrived.
     pub steps: Vec<TimedStep>,
     /// The run was stopped by the watchdog: what the VMM saw (e.g. where the vCPUs were).
     pub watchdog: Option<String>,

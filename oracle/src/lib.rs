@@ -4,6 +4,8 @@
 //! console bytes) and the guest only for the file's extents and the results of its steps; when
 //! the two disagree it says so in the analysis' notes.
 
+#![warn(missing_docs)]
+
 pub mod checks;
 pub mod console;
 pub mod inputs;

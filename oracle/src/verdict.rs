@@ -20,8 +20,11 @@ pub enum VerdictKind {
     /// The guest saw EIO, EUCLEAN or EBADMSG, or the kernel reported a filesystem error or a
     /// checksum failure.
     FsError,
+    /// The kernel reported a BUG (`kernel BUG at`, `BUG: ...`), KASAN or UBSAN.
     KernelBug,
+    /// The kernel printed a WARNING (WARN_ON and friends, lockdep).
     KernelWarning,
+    /// The kernel oopsed (general protection fault, page fault, other oops) or panicked.
     KernelOops,
     /// The guest stopped making progress (watchdog, hung task, RCU stall, soft lockup).
     Hang,
@@ -31,6 +34,7 @@ pub enum VerdictKind {
 }
 
 impl VerdictKind {
+    /// Every kind, in declaration order (the order reports list them in).
     pub const ALL: [VerdictKind; 10] = [
         VerdictKind::TornBlock,
         VerdictKind::LostWrite,
@@ -44,6 +48,7 @@ impl VerdictKind {
         VerdictKind::StepFailed,
     ];
 
+    /// The kind's word in `verdicts.json`, scenario files and reports (`torn_block`, ...).
     pub fn name(self) -> &'static str {
         match self {
             VerdictKind::TornBlock => "torn_block",
@@ -59,6 +64,7 @@ impl VerdictKind {
         }
     }
 
+    /// The kind whose [`name`](Self::name) is `s`; None for any other word.
     pub fn from_name(s: &str) -> Option<VerdictKind> {
         VerdictKind::ALL.into_iter().find(|k| k.name() == s)
     }
@@ -85,18 +91,26 @@ impl std::fmt::Display for VerdictKind {
 /// One piece of evidence: a line for people plus the facts it rests on, for tools.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Evidence {
+    /// One line saying what was found, for people.
     pub text: String,
+    /// dmapin region id of the page concerned.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub region: Option<u32>,
+    /// Page index within that region.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub page: Option<u32>,
+    /// Byte offset of the page in the target file.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub file_offset: Option<u64>,
     /// First disk sector (512 bytes) concerned.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sector: Option<u64>,
+    /// Number of disk sectors concerned, from [`sector`](Self::sector).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sectors: Option<u64>,
+    /// DMA generations the finding is about, in the order its text names them (a torn
+    /// block's per-sector generations; the generation found, then the one it replaced or the
+    /// one expected).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub generations: Vec<u64>,
     /// Block journal request sequence number.
@@ -105,11 +119,13 @@ pub struct Evidence {
     /// CLOCK_MONOTONIC ns (the clock of the journal and the DMA log).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub times_ns: Vec<u64>,
+    /// Console lines behind the finding (a crash report's excerpt, a filesystem message).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub console: Vec<String>,
 }
 
 impl Evidence {
+    /// Evidence that is only a line of text, with no facts attached.
     pub fn new(text: impl Into<String>) -> Evidence {
         Evidence {
             text: text.into(),
@@ -124,11 +140,13 @@ pub const MAX_EVIDENCE: usize = 32;
 /// One verdict with its evidence.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Verdict {
+    /// What was found.
     pub kind: VerdictKind,
     /// One line: the first case and how many there were.
     pub summary: String,
     /// How many cases were found (evidence keeps the first [`MAX_EVIDENCE`]).
     pub count: usize,
+    /// The first cases (at most [`MAX_EVIDENCE`]), in the order the check found them.
     pub evidence: Vec<Evidence>,
 }
 
@@ -155,26 +173,36 @@ impl Verdict {
 /// Everything the oracle concluded about one run.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Analysis {
+    /// The verdicts found, in the order the checks ran (each check yields at most one verdict
+    /// per kind).
     pub verdicts: Vec<Verdict>,
     /// What could not be judged and why, where the guest's word disagrees with what the host
     /// saw, and losses the workload itself asked for (a punch, truncate or O_DIRECT write over
     /// a pinned range).
     pub notes: Vec<String>,
+    /// How much there was to look at.
     pub stats: Stats,
 }
 
 /// What the oracle looked at.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Stats {
+    /// Records in the DMA log.
     pub dma_writes: usize,
+    /// Distinct file pages (by file offset) the device wrote at least once.
     pub pages_with_dma: usize,
+    /// OUT (write) requests in the block journal.
     pub journal_writes: usize,
+    /// FLUSH requests in the block journal.
     pub journal_flushes: usize,
+    /// Pages whose final generation was looked for on the final image (the lost_write check).
     pub pages_checked_on_disk: usize,
+    /// Kernel crash reports found on the console.
     pub console_reports: usize,
 }
 
 impl Analysis {
+    /// The kinds of verdict found, sorted and without repeats.
     pub fn kinds(&self) -> Vec<VerdictKind> {
         let mut k: Vec<VerdictKind> = self.verdicts.iter().map(|v| v.kind).collect();
         k.sort();
@@ -182,10 +210,12 @@ impl Analysis {
         k
     }
 
+    /// Whether a verdict of `kind` was found.
     pub fn has(&self, kind: VerdictKind) -> bool {
         self.verdicts.iter().any(|v| v.kind == kind)
     }
 
+    /// Add `v`, if a check returned one.
     pub fn push(&mut self, v: Option<Verdict>) {
         if let Some(v) = v {
             self.verdicts.push(v);

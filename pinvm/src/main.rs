@@ -1,8 +1,6 @@
 //! `pinvm`: boot patched Linux kernels under KVM and judge what happens. The command line
 //! only: clap definitions and printing over the `harness` library and the `vmm` machine.
 
-#![deny(clippy::undocumented_unsafe_blocks)]
-
 mod cli;
 mod machines;
 

@@ -4,7 +4,6 @@
 //! The agent reports over a serial port instead of the control page. docs/qemu.md.
 
 #![warn(missing_docs)]
-#![deny(clippy::undocumented_unsafe_blocks)]
 
 pub mod command;
 pub mod find;

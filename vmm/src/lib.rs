@@ -10,7 +10,6 @@
 //! machine crate's watch and collector turn that into the run record.
 
 #![warn(missing_docs)]
-#![deny(clippy::undocumented_unsafe_blocks)]
 
 pub mod arch;
 pub mod builder;

@@ -19,18 +19,48 @@ pub const SECTOR_SIZE: u64 = 512;
 /// Copy-on-write granularity.
 pub const COW_BLOCK: u64 = 4096;
 
+/// Why a [`CowDisk`] could not be opened, accessed or saved.
 #[derive(Debug, thiserror::Error)]
 pub enum DiskError {
+    /// The base image could not be opened or its size read.
     #[error("cannot open base image {path}: {source}")]
-    OpenBase { path: PathBuf, source: io::Error },
+    OpenBase {
+        /// The base image asked for.
+        path: PathBuf,
+        /// The error from open(2) or fstat(2).
+        source: io::Error,
+    },
+    /// The base image's size is not a whole number of 512-byte sectors, so virtio-blk could
+    /// not describe it.
     #[error("base image {path} is {size} bytes, not a multiple of 512")]
-    NotSectorMultiple { path: PathBuf, size: u64 },
+    NotSectorMultiple {
+        /// The base image.
+        path: PathBuf,
+        /// Its size in bytes.
+        size: u64,
+    },
+    /// The anonymous overlay file could not be created, unlinked or sized.
     #[error("cannot create the overlay file in {dir}: {source}")]
-    Overlay { dir: PathBuf, source: io::Error },
+    Overlay {
+        /// The directory the overlay was to be created in.
+        dir: PathBuf,
+        /// The error from creating, unlinking or truncating it.
+        source: io::Error,
+    },
+    /// A read or write reaches past the end of the disk (or its end overflows u64).
     #[error("access {offset:#x}+{len:#x} is outside the {size:#x}-byte disk")]
-    OutOfRange { offset: u64, len: u64, size: u64 },
+    OutOfRange {
+        /// Start of the access, in bytes.
+        offset: u64,
+        /// Length of the access, in bytes.
+        len: u64,
+        /// Size of the disk, in bytes.
+        size: u64,
+    },
+    /// [`CowDisk::save_as`] was given the base image's own path (after canonicalization).
     #[error("refusing to overwrite the base image {0}")]
     SaveOverBase(PathBuf),
+    /// A read, write or sync of the base, the overlay or the saved image failed.
     #[error("disk I/O error: {0}")]
     Io(#[from] io::Error),
 }

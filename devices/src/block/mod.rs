@@ -80,14 +80,25 @@ impl Default for BlockConfig {
     }
 }
 
+/// Why a block device could not be created, flushed or saved.
 #[derive(Debug, thiserror::Error)]
 pub enum BlockError {
+    /// [`BlockConfig::queue_size`] is outside what virtio split rings allow (a power of two,
+    /// at most 32768) or below 4, which leaves no room for a header, data and status.
     #[error("queue size {0} is not a power of two in 4..=32768")]
     QueueSize(u16),
+    /// The journal file could not be created.
     #[error("cannot create journal {path}: {source}")]
-    Journal { path: PathBuf, source: io::Error },
+    Journal {
+        /// The journal file asked for in [`BlockConfig::journal`].
+        path: PathBuf,
+        /// The error from creating it or writing its header.
+        source: io::Error,
+    },
+    /// Flushing the journal's buffer to its file failed.
     #[error("journal write failed: {0}")]
     JournalIo(#[source] io::Error),
+    /// The copy-on-write disk failed (sync, save).
     #[error(transparent)]
     Disk(#[from] DiskError),
 }
@@ -123,6 +134,8 @@ pub struct BlockBackend {
 }
 
 impl BlockBackend {
+    /// A backend serving `disk` with `config`'s id, queue size and hooks; creates the journal
+    /// file if one is asked for. Sequence numbers start at 1.
     pub fn new(disk: CowDisk, config: &BlockConfig) -> Result<BlockBackend, BlockError> {
         let qs = config.queue_size;
         if !(4..=32768).contains(&qs) || !qs.is_power_of_two() {
@@ -158,10 +171,12 @@ impl BlockBackend {
         })
     }
 
+    /// The copy-on-write disk requests are served from.
     pub fn disk(&self) -> &CowDisk {
         &self.disk
     }
 
+    /// Request counters so far.
     pub fn stats(&self) -> BlockStats {
         self.stats
     }
@@ -448,6 +463,7 @@ impl BlockHandle {
         Ok(lock(&self.0).disk.save_as(path)?)
     }
 
+    /// Request counters so far.
     pub fn stats(&self) -> BlockStats {
         lock(&self.0).stats
     }
@@ -493,6 +509,8 @@ impl Block {
         })
     }
 
+    /// A handle on this device's backend that stays usable after the device was boxed into
+    /// a transport (flush and save at exit, counters).
     pub fn handle(&self) -> BlockHandle {
         BlockHandle(self.backend.clone())
     }

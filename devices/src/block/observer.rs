@@ -27,6 +27,7 @@ pub const COPY_CHUNK: u64 = 4096;
 pub struct RequestView {
     /// Sequence number (same as in the journal).
     pub seq: u64,
+    /// Direction: [`RequestKind::In`] (disk to guest) or [`RequestKind::Out`] (guest to disk).
     pub kind: RequestKind,
     /// First sector.
     pub sector: u64,
@@ -42,6 +43,7 @@ impl RequestView {
         self.sectors * 512
     }
 
+    /// Whether the request moves no data (zero sectors).
     pub fn is_empty(&self) -> bool {
         self.sectors == 0
     }
@@ -49,6 +51,7 @@ impl RequestView {
 
 /// Hooks called around each IN/OUT request's data copy. All methods default to doing nothing.
 pub trait BlockObserver: Send + Sync {
+    /// The request was validated; no data byte has moved yet.
     fn before_copy(&self, _req: &RequestView) {}
     /// `copied_bytes` bytes of the data buffer have been copied (a multiple of 4096, or the
     /// total for the last call).

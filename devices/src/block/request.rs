@@ -36,6 +36,7 @@ pub const ID_BYTES: usize = 20;
 /// A validated request.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Request {
+    /// Request type from the header (`le32 type`).
     pub kind: RequestKind,
     /// Header sector (meaningful for IN and OUT).
     pub sector: u64,
@@ -60,34 +61,54 @@ impl Request {
 /// What is wrong with a chain.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ParseError {
+    /// The chain has no descriptor at all (no status byte).
     #[error("empty descriptor chain")]
     Empty,
+    /// The last descriptor still has NEXT set; the value is the chain length limit
+    /// ([`Limits::max_descriptors`]). No status byte.
     #[error("descriptor chain cut short (loop, bad index or longer than {0} descriptors)")]
     Truncated(usize),
+    /// The chain has fewer than two descriptors, or its last one is not device-writable or
+    /// not writable guest memory. No status byte.
     #[error("last descriptor is not a usable status buffer")]
     NoStatus,
+    /// Descriptor 0 is device-writable or shorter than the 16-byte header.
     #[error("header descriptor is device-writable or shorter than 16 bytes")]
     BadHeader,
+    /// The header's 16 bytes are not in guest memory.
     #[error("header not readable from guest memory")]
     HeaderUnreadable,
+    /// The data descriptor at this index in the chain (1 is the first after the header) is
+    /// device-readable where the type needs device-writable, or the other way round.
     #[error("data descriptor {0} has the wrong direction")]
     WrongDirection(usize),
+    /// The data descriptor at this index in the chain has length 0.
     #[error("data descriptor {0} is empty")]
     EmptySegment(usize),
+    /// The data descriptor at this index in the chain is not (wholly) in guest memory with
+    /// the access the request needs.
     #[error("data descriptor {0} is outside guest memory")]
     OutOfMemory(usize),
+    /// An IN, OUT or GET_ID request without data descriptors.
     #[error("request needs data descriptors and has none")]
     NoData,
+    /// A FLUSH request with data descriptors.
     #[error("request must not carry data")]
     UnexpectedData,
+    /// More data descriptors (the value) than [`Limits::seg_max`].
     #[error("{0} data descriptors exceed seg_max")]
     TooManySegments(usize),
+    /// An IN or OUT request whose data length in bytes (the value) is not whole sectors.
     #[error("data length {0} is not a multiple of 512")]
     Unaligned(u64),
+    /// An IN or OUT request that reaches past the end of the disk (or overflows u64).
     #[error("sectors {sector}+{sectors} exceed capacity {capacity}")]
     OutOfDisk {
+        /// The header's first sector.
         sector: u64,
+        /// Sectors the data covers.
         sectors: u64,
+        /// Disk size in sectors ([`Limits::capacity`]).
         capacity: u64,
     },
 }
@@ -95,7 +116,10 @@ pub enum ParseError {
 /// A chain that was rejected, with the status byte address if one can be written.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Malformed {
+    /// The first rule the chain broke.
     pub error: ParseError,
+    /// Guest-physical address of the status byte, to answer IOERR at; `None` when the chain
+    /// has no trustworthy status byte (complete it with used length 0).
     pub status_addr: Option<u64>,
 }
 

@@ -51,10 +51,19 @@ impl Default for DmaPinConfig {
     }
 }
 
+/// Why [`DmaPin::new`] failed.
 #[derive(Debug, thiserror::Error)]
 pub enum DmaPinError {
+    /// The DMA log file could not be created.
     #[error("cannot create DMA log {path}: {source}")]
-    Log { path: PathBuf, source: io::Error },
+    Log {
+        /// The log file asked for in [`DmaPinConfig::log`].
+        path: PathBuf,
+        /// The error from creating it or writing its header.
+        source: io::Error,
+    },
+    /// One of [`DmaPinConfig::queue_sizes`] is not a power of two in 2..=32768 (split
+    /// virtqueue sizes are powers of two up to 32768, virtio 1.2 §2.7).
     #[error("queue size {0} is not a power of two in 2..=32768")]
     QueueSize(u16),
 }
@@ -67,6 +76,7 @@ pub struct DmaPinHandle {
 }
 
 impl DmaPinHandle {
+    /// DMA and queue counters so far.
     pub fn stats(&self) -> DmaStats {
         self.engine.lock().stats
     }
@@ -107,6 +117,8 @@ pub struct DmaPin {
 }
 
 impl DmaPin {
+    /// A device with `config`'s limits and queue sizes; creates the DMA log if one is asked
+    /// for. The engine thread starts at activation.
     pub fn new(config: DmaPinConfig) -> Result<DmaPin, DmaPinError> {
         for &qs in &config.queue_sizes {
             if !(2..=32768).contains(&qs) || !qs.is_power_of_two() {
@@ -130,6 +142,8 @@ impl DmaPin {
         })
     }
 
+    /// A handle on this device's engine that stays usable after the device was boxed into a
+    /// transport (counters, log flush, regions, the block observer).
     pub fn handle(&self) -> DmaPinHandle {
         DmaPinHandle {
             engine: self.engine.clone(),
@@ -158,9 +172,13 @@ impl DmaPin {
 
 /// State the device thread owns besides the engine.
 pub struct DeviceCore {
+    /// The engine shared with the engine thread, the handle and the block observer.
     pub engine: Arc<Engine>,
+    /// [`DmaPinConfig::max_regions`]: pages for a new region beyond this many are refused.
     pub max_regions: usize,
+    /// [`DmaPinConfig::max_pages`]: pages beyond this many (all regions) are refused.
     pub max_pages: usize,
+    /// Where START sends Burst and Rate jobs for the engine thread.
     pub jobs: Sender<Job>,
 }
 

@@ -33,12 +33,23 @@ use crate::virtio::GuestMem;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Schedule {
     /// `count` full-page generations of every page of the region, back to back.
-    Burst { count: u64 },
+    Burst {
+        /// Generations to write (START accepts 1..=`proto::dmapin::MAX_BURST`).
+        count: u64,
+    },
     /// `hz` generations of every page per second, for `duration`.
-    Rate { hz: u32, duration: Duration },
+    Rate {
+        /// Generations per second (START accepts 1..=100000).
+        hz: u32,
+        /// How long the schedule runs (START accepts 1 ms..=24 h).
+        duration: Duration,
+    },
     /// One new generation of a page each time a block OUT request copies it, injected at the
     /// page's halfway point. `max_triggers` = 0: unlimited.
-    OnWriteback { max_triggers: u64 },
+    OnWriteback {
+        /// Injections allowed after START; 0: unlimited.
+        max_triggers: u64,
+    },
 }
 
 /// One posted page.
@@ -46,7 +57,10 @@ pub enum Schedule {
 pub struct PostedPage {
     /// Page index from the driver's header.
     pub index: u32,
+    /// Guest-physical address of the page (4096 bytes), from the chain's data descriptor.
     pub gpa: u64,
+    /// Byte offset in the guest file the page caches, from the driver's header; logged with
+    /// every write so the oracle can map DMA to disk blocks.
     pub file_offset: u64,
     /// Last generation written (0: never written).
     pub generation: u64,
@@ -61,6 +75,7 @@ pub struct PostedPage {
 /// A region: pages in posting order plus its schedule.
 #[derive(Clone, Debug, Default)]
 pub struct Region {
+    /// Posted pages, in posting order.
     pub pages: Vec<PostedPage>,
     /// Current schedule; `None` when stopped.
     pub schedule: Option<Schedule>,
@@ -75,6 +90,7 @@ pub struct Region {
 pub struct DmaStats {
     /// DMA writes (log records) performed.
     pub writes: u64,
+    /// Bytes written into guest memory by those writes.
     pub bytes: u64,
     /// Writeback injections (each is two half-page writes).
     pub writeback_injections: u64,
@@ -106,10 +122,12 @@ struct Pending {
 #[derive(Default)]
 pub struct EngineState {
     pub(crate) mem: Option<GuestMem>,
+    /// Region id → region, for every region with a posted page.
     pub regions: BTreeMap<u32, Region>,
     /// Page GPA → region id, for the observer.
     pub(crate) by_gpa: BTreeMap<u64, u32>,
     pub(crate) log: Option<DmaLogWriter>,
+    /// Counters since the device was created (a reset keeps them).
     pub stats: DmaStats,
     pending: HashMap<u64, Vec<Pending>>,
 }
@@ -218,6 +236,7 @@ impl EngineState {
         self.mem = None;
     }
 
+    /// Flush the DMA log's buffer and fdatasync it (nothing to do without a log).
     pub fn flush_log(&mut self) -> std::io::Result<()> {
         match &mut self.log {
             Some(l) => l.flush(),
@@ -233,6 +252,7 @@ pub struct Engine {
 }
 
 impl Engine {
+    /// An engine with no regions and no guest memory yet, logging every DMA write to `log`.
     pub fn new(log: Option<DmaLogWriter>) -> Engine {
         Engine {
             state: Mutex::new(EngineState {
@@ -242,6 +262,8 @@ impl Engine {
         }
     }
 
+    /// Lock the engine state (a poisoned lock is taken over: the state stays consistent
+    /// between statements). Never take the block device's lock while holding it.
     pub fn lock(&self) -> MutexGuard<'_, EngineState> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -250,9 +272,14 @@ impl Engine {
 /// A job for the engine thread.
 #[derive(Clone, Copy, Debug)]
 pub enum Job {
+    /// Drive `region` with `schedule` (Burst and Rate; OnWriteback needs no thread) for as
+    /// long as the region's epoch is still `epoch`.
     Run {
+        /// Region id.
         region: u32,
+        /// The region's epoch after the START that sent this job.
         epoch: u64,
+        /// The schedule START asked for.
         schedule: Schedule,
     },
 }
@@ -359,6 +386,7 @@ pub struct DmaObserver {
 }
 
 impl DmaObserver {
+    /// An observer injecting into `engine`'s regions started with `OnWriteback`.
     pub fn new(engine: Arc<Engine>) -> Self {
         DmaObserver { engine }
     }

@@ -33,13 +33,21 @@ pub use mmio::MmioTransport;
 /// The guest memory handle given to virtio devices (see the module documentation).
 pub type GuestMem = GuestMemoryAtomic<GuestMemoryMmap>;
 
-/// Device status bits (virtio 1.2 §2.1).
+/// Device status bits (virtio 1.2 §2.1), set by the driver in the order of the initialization
+/// sequence (§3.1.1); writing 0 resets the device.
 pub mod status {
+    /// The guest OS found the device and recognised it as a virtio device.
     pub const ACKNOWLEDGE: u8 = 1;
+    /// The guest OS knows how to drive the device.
     pub const DRIVER: u8 = 2;
+    /// The driver is set up and ready to drive the device: the device may use its queues.
     pub const DRIVER_OK: u8 = 4;
+    /// The driver acknowledged all the features it understands; feature negotiation is over
+    /// (the device clears this bit again if it refuses the subset).
     pub const FEATURES_OK: u8 = 8;
+    /// Set by the device: it hit an error it cannot recover from and needs a reset.
     pub const DEVICE_NEEDS_RESET: u8 = 64;
+    /// The driver gave up on the device.
     pub const FAILED: u8 = 128;
 }
 
@@ -56,12 +64,22 @@ pub mod features {
 /// Why [`VirtioDevice::activate`] refused to start the device.
 #[derive(Debug, thiserror::Error)]
 pub enum ActivateError {
+    /// The queue with this index is not ready (QueueReady 0) or its rings are unusable.
     #[error("queue {0} is not ready or not usable")]
     BadQueue(usize),
+    /// The transport handed over a different number of queues (or notification EventFds)
+    /// than the device has.
     #[error("expected {expected} queues, got {got}")]
-    QueueCount { expected: usize, got: usize },
+    QueueCount {
+        /// Queues the device has ([`VirtioDevice::queue_max_sizes`]).
+        expected: usize,
+        /// The smaller of the queues and the EventFds handed over.
+        got: usize,
+    },
+    /// Creating the kill EventFd or spawning the device thread failed.
     #[error("cannot start the device thread: {0}")]
     Thread(#[source] std::io::Error),
+    /// The device is already serving its queues (activated twice without a reset).
     #[error("device already active")]
     AlreadyActive,
 }
@@ -134,6 +152,8 @@ pub struct Interrupt {
 }
 
 impl Interrupt {
+    /// An interrupt line with no pending bits that signals `irq` (registered as the slot's
+    /// irqfd) on every raise.
     pub fn new(irq: EventFd) -> Self {
         Interrupt {
             status: AtomicU32::new(0),

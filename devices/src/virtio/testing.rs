@@ -15,9 +15,13 @@ pub const F_INDIRECT: u16 = 4;
 /// One raw split-ring descriptor.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct RawDesc {
+    /// Guest-physical address of the buffer (`le64 addr`).
     pub addr: u64,
+    /// Length of the buffer in bytes (`le32 len`).
     pub len: u32,
+    /// [`F_NEXT`], [`F_WRITE`], [`F_INDIRECT`] (`le16 flags`).
     pub flags: u16,
+    /// Index of the next descriptor when [`F_NEXT`] is set (`le16 next`).
     pub next: u16,
 }
 
@@ -70,15 +74,19 @@ impl TestQueue {
         self.used + 6 + 8 * u64::from(self.size)
     }
 
+    /// Number of entries (descriptors, and slots in each ring).
     pub fn size(&self) -> u16 {
         self.size
     }
+    /// Guest-physical address of the descriptor table (QueueDesc).
     pub fn desc_addr(&self) -> u64 {
         self.desc
     }
+    /// Guest-physical address of the available ring (QueueDriver).
     pub fn avail_addr(&self) -> u64 {
         self.avail
     }
+    /// Guest-physical address of the used ring (QueueDevice).
     pub fn used_addr(&self) -> u64 {
         self.used
     }

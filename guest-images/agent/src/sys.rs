@@ -365,7 +365,7 @@ impl Mapping {
             iov_len: data.len(),
         };
         let remote = libc::iovec {
-            // SAFETY (of the add): offset <= len, so the pointer stays inside the mapping.
+            // SAFETY: offset <= len (checked above), so the pointer stays inside the mapping.
             iov_base: unsafe { self.addr.add(offset) }.cast(),
             iov_len: data.len(),
         };

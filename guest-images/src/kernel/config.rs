@@ -41,6 +41,7 @@ impl fmt::Display for ConfigValue {
 pub struct Request {
     /// Symbol name including the `CONFIG_` prefix.
     pub symbol: String,
+    /// The value asked for.
     pub value: ConfigValue,
     /// `file:line` where it was requested.
     pub origin: String,
@@ -53,6 +54,7 @@ pub struct Fragment {
     pub name: String,
     /// The exact bytes (hashed into the cache key and appended to `.config`).
     pub text: String,
+    /// Its options, in file order (a symbol repeated with the same value appears once).
     pub requests: Vec<Request>,
 }
 
@@ -220,6 +222,7 @@ pub fn merge_onto(base: &str, fragments: &[Fragment]) -> String {
 /// One requested option that did not survive.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Mismatch {
+    /// The request that did not hold, with where it came from.
     pub request: Request,
     /// `None` when the symbol is absent from the final `.config`.
     pub got: Option<ConfigValue>,

@@ -24,7 +24,10 @@ pub struct PlatformPatch {
     /// The VERSION.PATCHLEVEL it is for (file name `…-<version>.patch`), or `None`
     /// when it applies to every version.
     pub version: Option<&'static str>,
+    /// File name under `guest-images/kernel/patches/platform/` (shown in errors and the
+    /// manifest).
     pub name: &'static str,
+    /// The patch itself (unified diff), embedded at build time.
     pub text: &'static str,
 }
 

@@ -15,6 +15,7 @@ pub const MANIFEST_FILE: &str = "manifest.json";
 pub struct FragmentRecord {
     /// `pinvm:pinvm.config` for embedded fragments, else the path given.
     pub name: String,
+    /// SHA-256 of the fragment's text, lowercase hex.
     pub sha256: String,
 }
 
@@ -23,14 +24,19 @@ pub struct FragmentRecord {
 pub struct PatchRecord {
     /// `pinvm:<file>` for embedded patches, else the path given.
     pub name: String,
+    /// Why it was applied: platform fix, pinvm's driver, or the patch under test.
     pub group: PatchGroup,
+    /// SHA-256 of the patch's bytes, lowercase hex.
     pub sha256: String,
 }
 
 /// Whether the kvm_pvm platform fix was applied, and why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PlatformFixRecord {
+    /// Whether the platform fix patches are in the build.
     pub applied: bool,
+    /// The decision's reason, e.g. `--platform-fix never` or `auto: this host's KVM is
+    /// kvm_pvm (/sys/module/kvm_pvm exists)`.
     pub reason: String,
 }
 
@@ -39,6 +45,7 @@ pub struct PlatformFixRecord {
 pub struct ArtefactRecord {
     /// File name inside the kernel directory (`vmlinux`, `bzImage`, …).
     pub name: String,
+    /// Its size in bytes.
     pub size: u64,
 }
 
@@ -53,9 +60,13 @@ pub struct Manifest {
     pub kernelrelease: String,
     /// VERSION.PATCHLEVEL, e.g. `6.12`.
     pub version: String,
+    /// Where the source tree came from and what identifies its contents.
     pub source: SourceInfo,
+    /// Config fragments in the order they were applied: pinvm's, then the user's.
     pub fragments: Vec<FragmentRecord>,
+    /// Patches in application order.
     pub patches: Vec<PatchRecord>,
+    /// Whether the kvm_pvm platform fix was applied, and why.
     pub platform_fix: PlatformFixRecord,
     /// `gcc --version`, first line.
     pub compiler: String,
@@ -65,14 +76,19 @@ pub struct Manifest {
     pub jobs: usize,
     /// RFC 3339 UTC.
     pub build_started: String,
+    /// RFC 3339 UTC, when the build finished (before publishing).
     pub build_finished: String,
+    /// Wall-clock duration of the build in seconds (millisecond resolution).
     pub build_seconds: f64,
     /// The build tree kept for incremental rebuilds (`<cache>/build/<key>`).
     pub build_dir: PathBuf,
+    /// The files published next to this manifest (`vmlinux`, `bzImage`, `System.map`,
+    /// `config`, `build.log`).
     pub artefacts: Vec<ArtefactRecord>,
 }
 
 impl Manifest {
+    /// Read and parse `dir/manifest.json`.
     pub fn read(dir: &Path) -> Result<Manifest> {
         let path = dir.join(MANIFEST_FILE);
         let text = std::fs::read_to_string(&path)
@@ -80,6 +96,7 @@ impl Manifest {
         serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
     }
 
+    /// Write `dir/manifest.json` (pretty-printed JSON with a final newline), replacing any.
     pub fn write(&self, dir: &Path) -> Result<()> {
         let path = dir.join(MANIFEST_FILE);
         let mut text = serde_json::to_string_pretty(self)?;

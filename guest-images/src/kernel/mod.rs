@@ -93,7 +93,9 @@ pub enum PlatformFix {
     /// Apply it when the build host's `/dev/kvm` is kvm_pvm (`/sys/module/kvm_pvm` exists).
     #[default]
     Auto,
+    /// Apply it whatever the host (to build on one host for a kvm_pvm host).
     Always,
+    /// Never apply it (the guest's user space will not run on a kvm_pvm host).
     Never,
 }
 
@@ -122,11 +124,13 @@ impl fmt::Display for PlatformFix {
 /// What to build.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct BuildRequest {
+    /// The kernel source to build (`--source`).
     pub source: KernelSource,
     /// User config fragments, applied after pinvm's, in order.
     pub fragments: Vec<PathBuf>,
     /// User patches (group [`PatchGroup::UnderTest`]), applied after pinvm's, in order.
     pub patches: Vec<PathBuf>,
+    /// Whether to apply the kvm_pvm platform fix (`--platform-fix`).
     pub platform_fix: PlatformFix,
     /// `make -j`; default: `std::thread::available_parallelism()`.
     pub jobs: Option<usize>,
@@ -142,8 +146,11 @@ pub struct BuiltKernel {
     pub dir: PathBuf,
     /// Uncompressed ELF (what pinvm boots).
     pub vmlinux: PathBuf,
+    /// The compressed boot image (what QEMU boots).
     pub bzimage: PathBuf,
+    /// The kernel's symbol table, for naming where stopped vCPUs were.
     pub system_map: PathBuf,
+    /// What it was built from (its `manifest.json`).
     pub manifest: Manifest,
     /// True when it was already in the cache (nothing was built).
     pub cached: bool,
@@ -152,7 +159,9 @@ pub struct BuiltKernel {
 /// The platform-fix decision for a build.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PlatformDecision {
+    /// Whether the platform fix patches go into the series.
     pub apply: bool,
+    /// Why, for messages and the manifest (e.g. `auto: this host's KVM is not kvm_pvm`).
     pub reason: String,
 }
 
@@ -177,13 +186,19 @@ pub fn decide_platform_fix(fix: PlatformFix, host_is_pvm: bool) -> PlatformDecis
 /// Everything that determines a build, resolved without building anything.
 #[derive(Debug, Clone)]
 pub struct Plan {
+    /// The cache key ([`cache_key`]): the directory name under `<cache>/kernels/`.
     pub key: String,
+    /// The source and its identity.
     pub source: ResolvedSource,
     /// pinvm's fragments, then the user's.
     pub fragments: Vec<Fragment>,
+    /// The patches in application order: platform fix, driver, the user's.
     pub series: PatchSeries,
+    /// Whether the platform fix is applied, and why.
     pub platform: PlatformDecision,
+    /// `gcc --version`, first line.
     pub compiler: String,
+    /// `make --version`, first line.
     pub make: String,
 }
 

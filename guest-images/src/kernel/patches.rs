@@ -26,6 +26,8 @@ pub enum PatchGroup {
 }
 
 impl PatchGroup {
+    /// The group's word in the manifest, the cache key and messages (`platform`, `driver`,
+    /// `under-test`).
     pub fn as_str(self) -> &'static str {
         match self {
             PatchGroup::Platform => "platform",
@@ -40,7 +42,9 @@ impl PatchGroup {
 pub struct Patch {
     /// Display name: the file path for user patches, `pinvm:<file>` for embedded ones.
     pub name: String,
+    /// Why it is in the series (decides its place in the order).
     pub group: PatchGroup,
+    /// The unified diff's bytes, exactly as hashed and applied (`patch -p1`).
     pub text: Vec<u8>,
 }
 
@@ -64,6 +68,7 @@ impl Patch {
         Ok(p)
     }
 
+    /// SHA-256 of [`text`](Self::text), lowercase hex (the manifest's record of it).
     pub fn sha256(&self) -> String {
         cache::sha256_hex(&self.text)
     }
@@ -155,10 +160,12 @@ impl PatchSeries {
         PatchSeries { patches }
     }
 
+    /// The patches in application order.
     pub fn patches(&self) -> &[Patch] {
         &self.patches
     }
 
+    /// Whether there is no patch to apply.
     pub fn is_empty(&self) -> bool {
         self.patches.is_empty()
     }

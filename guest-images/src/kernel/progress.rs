@@ -41,6 +41,8 @@ pub enum Phase {
 }
 
 impl Phase {
+    /// What the build is doing in this phase, as shown on the status line
+    /// (`compiling`, `patching`, ...).
     pub fn verb(self) -> &'static str {
         match self {
             Phase::Resolving => "resolving sources",
@@ -61,13 +63,22 @@ pub enum BuildProgress {
     Phase(Phase),
     /// Patch `index` (1-based) of `total` is being applied.
     Patch {
+        /// Position in the series, from 1.
         index: usize,
+        /// Patches in the series.
         total: usize,
+        /// The patch's display name (path, or `pinvm:<file>`).
         name: String,
+        /// The patch's group.
         group: PatchGroup,
     },
     /// kbuild produced one more file (`count` so far in this build).
-    Compiled { count: u64, file: String },
+    Compiled {
+        /// Files produced so far in this build.
+        count: u64,
+        /// The file just produced, relative to the build directory when inside it.
+        file: String,
+    },
     /// Something worth a line of its own (waiting for a lock, the cache key, …).
     Note(String),
 }
@@ -106,8 +117,10 @@ impl ProgressRenderer<std::io::Stderr> {
 }
 
 fn terminal_width() -> Option<usize> {
-    // SAFETY: TIOCGWINSZ fills a winsize struct we own.
+    // SAFETY: winsize is four u16 fields, for which all-zero bytes are a valid value.
     let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
+    // SAFETY: TIOCGWINSZ writes one winsize into `ws`, which we own and which outlives the
+    // call; on failure it writes nothing and `ws` stays zeroed.
     let r = unsafe { libc::ioctl(libc::STDERR_FILENO, libc::TIOCGWINSZ, &mut ws) };
     (r == 0 && ws.ws_col > 0).then_some(ws.ws_col as usize)
 }

@@ -138,9 +138,13 @@ impl fmt::Display for KernelSource {
 /// A kernel version read from a tree's top Makefile.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KernelVersion {
+    /// `VERSION`, e.g. 6.
     pub version: u32,
+    /// `PATCHLEVEL`, e.g. 12.
     pub patchlevel: u32,
+    /// `SUBLEVEL`, e.g. 117 (0 when the Makefile has none).
     pub sublevel: u32,
+    /// `EXTRAVERSION` as written, e.g. `-rc3` (often empty).
     pub extraversion: String,
 }
 
@@ -184,23 +188,35 @@ impl KernelVersion {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum SourceInfo {
+    /// A Debian `linux-source-<version>` package's tarball.
     Debian {
+        /// The package name, e.g. `linux-source-6.12`.
         package: String,
+        /// Its installed version (`dpkg-query`), or `unknown`.
         package_version: String,
+        /// Path of the tarball the package installed.
         tarball: PathBuf,
+        /// Its size in bytes.
         tarball_size: u64,
+        /// SHA-256 of the tarball, lowercase hex.
         tarball_sha256: String,
     },
+    /// A kernel tree at the top of a git work tree.
     GitTree {
+        /// The tree, canonicalized.
         path: PathBuf,
+        /// `git rev-parse HEAD`.
         commit: String,
         /// SHA-256 of `git diff HEAD --binary` (uncommitted changes).
         diff_sha256: String,
         /// SHA-256 over the untracked, non-ignored files' paths and contents.
         untracked_sha256: String,
+        /// Whether there are uncommitted changes or untracked files.
         dirty: bool,
     },
+    /// A kernel tree that is not a git work tree.
     Tree {
+        /// The tree, canonicalized.
         path: PathBuf,
         /// SHA-256 over every file's path, kind, mode and contents.
         content_sha256: String,
@@ -219,7 +235,9 @@ impl SourceInfo {
 /// A source resolved to its identity and version, not yet materialized.
 #[derive(Debug, Clone)]
 pub struct ResolvedSource {
+    /// The source as requested.
     pub source: KernelSource,
+    /// What identifies its contents (part of the cache key, recorded in the manifest).
     pub info: SourceInfo,
     /// VERSION.PATCHLEVEL (for Debian: from the package; checked against the Makefile
     /// after extraction).

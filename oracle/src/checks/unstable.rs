@@ -6,6 +6,9 @@ use crate::inputs::Inputs;
 use crate::verdict::{Evidence, Verdict, VerdictKind};
 use proto::journal::RequestKind;
 
+/// The unstable_write verdict: every DMA write that overlaps the guest pages of a block OUT
+/// request and lands between its submission and its completion (journal times); None when
+/// there is none.
 pub fn check(inputs: &Inputs) -> Option<Verdict> {
     let outs: Vec<_> = inputs
         .journal

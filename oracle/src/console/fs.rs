@@ -8,8 +8,13 @@ use super::lines::split_console;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FsSeverity {
+    /// An error the filesystem reports and may survive (`EXT4-fs error`, `BTRFS error`, a
+    /// checksum or I/O error, a journal failure).
     Error,
+    /// A warning: something unexpected that the filesystem handled.
     Warning,
+    /// The filesystem gave up or data is known lost: shutdown, aborted transaction, failed
+    /// assertion, `data will be lost`.
     Critical,
 }
 
@@ -18,11 +23,15 @@ pub enum FsSeverity {
 pub struct FsMessage {
     /// "ext4", "jbd2", "xfs", "btrfs" or "block".
     pub fs: String,
+    /// How bad the message is, from its prefix or, where the filesystem does not print its
+    /// level (xfs, ext4_msg), its words.
     pub severity: FsSeverity,
     /// True for data/metadata checksum failures ("csum failed", "checksum", "Invalid
     /// checksum", CRC errors).
     pub checksum: bool,
+    /// 0-based index of the message's console line.
     pub line: usize,
+    /// printk timestamp of that line in seconds, when the console has one.
     pub time_s: Option<f64>,
     /// The line without its timestamp.
     pub text: String,

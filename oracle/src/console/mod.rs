@@ -54,6 +54,7 @@ pub enum CrashKind {
 /// One crash report found in a console.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct CrashReport {
+    /// The report's class, from its header.
     pub kind: CrashKind,
     /// Stable syzkaller-style title, e.g. "WARNING in ext4_dirty_folio", "kernel BUG at
     /// fs/ext4/inode.c", "BUG: unable to handle page fault in foo", "general protection fault
