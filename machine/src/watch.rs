@@ -98,8 +98,10 @@ impl RunWatch {
         }
     }
 
-    /// How long the machine may wait for its next event, or `Break` with the end of a run
-    /// whose kernel panicked and had its grace. Also scans the console for a panic.
+    /// How long the machine may wait for its next event, or `Break` with the end of the run:
+    /// a kernel that panicked and had its grace, or a deadline that passed (checked on every
+    /// pass, so a guest that keeps sending events cannot outlive it). Also scans the console
+    /// for a panic.
     pub fn next_wait(&mut self) -> ControlFlow<VmEnd, Duration> {
         let mut limit = match self.agent.cmd_done_at {
             Some(t) => self.deadline.min(t + SHUTDOWN_GRACE),
@@ -112,12 +114,15 @@ impl RunWatch {
             limit = limit.min(t + PANIC_GRACE);
         }
         self.limit = limit;
-        let wait = limit
-            .saturating_duration_since(Instant::now())
-            .min(CONSOLE_POLL);
         if self.panic_at.is_none() {
             self.scan_for_panic();
         }
+        if let Some(end) = self.quiet() {
+            return ControlFlow::Break(end);
+        }
+        let wait = limit
+            .saturating_duration_since(Instant::now())
+            .min(CONSOLE_POLL);
         ControlFlow::Continue(wait)
     }
 
@@ -252,13 +257,34 @@ mod tests {
     }
 
     #[test]
-    fn a_quiet_run_past_its_deadline_is_a_hang_or_a_missing_reboot() {
+    fn a_run_past_its_deadline_is_a_hang_or_a_missing_reboot() {
         let (mut w, _sink) = overdue();
-        assert!(matches!(w.next_wait(), ControlFlow::Continue(d) if d.is_zero()));
+        assert_eq!(w.next_wait(), ControlFlow::Break(VmEnd::Timeout));
         assert_eq!(w.quiet(), Some(VmEnd::Timeout));
         w.agent(event(AgentEventKind::CmdDone { status: 0 }));
-        assert!(w.next_wait().is_continue());
-        assert_eq!(w.quiet(), Some(VmEnd::NoRebootAfterCommand));
+        assert_eq!(
+            w.next_wait(),
+            ControlFlow::Break(VmEnd::NoRebootAfterCommand)
+        );
+    }
+
+    #[test]
+    fn a_guest_flooding_events_still_meets_its_deadline() {
+        let (console, _sink) = ConsoleCapture::open(&spec()).unwrap();
+        let mut w = RunWatch::new(console, Instant::now(), Duration::from_millis(50));
+        let t0 = Instant::now();
+        let end = loop {
+            // An event on every pass: the machine never sees a quiet wait.
+            match w.next_wait() {
+                ControlFlow::Break(end) => break end,
+                ControlFlow::Continue(_) => w.agent(event(AgentEventKind::Log("x".into()))),
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(5),
+                "the deadline was never checked"
+            );
+        };
+        assert_eq!(end, VmEnd::Timeout);
     }
 
     #[test]
