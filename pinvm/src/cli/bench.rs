@@ -17,6 +17,24 @@ pub enum BenchCommand {
     /// Guest sequential write (+fsync) and read (after drop_caches) of N MiB on a virtio-blk
     /// ext4 disk, against the same on a host file.
     Disk(DiskBench),
+    /// Run one scenario N times on each machine (`--machine kvm,qemu`): the wall time of a
+    /// whole case (kernel from the cache, fresh disk image, boot, workload, judging).
+    Scenario(ScenarioBench),
+}
+
+#[derive(Args, Debug)]
+pub struct ScenarioBench {
+    /// Scenario id or file, e.g. S03.
+    pub scenario: std::path::PathBuf,
+    /// Kernel version (Debian, pinvm config).
+    #[arg(long, default_value = harness::kernel::DEFAULT_KERNEL_VERSION)]
+    pub kernel_version: String,
+    /// Filesystem (default: the scenario's first).
+    #[arg(long)]
+    pub fs: Option<String>,
+    /// Runs per machine.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub runs: u32,
 }
 
 #[derive(Args, Debug)]
@@ -74,6 +92,7 @@ pub fn run(choices: &[MachineChoice], cmd: BenchCommand) -> Result<i32> {
     }
     let b = match cmd {
         BenchCommand::Boot(b) => b,
+        BenchCommand::Scenario(s) => return scenario(&list, s),
         BenchCommand::Disk(d) => match list.as_slice() {
             [m] => return disk(&**m, d),
             _ => anyhow::bail!("--machine: `bench disk` takes one machine"),
@@ -158,5 +177,52 @@ fn disk(machine: &dyn Machine, d: DiskBench) -> Result<i32> {
         f.guest_read.as_secs_f64(),
         mb_s(f.bytes, f.host_read)
     );
+    Ok(0)
+}
+
+/// One scenario, `runs` times on each machine; the outcome of every run is printed too, so a
+/// figure never hides a run that did not do what the scenario expects.
+fn scenario(list: &[Box<dyn Machine>], b: ScenarioBench) -> Result<i32> {
+    use harness::case::{run_case, Case};
+    use harness::scenario::{self, Scenario};
+    let s = Scenario::load(&scenario::resolve(&b.scenario)?)?;
+    let fs = b.fs.clone().unwrap_or_else(|| s.filesystems[0].clone());
+    s.expectation(&b.kernel_version, &fs)?;
+    let out = std::env::temp_dir().join(format!("pinvm-bench-{}", std::process::id()));
+    println!(
+        "scenario {} on {} {fs}: {} runs per machine",
+        s.name, b.kernel_version, b.runs
+    );
+    for m in list {
+        let mut times = Series::default();
+        let mut outcomes = Vec::new();
+        for run in 1..=b.runs {
+            let dir = out.join(format!("{}-{run}", m.name()));
+            let case = Case {
+                scenario: &s,
+                kernel: KernelChoice::version(&b.kernel_version),
+                fs: fs.clone(),
+                run,
+                seed: u64::from(run - 1),
+                dir: dir.clone(),
+                keep_disk: false,
+                echo: false,
+            };
+            let t0 = std::time::Instant::now();
+            let r = run_case(&**m, &case)?;
+            times.0.push(t0.elapsed());
+            outcomes.push(r.outcome.label().to_string());
+            let _ = std::fs::remove_dir_all(&dir);
+            eprint!(".");
+        }
+        eprintln!();
+        println!(
+            "  {:10} case wall time {}   outcomes: {}",
+            m.name(),
+            show(&times),
+            outcomes.join(" ")
+        );
+    }
+    let _ = std::fs::remove_dir_all(&out);
     Ok(0)
 }
