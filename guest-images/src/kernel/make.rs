@@ -82,6 +82,45 @@ pub fn parse_kbuild_line(line: &str) -> Option<(&str, &str)> {
 }
 
 /// One `make` invocation.
+/// Variables the kernel's build reads from the environment that change what it builds (the
+/// compiler and its flags, the version string, the config file, the output directory, make's
+/// own flags) without changing pinvm's cache key: never passed to `make`.
+const KBUILD_ENV: [&str; 19] = [
+    "MAKEFLAGS",
+    "MFLAGS",
+    "ARCH",
+    "SUBARCH",
+    "CROSS_COMPILE",
+    "LLVM",
+    "LLVM_IAS",
+    "KCFLAGS",
+    "KCPPFLAGS",
+    "KAFLAGS",
+    "KRUSTFLAGS",
+    "LOCALVERSION",
+    "HOSTCFLAGS",
+    "HOSTCXXFLAGS",
+    "HOSTLDFLAGS",
+    "HOSTLDLIBS",
+    "HOSTRUSTFLAGS",
+    "INSTALL_MOD_PATH",
+    "O",
+];
+
+/// [`KBUILD_ENV`], and every `KBUILD_*` / `KCONFIG_*` variable of this process's environment
+/// (KBUILD_BUILD_TIMESTAMP, KBUILD_OUTPUT, KCONFIG_CONFIG, ...).
+pub fn kbuild_environment() -> Vec<String> {
+    let mut vars: Vec<String> = KBUILD_ENV.iter().map(|v| v.to_string()).collect();
+    for (k, _) in std::env::vars_os() {
+        if let Some(k) = k.to_str() {
+            if k.starts_with("KBUILD_") || k.starts_with("KCONFIG_") {
+                vars.push(k.to_string());
+            }
+        }
+    }
+    vars
+}
+
 pub struct Make<'a> {
     /// Kernel source directory (`-C`).
     pub src: &'a Path,
@@ -100,12 +139,10 @@ impl Make<'_> {
             .args(args)
             .stdin(Stdio::null())
             // Reproducible and independent of the caller's environment.
-            .env("LC_ALL", "C")
-            .env_remove("MAKEFLAGS")
-            .env_remove("ARCH")
-            .env_remove("CROSS_COMPILE")
-            .env_remove("KCONFIG_CONFIG")
-            .env_remove("KBUILD_OUTPUT");
+            .env("LC_ALL", "C");
+        for var in kbuild_environment() {
+            cmd.env_remove(var);
+        }
         cmd
     }
 
@@ -225,6 +262,39 @@ pub fn products(out: &Path) -> [(&'static str, PathBuf); 4] {
 mod tests {
     use super::*;
     use crate::cache::TestDir;
+
+    #[test]
+    fn the_callers_kbuild_environment_never_reaches_make() {
+        // Names of this test's own, so no other test reads them.
+        std::env::set_var("KBUILD_PINVM_TEST_VAR", "1");
+        std::env::set_var("KCONFIG_PINVM_TEST_VAR", "1");
+        let m = Make {
+            src: Path::new("/src"),
+            out: Path::new("/out"),
+            log: Path::new("/log"),
+        };
+        let cmd = m.command(&[]);
+        let removed: Vec<String> = cmd
+            .get_envs()
+            .filter(|(_, v)| v.is_none())
+            .map(|(k, _)| k.to_string_lossy().into_owned())
+            .collect();
+        for v in [
+            "LLVM",
+            "KCFLAGS",
+            "KCPPFLAGS",
+            "LOCALVERSION",
+            "CROSS_COMPILE",
+            "MAKEFLAGS",
+            "KBUILD_PINVM_TEST_VAR",
+            "KCONFIG_PINVM_TEST_VAR",
+        ] {
+            assert!(
+                removed.iter().any(|r| r == v),
+                "{v} reaches make: {removed:?}"
+            );
+        }
+    }
 
     #[test]
     fn kbuild_lines() {
