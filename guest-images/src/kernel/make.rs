@@ -81,7 +81,6 @@ pub fn parse_kbuild_line(line: &str) -> Option<(&str, &str)> {
     BUILD_VERBS.contains(&verb).then_some((verb, target))
 }
 
-/// One `make` invocation.
 /// Variables the kernel's build reads from the environment that change what it builds (the
 /// compiler and its flags, the version string, the config file, the output directory, make's
 /// own flags) without changing pinvm's cache key: never passed to `make`.
@@ -121,6 +120,7 @@ pub fn kbuild_environment() -> Vec<String> {
     vars
 }
 
+/// One `make` invocation.
 pub struct Make<'a> {
     /// Kernel source directory (`-C`).
     pub src: &'a Path,
