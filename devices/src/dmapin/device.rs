@@ -160,6 +160,10 @@ impl DmaPin {
         // engine thread ends too. The queue state only matters to a transport that resumes
         // queues elsewhere.
         let _ = self.worker.stop();
+        // A running burst (up to MAX_BURST generations of every posted page, minutes of work)
+        // or rate schedule must not hold up a reset or the machine's teardown: cancel every
+        // schedule, so the engine stops at its next page write.
+        self.engine.lock().cancel_schedules();
         if let Some(t) = self.engine_thread.take() {
             let _ = t.join();
         }

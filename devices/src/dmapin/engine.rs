@@ -229,6 +229,15 @@ impl EngineState {
     }
 
     /// Device reset: forget every region, pending injection and the guest memory.
+    /// End every running schedule: a burst stops before its next generation, a rate job at
+    /// its next tick (the guest driver sees the region as stopped).
+    pub fn cancel_schedules(&mut self) {
+        for r in self.regions.values_mut() {
+            r.schedule = None;
+        }
+    }
+
+    /// Forget every region, posted page and pending injection (device reset).
     pub fn reset(&mut self) {
         self.regions.clear();
         self.by_gpa.clear();

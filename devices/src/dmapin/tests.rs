@@ -12,7 +12,7 @@ use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 use vmm_sys_util::tempdir::TempDir;
 
 use proto::dma_log::{DmaLog, Trigger};
-use proto::dmapin::{ctl_status, op, schedule};
+use proto::dmapin::{ctl_status, op, schedule, MAX_BURST};
 use proto::stamp::dma::{classify_block, encode_page, BlockClass, PAGE};
 
 use super::device::{DmaPin, DmaPinConfig, DmaPinHandle};
@@ -572,6 +572,33 @@ fn on_writeback_max_triggers() {
         classify_block(&blk.disk(8 * 512)),
         BlockClass::Uniform { generation: 1, .. }
     ));
+}
+
+#[test]
+fn reset_is_not_held_up_by_a_giant_burst() {
+    let mut e = env();
+    for i in 0..16u32 {
+        e.post(1, i, page_gpa(u64::from(i)));
+    }
+    e.wait_pages(1, 16);
+    // The largest burst the device accepts: about 16 million page writes.
+    assert_eq!(
+        e.ctl(op::START, 1, schedule::BURST, [MAX_BURST, 0, 0, 0]).1,
+        0
+    );
+    wait_for("the burst runs", || e.handle.stats().writes > 16);
+    let t0 = Instant::now();
+    e.dev.reset();
+    assert!(
+        t0.elapsed() < Duration::from_secs(2),
+        "reset waited {:?} for the burst",
+        t0.elapsed()
+    );
+    let writes = e.handle.stats().writes;
+    assert!(
+        writes < 16 * MAX_BURST,
+        "the burst ran to its end ({writes} writes)"
+    );
 }
 
 #[test]
