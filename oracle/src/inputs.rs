@@ -38,11 +38,12 @@ impl FileMap {
     /// Disk byte offset of the block holding file offset `off`, if the file has one there
     /// (None for a hole, an unwritten extent or past the end).
     pub fn device_of(&self, off: u64) -> Option<u64> {
+        // Every number here is the guest's: no arithmetic may overflow.
         self.extents
             .iter()
-            .find(|e| off >= e.logical && off < e.logical + e.length)
+            .find(|e| off.checked_sub(e.logical).is_some_and(|d| d < e.length))
             .filter(|e| e.flags & FIEMAP_EXTENT_UNWRITTEN == 0)
-            .map(|e| e.device + (off - e.logical))
+            .and_then(|e| e.device.checked_add(off - e.logical))
     }
 }
 

@@ -409,3 +409,47 @@ fn a_guest_read_back_mismatch_is_a_lost_write_not_an_fs_error() {
     };
     assert_eq!(kinds(&analyze(&i)), vec![VerdictKind::FsError]);
 }
+
+/// The guest reports the extents: absurd ones (a length of u64::MAX, offsets at the top of the
+/// address space) must neither overflow nor make the oracle walk them page by page.
+#[test]
+fn hostile_extents_are_judged_quickly_and_without_overflow() {
+    let img = image_with(&[(1, torn_page(1, 3, 4))]);
+    let hostile = FileMap {
+        extents: vec![
+            FileExtent {
+                logical: u64::MAX - PAGE,
+                device: u64::MAX - 1,
+                length: u64::MAX,
+                flags: 0,
+            },
+            FileExtent {
+                logical: 0,
+                device: u64::MAX - 2 * PAGE,
+                length: u64::MAX,
+                flags: 0,
+            },
+        ],
+    };
+    let i = Inputs {
+        dma: vec![dma(1, 3, 10), dma(1, 4, 20)],
+        file: Some(hostile),
+        image: Some(&img),
+        ..Inputs::default()
+    };
+    let t0 = std::time::Instant::now();
+    let a = analyze(&i);
+    assert!(
+        t0.elapsed() < std::time::Duration::from_secs(1),
+        "{:?}",
+        t0.elapsed()
+    );
+    // The page maps past the end of the image: not on disk there, so lost; never a panic.
+    assert!(a.has(VerdictKind::LostWrite), "{a:#?}");
+    // The well-formed map still finds the torn block.
+    let i = Inputs {
+        file: Some(file()),
+        ..i
+    };
+    assert!(analyze(&i).has(VerdictKind::TornBlock));
+}

@@ -87,36 +87,42 @@ pub fn torn(inputs: &Inputs) -> Option<Verdict> {
         }
     }
     // Torn blocks on the final image that no journaled write explains (e.g. no journal data).
+    // Only pages the device wrote can hold its stamps, so only their blocks are looked at:
+    // the extents are the guest's word (a reported length may be anything), the DMA log is
+    // bounded by what the device did.
     if let (Some(file), Some(_)) = (&inputs.file, inputs.image) {
         let seen: std::collections::HashSet<u64> = cases.iter().filter_map(|e| e.sector).collect();
-        for e in &file.extents {
-            for off in (0..e.length).step_by(PAGE as usize) {
-                let dev = e.device + off;
-                if seen.contains(&(dev / SECTOR)) {
-                    continue;
-                }
-                if let Some(BlockClass::Mixed {
-                    region,
-                    page,
-                    generations,
-                }) = final_class(inputs, dev)
-                {
-                    cases.push(Evidence {
-                        text: format!(
-                            "the final image at file offset {} (sector {}) holds region {region} \
+        let mut dma_offsets: Vec<u64> = offsets.values().map(|o| o - o % PAGE).collect();
+        dma_offsets.sort_unstable();
+        dma_offsets.dedup();
+        for file_off in dma_offsets {
+            let Some(dev) = file.device_of(file_off) else {
+                continue;
+            };
+            if seen.contains(&(dev / SECTOR)) {
+                continue;
+            }
+            if let Some(BlockClass::Mixed {
+                region,
+                page,
+                generations,
+            }) = final_class(inputs, dev)
+            {
+                cases.push(Evidence {
+                    text: format!(
+                        "the final image at file offset {} (sector {}) holds region {region} \
                              page {page} with sector generations {generations:?}",
-                            e.logical + off,
-                            dev / SECTOR
-                        ),
-                        region: Some(region),
-                        page: Some(page),
-                        file_offset: Some(e.logical + off),
-                        sector: Some(dev / SECTOR),
-                        sectors: Some(8),
-                        generations: generations.to_vec(),
-                        ..Evidence::default()
-                    });
-                }
+                        file_off,
+                        dev / SECTOR
+                    ),
+                    region: Some(region),
+                    page: Some(page),
+                    file_offset: Some(file_off),
+                    sector: Some(dev / SECTOR),
+                    sectors: Some(8),
+                    generations: generations.to_vec(),
+                    ..Evidence::default()
+                });
             }
         }
     }
