@@ -72,8 +72,10 @@ fn timed_steps(steps: &[String], report: &RunReport) -> Vec<TimedStep> {
         .zip(&report.step_ns)
         .filter(|(r, _)| !matches!(r, StepReport::Extent { .. }))
         .map(|(r, &t)| TimedStep {
-            line: steps
-                .get(r.index() as usize - 1)
+            // Step numbers come from the guest: 0 or one past the job is no line.
+            line: (r.index() as usize)
+                .checked_sub(1)
+                .and_then(|i| steps.get(i))
                 .cloned()
                 .unwrap_or_default(),
             report: r.clone(),
