@@ -45,8 +45,10 @@ pub fn analyze(
         }
     };
     let disk = records.kept_disks.first().and_then(|d| d.as_deref());
+    // Only the file offsets the device wrote are checked on disk.
+    let dma_offsets: Vec<u64> = dma.iter().map(|r| r.file_offset).collect();
     let file = match disk {
-        Some(disk) => file_map(fs, steps, report, disk)?,
+        Some(disk) => file_map(fs, steps, report, disk, &dma_offsets, &mut notes)?,
         None => None,
     };
     let image = disk.and_then(|d| std::fs::File::open(d).ok());
@@ -85,7 +87,17 @@ fn timed_steps(steps: &[String], report: &RunReport) -> Vec<TimedStep> {
 }
 
 /// The target file's extents on `disk`, from the closing `fiemap` (the last step), if it ran.
-fn file_map(fs: Fs, steps: &[String], report: &RunReport, disk: &Path) -> Result<Option<FileMap>> {
+/// An extent that the final image does not hold (the file moved after it was mapped) is an
+/// error when the device wrote into its range, which the oracle must then check; otherwise it
+/// is left out with a note (nothing on it is judged).
+fn file_map(
+    fs: Fs,
+    steps: &[String],
+    report: &RunReport,
+    disk: &Path,
+    dma_offsets: &[u64],
+    notes: &mut Vec<String>,
+) -> Result<Option<FileMap>> {
     let fiemap_index = steps.len() as u32;
     let fiemap_done = report
         .steps
@@ -105,18 +117,27 @@ fn file_map(fs: Fs, steps: &[String], report: &RunReport, disk: &Path) -> Result
         } = r
         {
             if *index == fiemap_index {
+                let mapped = guest_images::disk::device_offset(fs, disk, *physical);
+                let written = dma_offsets
+                    .iter()
+                    .any(|o| o.checked_sub(*logical).is_some_and(|d| d < *length));
+                if let (Err(e), false) = (&mapped, written) {
+                    notes.push(format!(
+                        "file offset {logical}: its FIEMAP extent is not in the final image \
+                         ({e:#}); the device wrote nothing there, so nothing there is checked"
+                    ));
+                    continue;
+                }
                 extents.push(FileExtent {
                     logical: *logical,
-                    device: guest_images::disk::device_offset(fs, disk, *physical).with_context(
-                        || {
-                            format!(
-                                "file offset {logical}: its FIEMAP extent (physical {physical:#x}) \
+                    device: mapped.with_context(|| {
+                        format!(
+                            "file offset {logical}: its FIEMAP extent (physical {physical:#x}) \
                                  is not in the final disk image: the file was rewritten after \
                                  the closing FIEMAP, so the extents do not describe what is on \
                                  disk (journal and DMA log show the moves)"
-                            )
-                        },
-                    )?,
+                        )
+                    })?,
                     length: *length,
                     flags: *flags,
                 });

@@ -106,14 +106,11 @@ pub fn expand(s: &Scenario, kernel: &str, machine: &str, seed: u64) -> Result<Ve
     // The oracle reads the final disk image, which holds what the agent's sync at shutdown
     // wrote; the extents must describe that same state. A filesystem may still move the file
     // after the workload's last fsync (6.1 btrfs: its COW fix-up worker rewrites pages dirtied
-    // behind its back to a new extent during the next writeback), so sync first. Then FIEMAP
-    // without FIEMAP_FLAG_SYNC: a file whose writeback fails (btrfs -EUCLEAN) must still show
-    // where its data is on disk (sync(2) itself never fails). Twice: the first writeback may
-    // only queue the fix-up work, whose re-dirtied pages the second one writes (one sync left
-    // 1 of 64 QEMU runs with a file that moved again at shutdown).
-    out.push("sync".to_string());
-    out.push("sync".to_string());
-    out.push(format!("fiemap {FILE} nosync"));
+    // behind its back to a new extent at a later writeback, sometimes after more than one
+    // sync), so `settled` syncs and maps until two maps in a row agree. No FIEMAP_FLAG_SYNC:
+    // a file whose writeback fails (btrfs -EUCLEAN) must still show where its data is on
+    // disk (sync(2) itself never fails).
+    out.push(format!("fiemap {FILE} settled"));
     Ok(out)
 }
 
@@ -148,9 +145,7 @@ mod tests {
                 "madvise m pageout",
                 "dma_start r burst 3",
                 "release r dirty_lock",
-                "sync",
-                "sync",
-                "fiemap /mnt/f nosync"
+                "fiemap /mnt/f settled"
             ]
         );
     }
