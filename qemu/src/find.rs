@@ -37,8 +37,10 @@ pub fn kvm_usable() -> Result<(), String> {
         .map_err(|e| format!("/dev/kvm: {e} (use --machine qemu for TCG)"))
 }
 
-/// The generic device (newer QEMU) when offered, else the GPIO frontend (QEMU 7.2+), from
-/// `qemu-system-x86_64 -device help` (asked once per process).
+/// Which frontend carries the DMA device, from `qemu-system-x86_64 -device help` (asked once
+/// per process): the GPIO frontend (QEMU 7.2 and later; the one verified here), else the
+/// generic `vhost-user-test-device` of newer QEMU; `PINVM_QEMU_DMA=generic` prefers the
+/// generic one where both exist (not verified here: QEMU 7.2 has no generic device).
 pub fn dma_frontend(binary: &PathBuf) -> Result<DmaFrontend, String> {
     static HELP: OnceLock<Result<String, String>> = OnceLock::new();
     let help = HELP.get_or_init(|| {
@@ -49,7 +51,8 @@ pub fn dma_frontend(binary: &PathBuf) -> Result<DmaFrontend, String> {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     });
     let help = help.as_ref().map_err(Clone::clone)?;
-    frontend_from_help(help).ok_or_else(|| {
+    let prefer_generic = std::env::var("PINVM_QEMU_DMA").is_ok_and(|v| v == "generic");
+    frontend_from_help(help, prefer_generic).ok_or_else(|| {
         format!(
             "{} has neither vhost-user-test-device nor vhost-user-gpio-device: pinvm needs \
              QEMU 7.2 or later",
@@ -59,17 +62,17 @@ pub fn dma_frontend(binary: &PathBuf) -> Result<DmaFrontend, String> {
 }
 
 /// The choice, from the text of `-device help`.
-pub fn frontend_from_help(help: &str) -> Option<DmaFrontend> {
+pub fn frontend_from_help(help: &str, prefer_generic: bool) -> Option<DmaFrontend> {
     let has = |name: &str| help.contains(&format!("name \"{name}\""));
-    if has("vhost-user-test-device") {
-        Some(DmaFrontend::Generic {
-            virtio_id: proto::dmapin::DEVICE_ID,
-            queues: 2,
-        })
-    } else if has("vhost-user-gpio-device") {
-        Some(DmaFrontend::Gpio)
+    let generic = has("vhost-user-test-device").then_some(DmaFrontend::Generic {
+        virtio_id: proto::dmapin::DEVICE_ID,
+        queues: 2,
+    });
+    let gpio = has("vhost-user-gpio-device").then_some(DmaFrontend::Gpio);
+    if prefer_generic {
+        generic.or(gpio)
     } else {
-        None
+        gpio.or(generic)
     }
 }
 
@@ -80,12 +83,21 @@ mod tests {
     #[test]
     fn frontend_choice() {
         let q72 = "name \"vhost-user-blk\", bus virtio-bus\nname \"vhost-user-gpio-device\", bus virtio-bus\n";
-        assert_eq!(frontend_from_help(q72), Some(DmaFrontend::Gpio));
+        assert_eq!(frontend_from_help(q72, true), Some(DmaFrontend::Gpio));
         let newer = format!("{q72}name \"vhost-user-test-device\", bus virtio-bus\n");
+        assert_eq!(frontend_from_help(&newer, false), Some(DmaFrontend::Gpio));
         assert!(matches!(
-            frontend_from_help(&newer),
+            frontend_from_help(&newer, true),
             Some(DmaFrontend::Generic { queues: 2, .. })
         ));
-        assert_eq!(frontend_from_help("name \"virtio-blk-device\""), None);
+        let only_generic = "name \"vhost-user-test-device\", bus virtio-bus\n";
+        assert!(matches!(
+            frontend_from_help(only_generic, false),
+            Some(DmaFrontend::Generic { .. })
+        ));
+        assert_eq!(
+            frontend_from_help("name \"virtio-blk-device\"", false),
+            None
+        );
     }
 }
