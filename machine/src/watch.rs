@@ -20,9 +20,19 @@ pub const PANIC_GRACE: Duration = Duration::from_secs(2);
 /// What marks a kernel panic on the console.
 pub const PANIC_MARKER: &str = "Kernel panic - not syncing";
 
-/// What the agent has told us so far.
+/// Most agent errors kept in a run record; later ones are counted, not kept.
+pub const MAX_AGENT_ERRORS: usize = 256;
+/// Most step reports (extents included) kept in a run record: far above any scenario's (a
+/// job has at most a few hundred steps, a FIEMAP of a test file a few hundred extents).
+pub const MAX_STEP_REPORTS: usize = 1 << 16;
+
+/// What the agent has told us so far. Bounded: a guest that floods its channel costs the host
+/// at most [`MAX_AGENT_ERRORS`] errors and [`MAX_STEP_REPORTS`] step reports, and the run
+/// record says how many more it sent.
 #[derive(Default)]
 pub struct AgentLog {
+    dropped_errors: u64,
+    dropped_steps: u64,
     started_at: Option<Instant>,
     cmd_done_at: Option<Instant>,
     cmd_status: Option<u32>,
@@ -49,19 +59,46 @@ impl AgentLog {
                 self.cmd_status = Some(status);
                 self.console_at_cmd_done = Some(console.record().total_len());
             }
-            AgentEventKind::Error { message, .. } => self.errors.push(message),
+            AgentEventKind::Error { message, .. } => self.error(message),
+            AgentEventKind::Step(_) if self.steps.len() >= MAX_STEP_REPORTS => {
+                self.dropped_steps += 1;
+            }
             AgentEventKind::Step(line) => match parse_step(&line) {
                 Ok(r) => {
                     self.steps.push(r);
                     self.step_at.push(ev.at);
                     self.step_ns.push(ev.at_ns);
                 }
-                Err(e) => self
-                    .errors
-                    .push(format!("unreadable STEP report {line:?}: {e}")),
+                Err(e) => self.error(format!("unreadable STEP report {line:?}: {e}")),
             },
             _ => {}
         }
+    }
+
+    fn error(&mut self, message: String) {
+        if self.errors.len() < MAX_AGENT_ERRORS {
+            self.errors.push(message);
+        } else {
+            self.dropped_errors += 1;
+        }
+    }
+
+    /// What the caps dropped, as lines for the run record's agent errors.
+    fn dropped(&self) -> Vec<String> {
+        let mut v = Vec::new();
+        if self.dropped_errors > 0 {
+            v.push(format!(
+                "{} more agent errors were not kept (at most {MAX_AGENT_ERRORS})",
+                self.dropped_errors
+            ));
+        }
+        if self.dropped_steps > 0 {
+            v.push(format!(
+                "{} more step reports were not kept (at most {MAX_STEP_REPORTS})",
+                self.dropped_steps
+            ));
+        }
+        v
     }
 
     /// When CMD_DONE arrived, if it did.
@@ -157,7 +194,9 @@ impl RunWatch {
     pub fn into_report(self, machine: &str, spec: &RunSpec, end: RunEnd) -> RunReport {
         let first = end.first_instruction;
         let since_first = |t: Option<Instant>| Some(t?.saturating_duration_since(first?));
-        let a = self.agent;
+        let mut a = self.agent;
+        let dropped = a.dropped();
+        a.errors.extend(dropped);
         let console = self.console.record().text();
         RunReport {
             machine: machine.to_string(),
@@ -266,6 +305,33 @@ mod tests {
             w.next_wait(),
             ControlFlow::Break(VmEnd::NoRebootAfterCommand)
         );
+    }
+
+    #[test]
+    fn a_flood_of_errors_and_steps_is_bounded_and_counted() {
+        let (mut w, _sink) = overdue();
+        for i in 0..(MAX_AGENT_ERRORS + 10) {
+            w.agent(event(AgentEventKind::Error {
+                errno: 0,
+                message: format!("e{i}"),
+            }));
+        }
+        for _ in 0..(MAX_STEP_REPORTS + 5) {
+            w.agent(event(AgentEventKind::Step("step 1 sync ok".into())));
+        }
+        let end = RunEnd {
+            end: VmEnd::Timeout,
+            first_instruction: None,
+            vcpu_rips: vec![],
+            notes: vec![],
+            quirks: String::new(),
+            cmdline: String::new(),
+        };
+        let r = w.into_report("test", &spec(), end);
+        assert_eq!(r.steps.len(), MAX_STEP_REPORTS);
+        assert_eq!(r.agent_errors.len(), MAX_AGENT_ERRORS + 2);
+        assert!(r.agent_errors[MAX_AGENT_ERRORS].starts_with("10 more agent errors"));
+        assert!(r.agent_errors[MAX_AGENT_ERRORS + 1].starts_with("5 more step reports"));
     }
 
     #[test]
