@@ -2,7 +2,9 @@
 //! xunit` consumers read:
 //!
 //! ```text
-//! <testsuites name="pinvm" tests= failures= errors="0" skipped= time= timestamp=>
+//! <testsuites name="pinvm" tests= failures= errors="0" time=>   (what Jenkins' junit-10.xsd
+//!                                                                 allows there; skips and
+//!                                                                 the start time are per suite)
 //!   <testsuite name="S03-gup-reclaim" ...>          one per scenario
 //!     <properties><property name="description" value="..."/></properties>
 //!     <testcase classname="pinvm.S03-gup-reclaim" name="6.12.ext4" time="41.200">
@@ -61,10 +63,9 @@ pub fn write(s: &SuiteResult, w: &mut impl Write) -> io::Result<()> {
     writeln!(w, r#"<?xml version="1.0" encoding="UTF-8"?>"#)?;
     writeln!(
         w,
-        r#"<testsuites name="pinvm" tests="{}" failures="{}" errors="0" skipped="{}" time="{:.3}" timestamp="{ts}">"#,
+        r#"<testsuites name="pinvm" tests="{}" failures="{}" errors="0" time="{:.3}">"#,
         c.total(),
         c.mismatching(),
-        c.untestable,
         secs(s.duration)
     )?;
     for (id, (scenario, cases)) in s.by_scenario().into_iter().enumerate() {
@@ -407,9 +408,10 @@ mod tests {
         assert_eq!(doc.attr("tests"), Some("7"));
         assert_eq!(doc.attr("failures"), Some("2"));
         assert_eq!(doc.attr("errors"), Some("0"));
-        assert_eq!(doc.attr("skipped"), Some("1"));
         assert_eq!(doc.attr("time"), Some("600.000"));
-        assert_eq!(doc.attr("timestamp"), Some("2026-01-01T00:00:00"));
+        // junit-10.xsd allows neither on <testsuites>: they are on each <testsuite>.
+        assert_eq!(doc.attr("skipped"), None);
+        assert_eq!(doc.attr("timestamp"), None);
         let suites = doc.all("testsuite");
         assert_eq!(suites.len(), 2);
         assert_eq!(suites[0].attr("name"), Some("S01-baseline"));
