@@ -8,22 +8,29 @@ use std::path::PathBuf;
 /// The kernel version booted when nothing else is asked for.
 pub const DEFAULT_KERNEL_VERSION: &str = "6.12";
 
-/// Which kernel to boot: a file, or a Debian version built (once) with pinvm's config.
-#[derive(Debug, Clone)]
+/// Which kernel to boot: a file, or a kernel pinvm builds (once, cached by content) from a
+/// source with pinvm's config and driver plus the caller's patches and config fragments.
+#[derive(Debug, Clone, Default)]
 pub struct KernelChoice {
     /// Boot this kernel image: an uncompressed vmlinux (fast) or a bzImage.
     pub kernel: Option<PathBuf>,
-    /// The Debian linux-source version to build when `kernel` is None; with a `kernel` file,
-    /// the version whose scenario expectations apply.
+    /// The Debian linux-source version to build when neither `kernel` nor `source` is given;
+    /// otherwise the version whose scenario expectations apply.
     pub kernel_version: String,
+    /// Build from this source instead: `debian-6.12`, `debian-6.1` or a kernel tree's path.
+    pub source: Option<String>,
+    /// Patches under test, applied after pinvm's, in order.
+    pub patches: Vec<PathBuf>,
+    /// Config fragments, applied after pinvm's, in order.
+    pub configs: Vec<PathBuf>,
 }
 
 impl KernelChoice {
     /// The Debian kernel of `version`, built with pinvm's defaults.
     pub fn version(version: &str) -> KernelChoice {
         KernelChoice {
-            kernel: None,
             kernel_version: version.to_string(),
+            ..KernelChoice::default()
         }
     }
 }
@@ -60,12 +67,14 @@ pub fn build_with_progress(req: &BuildRequest) -> Result<BuiltKernel> {
     built
 }
 
-/// The Debian kernel selected by `choice.kernel_version`, with pinvm's defaults.
+/// The kernel `choice` describes (its source, else the Debian `kernel_version`), with pinvm's
+/// config and driver and the choice's patches and fragments: built once, then cached.
 pub fn default_kernel(choice: &KernelChoice) -> Result<BuiltKernel> {
+    let source = choice.source.as_deref().unwrap_or(&choice.kernel_version);
     let req = BuildRequest {
-        source: choice.kernel_version.parse::<KernelSource>()?,
-        fragments: vec![],
-        patches: vec![],
+        source: source.parse::<KernelSource>()?,
+        fragments: choice.configs.clone(),
+        patches: choice.patches.clone(),
         platform_fix: PlatformFix::Auto,
         jobs: None,
         without_driver: false,

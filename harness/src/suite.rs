@@ -96,14 +96,14 @@ pub fn cells<'a>(scenarios: &'a [Scenario], filter: &MatrixFilter, shard: Shard)
 
 /// Build (or find) every kernel the cells need, one at a time, so parallel cases do not race
 /// to build the same one. Returns the kernels that failed (their cases will be untestable).
-pub fn build_kernels(cells: &[Cell]) -> Vec<(String, anyhow::Error)> {
+pub fn build_kernels(cells: &[Cell], opts: &SuiteOptions) -> Vec<(String, anyhow::Error)> {
     let mut kernels: Vec<&String> = cells.iter().map(|c| &c.kernel).collect();
     kernels.sort();
     kernels.dedup();
     kernels
         .into_iter()
         .filter_map(|k| {
-            default_kernel(&KernelChoice::version(k))
+            default_kernel(&opts.kernel(k))
                 .err()
                 .map(|e| (k.clone(), e))
         })
@@ -122,6 +122,21 @@ pub struct SuiteOptions<'a> {
     pub keep_disk: bool,
     /// Cases at the same time.
     pub jobs: u32,
+    /// Patches under test, applied to every kernel the suite builds.
+    pub patches: Vec<PathBuf>,
+    /// Config fragments, applied to every kernel the suite builds.
+    pub configs: Vec<PathBuf>,
+}
+
+impl SuiteOptions<'_> {
+    /// The kernel of version `v` with the suite's patches and fragments.
+    pub fn kernel(&self, v: &str) -> KernelChoice {
+        KernelChoice {
+            patches: self.patches.clone(),
+            configs: self.configs.clone(),
+            ..KernelChoice::version(v)
+        }
+    }
 }
 
 /// Hears about the suite's progress (from the worker threads).
@@ -187,7 +202,7 @@ fn run_cell(machine: &dyn Machine, opts: &SuiteOptions, cell: &Cell) -> CaseResu
     let dir = cell_dir(opts, cell);
     let case = Case {
         scenario: s,
-        kernel: KernelChoice::version(&cell.kernel),
+        kernel: opts.kernel(&cell.kernel),
         fs: cell.fs.clone(),
         run: cell.run,
         seed: opts.seed + u64::from(cell.run - 1),

@@ -101,7 +101,7 @@ pub fn run(choices: &[MachineChoice], cmd: BenchCommand) -> Result<i32> {
     let choices: Vec<KernelChoice> = match &b.kernel {
         Some(p) => vec![KernelChoice {
             kernel: Some(p.clone()),
-            kernel_version: String::new(),
+            ..KernelChoice::default()
         }],
         None => b
             .kernel_version

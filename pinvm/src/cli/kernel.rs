@@ -14,8 +14,23 @@ pub struct KernelArgs {
     pub kernel: Option<PathBuf>,
     /// Boot Debian's linux-source of this version, built with pinvm's config and the platform
     /// fix (built and cached on first use).
+    /// With --source, the version whose scenario expectations apply.
     #[arg(long, value_name = "6.12|6.1", default_value = harness::kernel::DEFAULT_KERNEL_VERSION)]
     pub kernel_version: String,
+    /// Build the kernel from this source instead: debian-6.12, debian-6.1, or the path of a
+    /// clean kernel tree (left untouched); cached by content like every pinvm build.
+    #[arg(
+        long,
+        value_name = "debian-6.12|debian-6.1|PATH",
+        conflicts_with = "kernel"
+    )]
+    pub source: Option<String>,
+    /// A patch under test, applied with -p1 after pinvm's own (repeatable, in order).
+    #[arg(long = "patch", value_name = "FILE", conflicts_with = "kernel")]
+    pub patches: Vec<PathBuf>,
+    /// A config fragment applied after pinvm's (repeatable, in order).
+    #[arg(long = "config", value_name = "FRAGMENT", conflicts_with = "kernel")]
+    pub configs: Vec<PathBuf>,
 }
 
 impl KernelArgs {
@@ -24,6 +39,9 @@ impl KernelArgs {
         KernelChoice {
             kernel: self.kernel.clone(),
             kernel_version: self.kernel_version.clone(),
+            source: self.source.clone(),
+            patches: self.patches.clone(),
+            configs: self.configs.clone(),
         }
     }
 }

@@ -60,6 +60,12 @@ pub struct SuiteArgs {
     /// Keep every case's final disk image.
     #[arg(long)]
     pub keep_disk: bool,
+    /// A patch under test, applied to every kernel the suite builds (repeatable, in order).
+    #[arg(long = "patch", value_name = "FILE")]
+    pub patches: Vec<PathBuf>,
+    /// A config fragment applied to every kernel the suite builds (repeatable, in order).
+    #[arg(long = "config", value_name = "FRAGMENT")]
+    pub configs: Vec<PathBuf>,
 }
 
 /// Refuse kernel versions and filesystems pinvm does not know.
@@ -109,9 +115,6 @@ pub fn run(machine: &dyn Machine, a: SuiteArgs) -> Result<i32> {
     }
     let out = out_dir(&a);
     fresh_dir(&out)?;
-    for (k, e) in suite::build_kernels(&cells) {
-        eprintln!("pinvm suite: kernel {k}: {e:#} (its cases will be untestable)");
-    }
     eprintln!(
         "pinvm suite: {} cases ({} scenarios{}), {} at a time; results in {}",
         cells.len(),
@@ -130,7 +133,12 @@ pub fn run(machine: &dyn Machine, a: SuiteArgs) -> Result<i32> {
         seed: a.seed,
         keep_disk: a.keep_disk,
         jobs: a.jobs,
+        patches: a.patches.clone(),
+        configs: a.configs.clone(),
     };
+    for (k, e) in suite::build_kernels(&cells, &opts) {
+        eprintln!("pinvm suite: kernel {k}: {e:#} (its cases will be untestable)");
+    }
     let progress = Progress {
         total: cells.len(),
         tty: std::io::stderr().is_terminal() && a.jobs == 1,
