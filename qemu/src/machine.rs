@@ -304,6 +304,7 @@ impl Session {
         let mut notes = Vec::new();
         let mut rips = Vec::new();
         let running = self.exited.is_none();
+        let mut asked = false;
         if running {
             match Qmp::connect(&self.config.qmp) {
                 Ok(mut q) => {
@@ -313,12 +314,12 @@ impl Session {
                             Err(e) => notes.push(format!("asking QEMU for vCPU registers: {e}")),
                         }
                     }
-                    let _ = q.quit();
+                    asked = q.quit().is_ok();
                 }
                 Err(e) => notes.push(format!("QMP: {e}; killing QEMU")),
             }
         }
-        self.reap(&mut notes);
+        self.reap(asked, &mut notes);
         if self.bad_lines > 0 {
             notes.push(format!(
                 "the agent channel carried {} lines that were not events (ignored)",
@@ -329,16 +330,19 @@ impl Session {
         (rips, notes)
     }
 
-    /// Wait for QEMU to exit (killing it after the grace period).
-    fn reap(&mut self, notes: &mut Vec<String>) {
+    /// Wait for QEMU to exit: for the grace period if it was asked to quit, else kill it now.
+    fn reap(&mut self, asked: bool, notes: &mut Vec<String>) {
         let Some(child) = &self.child else { return };
-        let deadline = Instant::now() + QEMU_GRACE;
+        let grace = if asked { QEMU_GRACE } else { Duration::ZERO };
+        let deadline = Instant::now() + grace;
         loop {
             let mut c = child.lock().unwrap_or_else(|p| p.into_inner());
             match c.try_wait() {
                 Ok(Some(_)) | Err(_) => return,
                 Ok(None) if Instant::now() >= deadline => {
-                    notes.push("QEMU did not quit when asked; killed".into());
+                    if asked {
+                        notes.push("QEMU did not quit when asked; killed".into());
+                    }
                     let _ = c.kill();
                     let _ = c.wait();
                     return;
