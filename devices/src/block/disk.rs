@@ -57,8 +57,9 @@ pub enum DiskError {
         /// Size of the disk, in bytes.
         size: u64,
     },
-    /// [`CowDisk::save_as`] was given the base image's own path (after canonicalization).
-    #[error("refusing to overwrite the base image {0}")]
+    /// [`CowDisk::save_as`] was given the base image itself: its path, a symbolic link to it
+    /// or a hard link to it (the same file).
+    #[error("refusing to overwrite the base image {0} (give --keep-disk a new file)")]
     SaveOverBase(PathBuf),
     /// A read, write or sync of the base, the overlay or the saved image failed.
     #[error("disk I/O error: {0}")]
@@ -206,19 +207,40 @@ impl CowDisk {
         Ok(())
     }
 
-    /// Write the merged image (base + overlay) to `path`, created or truncated, and fsync it.
-    /// Refuses to write over the base image.
+    /// Write the merged image (base + overlay) to `path`: into a temporary file beside it,
+    /// fsynced, then renamed over `path`, so `path` is either what it was or the whole image,
+    /// and no other name of the same file (a hard link) is ever written. Refuses the base
+    /// image itself, by any name.
     pub fn save_as(&self, path: &Path) -> Result<(), DiskError> {
-        if let (Ok(a), Ok(b)) = (path.canonicalize(), self.base_path.canonicalize()) {
-            if a == b {
-                return Err(DiskError::SaveOverBase(b));
+        use std::os::unix::fs::MetadataExt;
+        let base = self.base.metadata()?;
+        if let Ok(m) = std::fs::metadata(path) {
+            if (m.dev(), m.ino()) == (base.dev(), base.ino()) {
+                return Err(DiskError::SaveOverBase(self.base_path.clone()));
             }
         }
-        let out = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(path)?;
+        let name = path
+            .file_name()
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "the path names no file"))?;
+        let tmp = path.with_file_name(format!(
+            ".{}.pinvm-{}.tmp",
+            name.to_string_lossy(),
+            std::process::id()
+        ));
+        let written = self.write_image(&tmp);
+        if written.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+            return written;
+        }
+        std::fs::rename(&tmp, path).inspect_err(|_| {
+            let _ = std::fs::remove_file(&tmp);
+        })?;
+        Ok(())
+    }
+
+    /// The merged image into a new file at `path` (which must not exist), fsynced.
+    fn write_image(&self, path: &Path) -> Result<(), DiskError> {
+        let out = OpenOptions::new().write(true).create_new(true).open(path)?;
         let mut buf = vec![0u8; 1 << 20];
         let mut off = 0;
         while off < self.size {
@@ -327,6 +349,15 @@ mod tests {
         d.save_as(&out).unwrap();
         assert_eq!(std::fs::read(&out).unwrap(), expected);
         assert!(matches!(d.save_as(&p), Err(DiskError::SaveOverBase(_))));
+        // A hard link is the base under another name: refused, and the base stays whole.
+        let link = dir.as_path().join("base-link.img");
+        std::fs::hard_link(&p, &link).unwrap();
+        assert!(matches!(d.save_as(&link), Err(DiskError::SaveOverBase(_))));
+        std::fs::remove_file(&link).unwrap();
+        // Saving over an existing file replaces it whole.
+        std::fs::write(&out, b"old").unwrap();
+        d.save_as(&out).unwrap();
+        assert_eq!(std::fs::read(&out).unwrap(), expected);
 
         drop(d);
         assert_eq!(std::fs::read(&p).unwrap(), before);
