@@ -45,6 +45,16 @@ pub fn analyze(
         }
     };
     let disk = records.kept_disks.first().and_then(|d| d.as_deref());
+    let disk = match disk {
+        Some(d) if !d.is_file() => {
+            notes.push(format!(
+                "no final disk image at {}: the file's pages are not checked on disk",
+                d.display()
+            ));
+            None
+        }
+        d => d,
+    };
     // Only the file offsets the device wrote are checked on disk.
     let dma_offsets: Vec<u64> = dma.iter().map(|r| r.file_offset).collect();
     let file = match disk {

@@ -97,10 +97,10 @@ fn disk(d: &DiskSpec, observer: Option<Arc<dyn BlockObserver>>) -> Result<Block>
 }
 
 impl Collector {
-    /// Flush the DMA log and every disk's journal (a failure is a note: the run happened),
-    /// then save the disks the run asked to keep (a failure is an error: the caller asked for
-    /// that file).
-    pub fn collect(&self, notes: &mut Vec<String>) -> Result<()> {
+    /// Flush the DMA log and every disk's journal, then save the disks the run asked to keep.
+    /// Every failure is a note: the run happened and its record (and verdict) stands; a disk
+    /// that could not be saved is simply not there for the analysis.
+    pub fn collect(&self, notes: &mut Vec<String>) {
         if let Some(h) = &self.dma {
             if let Err(e) = h.flush() {
                 notes.push(format!("flushing the DMA log: {e}"));
@@ -111,11 +111,13 @@ impl Collector {
                 notes.push(format!("flushing disk {}: {e}", d.image.display()));
             }
             if let Some(keep) = &d.keep {
-                handle
-                    .save_as(keep)
-                    .with_context(|| format!("--keep-disk {}", keep.display()))?;
+                if let Err(e) = handle.save_as(keep) {
+                    notes.push(format!(
+                        "saving the disk to {} failed, it is not kept: {e}",
+                        keep.display()
+                    ));
+                }
             }
         }
-        Ok(())
     }
 }

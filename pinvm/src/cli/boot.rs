@@ -115,6 +115,15 @@ pub fn run(machine: &dyn Machine, a: BootArgs) -> Result<i32> {
     let verdict = outcome::judge(&report, where_stopped(&report, p.system_map.as_deref()));
     if a.verbose {
         print_details(&report);
+    } else {
+        // What the user asked for and did not get is never only in --verbose.
+        for n in report
+            .notes
+            .iter()
+            .filter(|n| n.starts_with("saving the disk"))
+        {
+            eprintln!("pinvm: {n}");
+        }
     }
     for st in &report.steps {
         if a.verbose || matches!(st, StepReport::Failed { .. }) {
