@@ -7,7 +7,7 @@
 
 use crate::bus::BusDevice;
 use std::fs::File;
-use std::io::{self, Write};
+use std::io::{self, IsTerminal, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use vm_superio::{Serial as Uart, Trigger};
@@ -121,6 +121,21 @@ impl ConsoleSink {
     }
 }
 
+/// `text` with every control character but newline, carriage return and tab shown as `^X`
+/// (ESC as `^[`), so it cannot drive a terminal.
+pub fn visible_controls(text: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(text.len());
+    for &b in text {
+        match b {
+            b'\n' | b'\r' | b'\t' => out.push(b),
+            0..=0x1f => out.extend_from_slice(&[b'^', b + 0x40]),
+            0x7f => out.extend_from_slice(b"^?"),
+            _ => out.push(b),
+        }
+    }
+    out
+}
+
 impl Write for ConsoleSink {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         self.record
@@ -132,9 +147,13 @@ impl Write for ConsoleSink {
             .as_ref()
             .is_some_and(|g| g.load(Ordering::Relaxed))
         {
-            let text = self.unix_newlines(buf);
+            let mut text = self.unix_newlines(buf);
             // A closed stdout must not stop the guest: the record and log still get the bytes.
             let mut out = io::stdout().lock();
+            if out.is_terminal() {
+                // The guest is untrusted: no escape sequence of its reaches the user's terminal.
+                text = visible_controls(&text);
+            }
             let _ = out.write_all(&text).and_then(|_| out.flush());
         }
         if let Some(f) = self.log.as_mut() {
@@ -249,6 +268,15 @@ mod tests {
         s.read(LSR, &mut w);
         assert_eq!(w, [0, 0]);
         assert_eq!(rec.lock().unwrap().text(), "");
+    }
+
+    #[test]
+    fn terminal_escapes_are_shown_not_sent() {
+        assert_eq!(
+            visible_controls(b"ok\tdone\n\x1b[2J\x1b]0;title\x07\x7f\r"),
+            b"ok\tdone\n^[[2J^[]0;title^G^?\r"
+        );
+        assert_eq!(visible_controls("é".as_bytes()), "é".as_bytes());
     }
 
     #[test]
