@@ -81,7 +81,11 @@ pub fn expand(s: &Scenario, kernel: &str, machine: &str, seed: u64) -> Result<Ve
                         .ok_or_else(|| {
                             anyhow::anyhow!("step {n} {line:?}: {{rand:A-B}} needs A <= B")
                         })?;
-                    (a + rng.next() % (b - a + 1)).to_string()
+                    // The full u64 range has no `b - a + 1`: any draw is in it.
+                    match (b - a).checked_add(1) {
+                        Some(span) => (a + rng.next() % span).to_string(),
+                        None => rng.next().to_string(),
+                    }
                 }
                 other => match s
                     .machine_vars
@@ -201,6 +205,8 @@ mod tests {
             e.contains("step 1") && e.contains("unknown variable {nope}"),
             "{e}"
         );
+        s.steps = vec!["sleep {rand:0-18446744073709551615}".into()];
+        assert!(expand(&s, "6.12", "kvm", 3).is_ok(), "the whole u64 range");
         s.steps = vec!["sleep {rand:9-1}".into()];
         assert!(expand(&s, "6.12", "kvm", 0).is_err());
         s.steps = vec!["sleep {size".into()];

@@ -14,6 +14,13 @@ pub use expect::Expectation;
 
 /// The kernel versions pinvm builds by name.
 pub const KERNELS: [&str; 2] = ["6.1", "6.12"];
+/// Longest scenario timeout: a day (a longer one is a typo, and `Instant + Duration` must not
+/// overflow).
+pub const MAX_TIMEOUT_S: u64 = 86_400;
+/// Most guest RAM a scenario may ask for, MiB (as `pinvm boot --mem`).
+pub const MAX_MEMORY_MIB: u64 = 65_536;
+/// Most vCPUs a scenario may ask for (as `pinvm boot --cpus`).
+pub const MAX_CPUS: u8 = 32;
 /// The machines a scenario may tune its variables for (`machine::Machine::name`).
 pub const MACHINES: [&str; 3] = ["kvm", "qemu-tcg", "qemu-kvm"];
 /// The filesystems pinvm makes images of.
@@ -162,8 +169,17 @@ impl Scenario {
         }
         guest_images::disk::parse_size(&self.file_size)
             .with_context(|| format!("file_size {:?}", self.file_size))?;
-        if self.timeout == 0 || self.memory < 32 || self.cpus == 0 {
-            bail!("timeout must be > 0 s, memory >= 32 MiB, cpus >= 1");
+        if !(1..=MAX_TIMEOUT_S).contains(&self.timeout)
+            || !(32..=MAX_MEMORY_MIB).contains(&self.memory)
+            || !(1..=MAX_CPUS).contains(&self.cpus)
+        {
+            bail!(
+                "timeout must be 1..={MAX_TIMEOUT_S} s, memory 32..={MAX_MEMORY_MIB} MiB, \
+                 cpus 1..={MAX_CPUS} (got {} s, {} MiB, {})",
+                self.timeout,
+                self.memory,
+                self.cpus
+            );
         }
         if self.steps.is_empty() {
             bail!("no steps");

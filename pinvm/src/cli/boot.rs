@@ -26,7 +26,7 @@ pub struct BootArgs {
     #[arg(long, default_value_t = 128, value_parser = clap::value_parser!(u64).range(32..=65536))]
     pub mem: u64,
     /// Stop the guest and report a hang after this many seconds (counted from VM start).
-    #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub timeout: u64,
     /// Extra kernel command-line arguments (appended after pinvm's own; may be repeated).
     #[arg(long, value_name = "ARGS")]
