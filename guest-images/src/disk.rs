@@ -198,10 +198,9 @@ pub fn device_offset(fs: Fs, image: &Path, physical: u64) -> Result<u64> {
     if fs != Fs::Btrfs {
         return Ok(physical);
     }
-    let out = Command::new("btrfs-map-logical")
-        .args(["-l", &physical.to_string()])
-        .arg(image)
-        .output()
+    let mut cmd = Command::new("btrfs-map-logical");
+    cmd.args(["-l", &physical.to_string()]).arg(image);
+    let out = output_within(cmd, MAP_LOGICAL_TIMEOUT)
         .context("running btrfs-map-logical: is btrfs-progs installed?")?;
     let text = String::from_utf8_lossy(&out.stdout);
     text.split_whitespace()
@@ -218,9 +217,75 @@ pub fn device_offset(fs: Fs, image: &Path, physical: u64) -> Result<u64> {
         })
 }
 
+/// How long one `btrfs-map-logical` may take (it reads a few tree blocks; the image and the
+/// address come from a guest, so a pathological one must not hold the analysis).
+const MAP_LOGICAL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// `cmd`'s output, or an error if it runs longer than `limit` (it is killed then).
+fn output_within(
+    mut cmd: Command,
+    limit: std::time::Duration,
+) -> std::io::Result<std::process::Output> {
+    use std::io::Read;
+    use std::process::Stdio;
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    fn drain(p: Option<impl Read + Send + 'static>) -> std::thread::JoinHandle<Vec<u8>> {
+        std::thread::spawn(move || {
+            let mut v = Vec::new();
+            if let Some(mut p) = p {
+                let _ = p.read_to_end(&mut v);
+            }
+            v
+        })
+    }
+    let out = drain(child.stdout.take());
+    let err = drain(child.stderr.take());
+    let deadline = std::time::Instant::now() + limit;
+    let status = loop {
+        if let Some(st) = child.try_wait()? {
+            break st;
+        }
+        if std::time::Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("killed after {} s", limit.as_secs()),
+            ));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
+    Ok(std::process::Output {
+        status,
+        stdout: out.join().unwrap_or_default(),
+        stderr: err.join().unwrap_or_default(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_helper_that_hangs_is_killed() {
+        let mut cmd = Command::new("sleep");
+        cmd.arg("100");
+        let t0 = std::time::Instant::now();
+        let e = output_within(cmd, std::time::Duration::from_millis(200)).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::TimedOut);
+        assert!(t0.elapsed() < std::time::Duration::from_secs(5));
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", "echo out; echo err >&2"]);
+        let o = output_within(cmd, std::time::Duration::from_secs(10)).unwrap();
+        assert_eq!(
+            (o.stdout.as_slice(), o.stderr.as_slice()),
+            (&b"out\n"[..], &b"err\n"[..])
+        );
+    }
 
     #[test]
     fn sizes_and_names() {
