@@ -81,13 +81,20 @@ impl ConsoleRecord {
 /// stdout while the echo gate is open. The run controller opens the gate when the guest's
 /// command starts and closes it when it is done, so stdout carries the command's output (and
 /// any kernel report printed meanwhile) but not the boot and reboot chatter; the log and the
-/// record keep everything. Echoed text has the tty's CR LF turned back into LF.
+/// record keep everything (the log up to [`CONSOLE_LOG_CAP`], the record its own cap of the
+/// latest bytes). Echoed text has the tty's CR LF turned back into LF.
 pub struct ConsoleSink {
     echo: Option<Arc<AtomicBool>>,
     pending_cr: bool,
     log: Option<File>,
+    /// Bytes written to the log so far.
+    logged: u64,
     record: Arc<Mutex<ConsoleRecord>>,
 }
+
+/// Most bytes of a console log file: a guest printing without end must not fill the host's
+/// disk. What comes later is counted in the record, not logged.
+pub const CONSOLE_LOG_CAP: u64 = 256 << 20;
 
 impl ConsoleSink {
     /// `echo`: the gate for copying to our stdout (None: never). `log`: append to this file.
@@ -100,6 +107,7 @@ impl ConsoleSink {
             echo,
             pending_cr: false,
             log,
+            logged: 0,
             record,
         }
     }
@@ -157,7 +165,13 @@ impl Write for ConsoleSink {
             let _ = out.write_all(&text).and_then(|_| out.flush());
         }
         if let Some(f) = self.log.as_mut() {
-            f.write_all(buf)?;
+            let room = CONSOLE_LOG_CAP.saturating_sub(self.logged);
+            let n = buf.len().min(usize::try_from(room).unwrap_or(usize::MAX));
+            f.write_all(&buf[..n])?;
+            self.logged += n as u64;
+            if n < buf.len() && room > 0 {
+                f.write_all(b"\n[pinvm: console log cut here at its size limit]\n")?;
+            }
         }
         Ok(buf.len())
     }
@@ -268,6 +282,28 @@ mod tests {
         s.read(LSR, &mut w);
         assert_eq!(w, [0, 0]);
         assert_eq!(rec.lock().unwrap().text(), "");
+    }
+
+    #[test]
+    fn the_console_log_stops_at_its_cap() {
+        let dir = vmm_sys_util::tempdir::TempDir::new().unwrap();
+        let path = dir.as_path().join("console.log");
+        let rec = Arc::new(Mutex::new(ConsoleRecord::new(64)));
+        let log = File::create(&path).unwrap();
+        let mut sink = ConsoleSink::new(None, Some(log), rec.clone());
+        sink.logged = CONSOLE_LOG_CAP - 4;
+        sink.write_all(b"0123456789").unwrap();
+        sink.write_all(b"more").unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(
+            text,
+            "0123\n[pinvm: console log cut here at its size limit]\n"
+        );
+        assert_eq!(
+            rec.lock().unwrap().total_len(),
+            14,
+            "the record still counts everything"
+        );
     }
 
     #[test]
