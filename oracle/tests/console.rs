@@ -299,3 +299,32 @@ fn interleaved_lines_stay_out_of_the_report() {
         assert_eq!(mixed[0].excerpt, plain[0].excerpt, "{name}");
     }
 }
+
+proptest::proptest! {
+    /// Whatever bytes a guest prints: the console parser and the filesystem-message reader
+    /// never panic, and every report they find has a title.
+    #[test]
+    fn any_console_is_parsed_without_panic(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..4000)) {
+        let text = String::from_utf8_lossy(&bytes);
+        for r in oracle::console::parse(&text) {
+            proptest::prop_assert!(!r.title.is_empty());
+        }
+        let _ = oracle::console::fs_messages(&text);
+    }
+
+    /// Console-like lines (kernel headers, registers, traces mixed with garbage) too.
+    #[test]
+    fn console_like_lines_are_parsed_without_panic(lines in proptest::collection::vec(
+        proptest::prop_oneof![
+            proptest::strategy::Just("------------[ cut here ]------------".to_string()),
+            proptest::strategy::Just("WARNING: CPU: 0 PID: 1 at fs/ext4/inode.c:3587 ext4_dirty_folio+0x17/0x1e".to_string()),
+            proptest::strategy::Just("BUG: unable to handle page fault for address: 0000".to_string()),
+            proptest::strategy::Just("Call Trace:".to_string()),
+            proptest::strategy::Just(" <TASK>".to_string()),
+            proptest::strategy::Just("Kernel panic - not syncing: Fatal exception".to_string()),
+            "[ 0-9.]{0,14}\\]? ?[ -~]{0,80}",
+        ], 0..60)) {
+        let text = lines.join("\n");
+        let _ = oracle::console::parse(&text);
+    }
+}

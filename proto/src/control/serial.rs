@@ -158,6 +158,31 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        /// Whatever a guest writes to its port, in whatever chunks: no panic, never more than
+        /// one line held, and every frame that comes out is one that could have gone in.
+        #[test]
+        fn any_bytes_any_chunks(chunks in proptest::collection::vec(
+            proptest::collection::vec(proptest::prelude::any::<u8>(), 0..600), 0..20)) {
+            let mut d = Decoder::default();
+            for c in &chunks {
+                for f in d.feed(c).frames {
+                    proptest::prop_assert!(f.message.len() <= MAX_MESSAGE);
+                }
+                proptest::prop_assert!(d.partial.len() <= MAX_LINE);
+            }
+        }
+
+        /// Every message survives the trip, whatever its bytes.
+        #[test]
+        fn any_message_roundtrips(code in 0u32..100, status: u32, msg in ".{0,300}") {
+            let line = encode(code, status, &msg);
+            let got = Decoder::default().feed(line.as_bytes()).frames;
+            proptest::prop_assert_eq!(got.len(), 1);
+            proptest::prop_assert_eq!(&got[0].message, msg.as_bytes());
+        }
+    }
+
     #[test]
     fn decoder_splits_chunks_and_bounds_memory() {
         let mut d = Decoder::default();

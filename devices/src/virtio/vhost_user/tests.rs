@@ -207,3 +207,55 @@ fn hostile_setup_values_are_refused() {
     .is_err());
     assert!(!t.is_active());
 }
+
+/// A fresh eventfd as the `File` a frontend's message carries.
+fn eventfd_file() -> std::fs::File {
+    use std::os::fd::{FromRawFd, IntoRawFd};
+    let e = EventFd::new(EFD_NONBLOCK).unwrap();
+    // SAFETY: the descriptor is the EventFd's own, given up by `into_raw_fd`: the File is its
+    // only owner.
+    unsafe { std::fs::File::from_raw_fd(e.into_raw_fd()) }
+}
+
+proptest::proptest! {
+    /// Any sequence of set-up messages with any values: the transport refuses what is wrong
+    /// and never panics (it faces QEMU, but QEMU relays what the guest's driver wrote).
+    #[test]
+    fn any_message_sequence_is_survived(ops in proptest::collection::vec(
+        (0u8..11, proptest::prelude::any::<u32>(), proptest::prelude::any::<u64>()), 0..40)) {
+        use super::VhostUserTransport;
+        use vhost::vhost_user::message::{VhostUserMemoryRegion, VhostUserVringAddrFlags};
+        use vhost::vhost_user::VhostUserBackendReqHandlerMut as H;
+        let dir = TempDir::new().unwrap();
+        let mut t = VhostUserTransport::new(block_device(&dir));
+        for (op, a, b) in ops {
+            let idx = (a % 3) as u8;
+            let _ = match op {
+                0 => H::set_owner(&mut t),
+                1 => H::set_features(&mut t, b),
+                2 => {
+                    let (file, _mem) = shared_memory();
+                    let r = [VhostUserMemoryRegion::new(b % (1 << 40), MEM, FRONTEND_VA, 0)];
+                    H::set_mem_table(&mut t, &r, vec![file], None).map(|_| ())
+                }
+                3 => H::set_vring_num(&mut t, u32::from(idx), a),
+                4 => H::set_vring_addr(
+                    &mut t,
+                    u32::from(idx),
+                    VhostUserVringAddrFlags::empty(),
+                    FRONTEND_VA + (b % MEM),
+                    FRONTEND_VA + (b / 3 % MEM),
+                    FRONTEND_VA + (b / 7 % MEM),
+                    0,
+                ),
+                5 => H::set_vring_base(&mut t, u32::from(idx), a),
+                6 => H::set_vring_kick(&mut t, idx, Some(eventfd_file())),
+                10 => H::set_vring_call(&mut t, idx, Some(eventfd_file())),
+                7 => H::set_vring_enable(&mut t, u32::from(idx), b % 2 == 0),
+                8 => H::get_vring_base(&mut t, u32::from(idx)).map(|_| ()),
+                9 => H::get_config(&mut t, a % 0x2000, (b % 0x2000) as u32, VhostUserConfigFlags::WRITABLE).map(|_| ()),
+                _ => Ok(()),
+            };
+        }
+    }
+}
