@@ -126,7 +126,7 @@ struct Session {
     servers: Vec<Server>,
     collector: Collector,
     listeners: Option<(UnixListener, UnixListener)>,
-    child: Option<Arc<Mutex<Child>>>,
+    child: Option<QemuProcess>,
     stderr: Arc<Mutex<Vec<u8>>>,
     rx: Receiver<Msg>,
     tx: Option<SyncSender<Msg>>,
@@ -247,7 +247,7 @@ impl Session {
             move || keep_tail(stderr, &keep)
         })?;
         let child = Arc::new(Mutex::new(child));
-        self.child = Some(child.clone());
+        self.child = Some(QemuProcess(child.clone()));
         let tx = self.tx.take().expect("spawned once");
         let (console, agent) = self.listeners.take().expect("spawned once");
         let sink = self.sink.take().expect("spawned once");
@@ -332,7 +332,9 @@ impl Session {
 
     /// Wait for QEMU to exit: for the grace period if it was asked to quit, else kill it now.
     fn reap(&mut self, asked: bool, notes: &mut Vec<String>) {
-        let Some(child) = &self.child else { return };
+        let Some(QemuProcess(child)) = &self.child else {
+            return;
+        };
         let grace = if asked { QEMU_GRACE } else { Duration::ZERO };
         let deadline = Instant::now() + grace;
         loop {
@@ -363,6 +365,20 @@ impl Session {
         }
         self.collector.collect(notes);
         Ok(())
+    }
+}
+
+/// The QEMU process: whatever path leaves the run (an error half-way included), it does not
+/// outlive the session.
+struct QemuProcess(Arc<Mutex<Child>>);
+
+impl Drop for QemuProcess {
+    fn drop(&mut self) {
+        let mut c = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if matches!(c.try_wait(), Ok(None)) {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
     }
 }
 
