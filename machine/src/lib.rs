@@ -17,6 +17,7 @@
 #![warn(missing_docs)]
 
 pub mod agent;
+pub mod cmdline;
 pub mod console;
 pub mod crash;
 pub mod device_set;

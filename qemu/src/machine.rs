@@ -150,7 +150,8 @@ impl Session {
         if spec.cpus == 0 {
             return Err(MachineError::Invalid("--cpus must be at least 1".into()));
         }
-        let cmdline = serial_channel::cmdline(&spec.append).map_err(MachineError::Invalid)?;
+        let cmdline = serial_channel::cmdline(&spec.append)
+            .map_err(|e| MachineError::Invalid(e.to_string()))?;
         let kernel = bzimage_for(&spec.kernel).ok_or_else(|| {
             MachineError::Invalid(format!(
                 "{}: QEMU boots a bzImage; no bzImage next to it or in its tree's \

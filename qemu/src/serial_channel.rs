@@ -1,35 +1,21 @@
 //! The guest side of a QEMU run's agent channel: the command line that tells the agent to
 //! report on ttyS1 (docs/control-protocol.md, "serial transport").
 
-pub use proto::control::serial::{Decoder, Frame};
+use machine::cmdline::{with_appended, CmdlineError};
+pub use proto::control::serial::Decoder;
 
 /// Kernel command-line words that make the agent use its serial channel.
 pub const AGENT_SERIAL: &str = "pinvm.serial=ttyS1";
 
+/// Room left for QEMU's `virtio_mmio.device=512@0x...:NN` entries (about 40 bytes each),
+/// which it appends after pinvm's line.
+const QEMU_WORDS: usize = 8 * 40;
+
 /// The full command line: QEMU's base words, the agent channel, then the user's `--append`
-/// words. QEMU appends the virtio-mmio device entries after these; the x86 limit is 2047
-/// bytes in all, so leave room for them.
-pub fn cmdline(append: &[String]) -> Result<String, String> {
-    let mut s = format!("{} {AGENT_SERIAL}", crate::command::BASE_CMDLINE);
-    for a in append {
-        if a.bytes().any(|b| b == 0 || b == b'\n') {
-            return Err(format!("--append {a:?}: NUL and newline are not allowed"));
-        }
-        if !a.trim().is_empty() {
-            s.push(' ');
-            s.push_str(a.trim());
-        }
-    }
-    // Room for QEMU's `virtio_mmio.device=512@0x...:NN` entries (about 40 bytes each).
-    const QEMU_WORDS: usize = 8 * 40;
-    if s.len() + QEMU_WORDS >= 2048 {
-        return Err(format!(
-            "the kernel command line would be {} bytes plus QEMU's device entries; the x86 \
-             limit is 2047",
-            s.len()
-        ));
-    }
-    Ok(s)
+/// words ([`machine::cmdline::with_appended`]).
+pub fn cmdline(append: &[String]) -> Result<String, CmdlineError> {
+    let base = format!("{} {AGENT_SERIAL}", crate::command::BASE_CMDLINE);
+    with_appended(base, append, QEMU_WORDS)
 }
 
 #[cfg(test)]
@@ -43,6 +29,9 @@ mod tests {
         assert!(c.ends_with(" loglevel=8"));
         assert!(!c.contains("pinvm.ctl="));
         assert!(cmdline(&["a\nb".into()]).is_err());
-        assert!(cmdline(&["x".repeat(1800)]).unwrap_err().contains("2047"));
+        assert!(cmdline(&["x".repeat(1800)])
+            .unwrap_err()
+            .to_string()
+            .contains("2047"));
     }
 }

@@ -1,5 +1,6 @@
 //! Facts about the host KVM that change how we boot.
 
+use machine::cmdline::{with_appended, CmdlineError};
 use std::path::Path;
 
 /// True when /dev/kvm is provided by kvm_pvm (guest kernel code is emulated there).
@@ -59,42 +60,15 @@ pub fn base_cmdline(control_page: u64, pvm: bool, tsc_khz: Option<u32>) -> Strin
     s
 }
 
-/// x86 COMMAND_LINE_SIZE: 2048 bytes including the terminating NUL.
-pub const CMDLINE_LIMIT: usize = 2047;
-
-/// A command line the x86 boot protocol cannot carry.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum CmdlineError {
-    /// An `--append` word holds a NUL or a newline.
-    #[error("--append {0:?}: NUL and newline are not allowed")]
-    BadWord(String),
-    /// The whole line is longer than the kernel reads.
-    #[error("the kernel command line would be {0} bytes; the x86 limit is {CMDLINE_LIMIT}")]
-    TooLong(usize),
-}
-
-/// The full guest command line: pinvm's words, then the user's `--append` words (later words
-/// win for most kernel parameters). Rejects what the boot protocol cannot carry.
+/// The full guest command line: pinvm's words, then the user's `--append` words
+/// ([`machine::cmdline::with_appended`]).
 pub fn cmdline(
     control_page: u64,
     pvm: bool,
     tsc_khz: Option<u32>,
     append: &[String],
 ) -> Result<String, CmdlineError> {
-    let mut s = base_cmdline(control_page, pvm, tsc_khz);
-    for a in append {
-        if a.bytes().any(|b| b == 0 || b == b'\n') {
-            return Err(CmdlineError::BadWord(a.clone()));
-        }
-        if !a.trim().is_empty() {
-            s.push(' ');
-            s.push_str(a.trim());
-        }
-    }
-    if s.len() > CMDLINE_LIMIT {
-        return Err(CmdlineError::TooLong(s.len()));
-    }
-    Ok(s)
+    with_appended(base_cmdline(control_page, pvm, tsc_khz), append, 0)
 }
 
 #[cfg(test)]
