@@ -1,8 +1,8 @@
 //! Watching a run: what the agent has said so far ([`AgentLog`]) and the run's clock
 //! ([`RunWatch`]: the deadline, the grace after CMD_DONE for the guest to reboot, the grace
 //! after a kernel panic for the rest of its report). A machine's run loop waits for its own
-//! events for at most [`RunWatch::next_wait`], hands agent events to [`RunWatch::agent`], asks
-//! [`RunWatch::quiet`] when nothing came, and ends with [`RunWatch::into_report`].
+//! events for at most [`RunWatch::next_wait`] (which also says when the run is over), hands
+//! agent events to [`RunWatch::agent`], and ends with [`RunWatch::into_report`].
 
 use crate::agent::{AgentEvent, AgentEventKind};
 use crate::console::ConsoleCapture;
@@ -175,7 +175,7 @@ impl RunWatch {
 
     /// Nothing arrived within the wait: the end of the run if its time is up (a hang, or no
     /// reboot after the command), else None (wait again; a panicking guest gets its grace).
-    pub fn quiet(&self) -> Option<VmEnd> {
+    fn quiet(&self) -> Option<VmEnd> {
         if Instant::now() < self.limit || self.panic_at.is_some() {
             None
         } else if self.agent.cmd_done_at.is_some() {

@@ -274,11 +274,8 @@ impl Session {
                     self.exited = Some(status);
                     return self.exit_end(status);
                 }
-                Err(RecvTimeoutError::Timeout) => {
-                    if let Some(end) = self.watch.quiet() {
-                        return end;
-                    }
-                }
+                // The next pass's `next_wait` ends the run if its time is up.
+                Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => {
                     return VmEnd::VcpuFailed("QEMU's reader threads vanished".into())
                 }

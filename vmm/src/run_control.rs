@@ -61,11 +61,8 @@ pub fn watch(rx: &Receiver<RunMsg>, w: &mut RunWatch) -> VmEnd {
             Ok(RunMsg::Reset) => return VmEnd::Reset,
             Ok(RunMsg::Agent(ev)) => w.agent(ev),
             Ok(RunMsg::Vcpu(id, end)) => return vcpu_end(id, end),
-            Err(RecvTimeoutError::Timeout) => {
-                if let Some(end) = w.quiet() {
-                    return end;
-                }
-            }
+            // The next pass's `next_wait` ends the run if its time is up.
+            Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => {
                 return VmEnd::VcpuFailed("all vCPU threads vanished".into())
             }
