@@ -115,14 +115,11 @@ pub fn run(machine: &dyn Machine, a: BootArgs) -> Result<i32> {
     let verdict = outcome::judge(&report, where_stopped(&report, p.system_map.as_deref()));
     if a.verbose {
         print_details(&report);
-    } else {
-        // What the user asked for and did not get is never only in --verbose.
-        for n in report
-            .notes
-            .iter()
-            .filter(|n| n.starts_with("saving the disk"))
-        {
-            eprintln!("pinvm: {n}");
+    } else if a.keep_disk.as_deref().is_some_and(|k| !k.is_file()) {
+        // What the user asked for and did not get is never only in --verbose: the notes say
+        // why the disk was not kept.
+        for n in &report.notes {
+            eprintln!("pinvm: note: {n}");
         }
     }
     for st in &report.steps {
