@@ -3,8 +3,11 @@
 //!
 //! Layout (each user of the cache owns one top-level directory):
 //! - `<cache>/src/`     extracted kernel sources (see `kernel::source`)
-//! - `<cache>/build/`   kernel build trees, kept for incremental rebuilds
+//! - `<cache>/slots/`   kernel build slots, kept for incremental rebuilds
+//! - `<cache>/ccache/`  ccache's store for kernel builds
 //! - `<cache>/kernels/` published kernel artefacts, one directory per cache key
+//! - `<cache>/locks/`   lock files of keys being built
+//! - `<cache>/build/`   per-key build trees of pinvm before build slots (only pruned)
 //!
 //! Entries are content-addressed: a key is a SHA-256 over every input (see [`KeyBuilder`]).
 //! An entry is built in a temporary sibling directory and moved into place with a single
@@ -257,6 +260,32 @@ impl FileLock {
             file,
             path: path.to_path_buf(),
         })
+    }
+
+    /// Takes the lock on `path` if no one holds it (`None` when someone does).
+    pub fn try_acquire(path: &Path) -> Result<Option<FileLock>> {
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("creating {}", parent.display()))?;
+        }
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(path)
+            .with_context(|| format!("opening lock file {}", path.display()))?;
+        // SAFETY: flock on a file descriptor we own.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            let err = std::io::Error::last_os_error();
+            if err.raw_os_error() == Some(libc::EWOULDBLOCK) {
+                return Ok(None);
+            }
+            return Err(err).with_context(|| format!("locking {}", path.display()));
+        }
+        Ok(Some(FileLock {
+            file,
+            path: path.to_path_buf(),
+        }))
     }
 
     /// The lock file's path.

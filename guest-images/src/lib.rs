@@ -11,3 +11,4 @@ pub mod disk;
 pub mod initramfs;
 pub mod kernel;
 pub mod tools;
+pub mod usage;

@@ -12,6 +12,7 @@
 
 pub mod analyze;
 pub mod bench;
+pub mod bisect;
 pub mod case;
 pub mod kernel;
 pub mod prepare;

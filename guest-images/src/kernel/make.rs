@@ -120,6 +120,48 @@ pub fn kbuild_environment() -> Vec<String> {
     vars
 }
 
+/// The values pinvm gives kbuild's build-identity variables, so that the same source,
+/// config and compiler give the same vmlinux (no date, user, host or build counter in it).
+pub const REPRODUCIBLE_ENV: [(&str, &str); 4] = [
+    ("KBUILD_BUILD_TIMESTAMP", "Thu Jan  1 00:00:00 UTC 1970"),
+    ("KBUILD_BUILD_USER", "pinvm"),
+    ("KBUILD_BUILD_HOST", "pinvm"),
+    ("KBUILD_BUILD_VERSION", "1"),
+];
+
+/// ccache settings for a build ([`Ccache::detect`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ccache {
+    /// The `ccache` binary.
+    pub binary: PathBuf,
+    /// `CCACHE_DIR`: pinvm's own, inside its cache, so `pinvm cache` can show and prune it.
+    pub dir: PathBuf,
+    /// `CCACHE_BASEDIR`: build slots under it share hits (paths are hashed relative to it).
+    pub base_dir: PathBuf,
+}
+
+/// ccache's size limit in pinvm's cache.
+pub const CCACHE_MAX_SIZE: &str = "5G";
+
+impl Ccache {
+    /// ccache from `PATH`, unless `PINVM_CCACHE=0`; `None` when it is not installed.
+    pub fn detect(cache_root: &Path) -> Option<Ccache> {
+        if std::env::var_os("PINVM_CCACHE").is_some_and(|v| v == "0") {
+            return None;
+        }
+        let binary = std::env::var_os("PATH")?
+            .to_str()?
+            .split(':')
+            .map(|d| Path::new(d).join("ccache"))
+            .find(|p| p.is_file())?;
+        Some(Ccache {
+            binary,
+            dir: cache_root.join("ccache"),
+            base_dir: super::slot::slots_dir(cache_root),
+        })
+    }
+}
+
 /// One `make` invocation.
 pub struct Make<'a> {
     /// Kernel source directory (`-C`).
@@ -128,6 +170,8 @@ pub struct Make<'a> {
     pub out: &'a Path,
     /// Log file (appended to).
     pub log: &'a Path,
+    /// Compile through ccache.
+    pub ccache: Option<&'a Ccache>,
 }
 
 impl Make<'_> {
@@ -142,6 +186,14 @@ impl Make<'_> {
             .env("LC_ALL", "C");
         for var in kbuild_environment() {
             cmd.env_remove(var);
+        }
+        cmd.envs(REPRODUCIBLE_ENV);
+        if let Some(c) = self.ccache {
+            cmd.arg(format!("CC={} gcc", c.binary.display()))
+                .env("CCACHE_DIR", &c.dir)
+                .env("CCACHE_BASEDIR", &c.base_dir)
+                .env("CCACHE_MAXSIZE", CCACHE_MAX_SIZE)
+                .env("CCACHE_NOHASHDIR", "1");
         }
         cmd
     }
@@ -272,6 +324,7 @@ mod tests {
             src: Path::new("/src"),
             out: Path::new("/out"),
             log: Path::new("/log"),
+            ccache: None,
         };
         let cmd = m.command(&[]);
         let removed: Vec<String> = cmd
@@ -346,6 +399,7 @@ mod tests {
             src: dir,
             out: &out,
             log: &log,
+            ccache: None,
         };
         let mut lines = vec![];
         m.run(&["ok".into()], &mut |l| lines.push(l.to_string()))

@@ -49,6 +49,35 @@ pub struct ArtefactRecord {
     pub size: u64,
 }
 
+/// How a build reused its build slot.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IncrementalRecord {
+    /// The slot (`<cache>/slots/<id>`).
+    pub slot: String,
+    /// Whether the slot held objects of an earlier build (so `make` rebuilt only what changed).
+    pub incremental: bool,
+    /// The cache key the slot built before this one, if any.
+    pub previous_key: Option<String>,
+    /// Source files written into the slot's tree (content changed or new).
+    pub files_written: usize,
+    /// Source files removed from it.
+    pub files_removed: usize,
+    /// The first of those paths.
+    pub changed: Vec<String>,
+    /// kbuild steps run (`CC`, `LD`, `AR`... lines).
+    pub steps: u64,
+    /// The first files compiled (`CC` lines).
+    pub compiled: Vec<String>,
+    /// Whether ccache was used.
+    pub ccache: bool,
+    /// Seconds staging and syncing the tree.
+    pub tree_seconds: f64,
+    /// Seconds in configuration.
+    pub config_seconds: f64,
+    /// Seconds in `make vmlinux bzImage`.
+    pub make_seconds: f64,
+}
+
 /// Everything recorded about a published kernel.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Manifest {
@@ -80,8 +109,12 @@ pub struct Manifest {
     pub build_finished: String,
     /// Wall-clock duration of the build in seconds (millisecond resolution).
     pub build_seconds: f64,
-    /// The build tree kept for incremental rebuilds (`<cache>/build/<key>`).
+    /// The build tree kept for incremental rebuilds (the build slot `<cache>/slots/<id>`;
+    /// `<cache>/build/<key>` before format 2).
     pub build_dir: PathBuf,
+    /// How the build used its slot (absent before format 2).
+    #[serde(default)]
+    pub incremental: Option<IncrementalRecord>,
     /// The files published next to this manifest (`vmlinux`, `bzImage`, `System.map`,
     /// `config`, `build.log`).
     pub artefacts: Vec<ArtefactRecord>,
@@ -178,6 +211,7 @@ mod tests {
             build_finished: "b".into(),
             build_seconds: 1.5,
             build_dir: "/c/build/k".into(),
+            incremental: None,
             artefacts: vec![ArtefactRecord {
                 name: "vmlinux".into(),
                 size: 3,

@@ -29,26 +29,37 @@
 //! # What a build does
 //! 1. **Resolve** the source identity ([`source`]) and compute the cache key; if
 //!    `<cache>/kernels/<key>/` exists, return it at once (`cached: true`, no `make`).
-//! 2. Take `<cache>/build/<key>.lock` (flock), so two processes never build one key at
-//!    the same time; the second waits and then finds the published result.
-//! 3. **Work copy** `<cache>/build/<key>/src`: a hard-link farm of the extracted Debian
-//!    tree (extracted once into `<cache>/src/`), or a copy of the user's tree.
-//! 4. **Patches**, by group ([`PatchGroup`]), never interleaved: the platform fix when
+//! 2. Take `<cache>/locks/kernel-<key>.lock` (flock), so two processes never build one key
+//!    at the same time; the second waits and then finds the published result.
+//! 3. Open the source's **build slot** ([`slot`]): one per origin (Debian package version,
+//!    user tree or repository) and toolchain, reused by every key built from that origin,
+//!    and locked while in use.
+//! 4. **Stage** `<slot>/stage`: a hard-link farm of the extracted Debian tree (extracted
+//!    once into `<cache>/src/`), of the user's tree, or of a git revision's files (kept in
+//!    `<slot>/base` by `git read-tree -u` with a private index).
+//! 5. **Patches**, by group ([`PatchGroup`]), never interleaved: the platform fix when
 //!    enabled (`kvm_pvm-syscall-fault-<version>.patch`, then the version-independent
-//!    `kvm_pvm-*.patch`), pinvm's driver (group reserved; none embedded yet), then the
-//!    `--patch` files in order. The manifest records each patch's group and SHA-256.
-//! 5. **Config** in `<cache>/build/<key>/out`: `make tinyconfig`, append pinvm's fragment
-//!    (`pinvm.config`, then `pinvm-<major.minor>.config` if there is one), then the
+//!    `kvm_pvm-*.patch`), pinvm's driver, then the `--patch` files in order. A patched
+//!    file is replaced by a private copy first, so no origin file is ever written. The
+//!    manifest records each patch's group and SHA-256.
+//! 6. **Sync** `<slot>/src` to the stage ([`sync`]): only files whose content differs are
+//!    written (with a new mtime); the others keep theirs, so `make` rebuilds only what the
+//!    change reaches.
+//! 7. **Config** in `<slot>/out` (the kept `O=` directory): `make tinyconfig`, append pinvm's
+//!    fragment (`pinvm.config`, then `pinvm-<major.minor>.config` if there is one), then the
 //!    `--config` fragments in order, `make olddefconfig`, then the **survival check**: every
-//!    requested option must hold in the final `.config` (see [`config`]).
-//! 6. **Compile** `make -j<N> vmlinux bzImage` (log: `<cache>/build/<key>/out/build.log`).
-//! 7. **Publish** `vmlinux`, `bzImage`, `System.map`, `config`, `build.log` and
-//!    `manifest.json` into `<cache>/kernels/<key>/` (temp dir + rename).
+//!    requested option must hold in the final `.config` (see [`config`]). kbuild notices
+//!    which options changed and rebuilds only the objects that use them.
+//! 8. **Compile** `make -j<N> vmlinux bzImage` (log: `<slot>/out/build.log`), through ccache
+//!    when it is installed (`<cache>/ccache`, 5 GB; `PINVM_CCACHE=0` turns it off), with
+//!    `KBUILD_BUILD_TIMESTAMP/USER/HOST/VERSION` fixed so that the same inputs give the
+//!    same vmlinux, and with the caller's kbuild variables removed ([`make::kbuild_environment`]).
+//! 9. **Publish** `vmlinux`, `bzImage`, `System.map`, `config`, `build.log` and
+//!    `manifest.json` (with what the slot rebuilt: [`manifest::IncrementalRecord`]) into
+//!    `<cache>/kernels/<key>/` (temp dir + rename).
 //!
-//! The build tree `<cache>/build/<key>/` is kept: if the published directory is deleted,
-//! or a build was interrupted, the next build of the same key reuses the patched work
-//! copy and kbuild's objects, so only what is missing is rebuilt. Any build tree may be
-//! deleted when no pinvm is running; only `<cache>/kernels/` is needed to boot.
+//! Slots may be deleted when no pinvm is running (`pinvm cache prune`); only
+//! `<cache>/kernels/` is needed to boot.
 //!
 //! The cache key ([`cache_key`]) covers: the source identity, every fragment's bytes
 //! (pinvm's embedded ones included), every patch's bytes and group, the platform-fix
@@ -62,7 +73,9 @@ pub mod make;
 pub mod manifest;
 pub mod patches;
 pub mod progress;
+pub mod slot;
 pub mod source;
+pub mod sync;
 
 pub use manifest::Manifest;
 pub use patches::PatchGroup;
@@ -72,7 +85,7 @@ pub use source::{DebianVersion, KernelSource};
 use crate::cache::{self, FileLock, KeyBuilder};
 use anyhow::{anyhow, bail, Context, Result};
 use config::Fragment;
-use manifest::{ArtefactRecord, FragmentRecord, PatchRecord, PlatformFixRecord};
+use manifest::{ArtefactRecord, FragmentRecord, IncrementalRecord, PatchRecord, PlatformFixRecord};
 use patches::{Patch, PatchSeries};
 use source::ResolvedSource;
 use std::fmt;
@@ -82,7 +95,7 @@ use std::time::{Instant, SystemTime};
 
 /// Version of the build recipe and manifest format; part of the cache key. Bump it when
 /// a change here would make a kernel built before it differ from one built after it.
-pub const BUILD_FORMAT_VERSION: u32 = 1;
+pub const BUILD_FORMAT_VERSION: u32 = 2;
 
 /// Where the host tells that its KVM is kvm_pvm.
 const KVM_PVM_MODULE: &str = "/sys/module/kvm_pvm";
@@ -327,9 +340,13 @@ pub fn kernel_dir(cache_root: &Path, key: &str) -> PathBuf {
     cache_root.join("kernels").join(key)
 }
 
-/// `<cache>/build/<key>`.
-pub fn build_dir(cache_root: &Path, key: &str) -> PathBuf {
-    cache_root.join("build").join(key)
+/// A file in a published kernel's directory whose mtime says when it was last used (by
+/// a build or a boot); `pinvm cache prune` removes the least recently used first.
+pub const LAST_USED_FILE: &str = "last-used";
+
+/// Marks a published kernel as used now (best effort: a read-only cache still boots).
+fn mark_used(dir: &Path) {
+    let _ = std::fs::write(dir.join(LAST_USED_FILE), b"");
 }
 
 /// The published kernel with this key, if there is one.
@@ -356,6 +373,7 @@ pub fn lookup_key(cache_root: &Path, key: &str) -> Result<Option<BuiltKernel>> {
             );
         }
     }
+    mark_used(&k.dir);
     Ok(Some(k))
 }
 
@@ -389,8 +407,9 @@ pub fn build_plan(
     if let Some(k) = lookup_key(cache_root, &plan.key)? {
         return Ok(k);
     }
-    let bdir = build_dir(cache_root, &plan.key);
-    let lock_path = cache::lock_path(&bdir);
+    let lock_path = cache_root
+        .join("locks")
+        .join(format!("kernel-{}.lock", plan.key));
     let _lock = FileLock::acquire(&lock_path, || {
         progress(BuildProgress::Note(format!(
             "another pinvm is building this kernel; waiting for {}",
@@ -404,50 +423,162 @@ pub fn build_plan(
         "kernel cache key {}",
         plan.key
     )));
+    let toolchain = format!("{}\n{}", plan.compiler, plan.make);
+    let mut slot = slot::Slot::open(cache_root, &plan.source, &toolchain, || {
+        progress(BuildProgress::Note(
+            "another pinvm is building in this source's build slot; waiting".into(),
+        ))
+    })?;
     let jobs = jobs
         .or_else(|| std::thread::available_parallelism().ok().map(|n| n.get()))
         .unwrap_or(1)
         .max(1);
     let started = SystemTime::now();
     let t0 = Instant::now();
-    let src = bdir.join("src");
-    let out = bdir.join("out");
-    prepare_work_copy(plan, cache_root, &bdir, &src, progress)?;
+    let incremental = slot.has_objects();
+    let synced = stage_and_sync(plan, cache_root, &slot, progress)?;
+    let tree_seconds = secs(t0);
 
+    let out = slot.out();
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     let log = out.join("build.log");
     std::fs::write(&log, "").with_context(|| format!("creating {}", log.display()))?;
+    let ccache = make::Ccache::detect(cache_root);
+    let src = slot.src();
     let mk = make::Make {
         src: &src,
         out: &out,
         log: &log,
+        ccache: ccache.as_ref(),
     };
     progress(BuildProgress::Phase(Phase::Configuring));
+    let t1 = Instant::now();
     configure(plan, &mk)?;
+    let config_seconds = secs(t1);
 
     progress(BuildProgress::Phase(Phase::Compiling));
-    let mut count = 0u64;
+    let t2 = Instant::now();
+    let compiled = compile(&mk, jobs, progress)?;
+    let make_seconds = secs(t2);
+    let kernelrelease = mk.capture(&["kernelrelease".into()])?;
+
+    progress(BuildProgress::Phase(Phase::Publishing));
+    let mut manifest = manifest_for(plan, kernelrelease, jobs, started, t0, &slot.dir);
+    manifest.incremental = Some(IncrementalRecord {
+        slot: slot
+            .dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        incremental,
+        previous_key: slot.record.last_key.clone(),
+        files_written: synced.written,
+        files_removed: synced.removed,
+        changed: synced
+            .changed
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect(),
+        steps: compiled.steps,
+        compiled: compiled.files,
+        ccache: ccache.is_some(),
+        tree_seconds,
+        config_seconds,
+        make_seconds,
+    });
+    publish(cache_root, &out, manifest)?;
+    slot.built(&plan.key)?;
+    keep_under_cap(cache_root, &plan.key, &slot.dir, progress);
+    let mut k = lookup_key(cache_root, &plan.key)?
+        .ok_or_else(|| anyhow!("published kernel {} vanished", plan.key))?;
+    k.cached = false;
+    Ok(k)
+}
+
+/// Prunes the cache to its cap ([`crate::usage`]) after a build, sparing what was just
+/// built and its slot. A failure is a note, not a failed build.
+fn keep_under_cap(
+    cache_root: &Path,
+    key: &str,
+    slot_dir: &Path,
+    progress: &mut dyn FnMut(BuildProgress),
+) {
+    let result = (|| -> Result<Vec<crate::usage::Entry>> {
+        let Some(max) = crate::usage::cap_from_env()? else {
+            return Ok(Vec::new());
+        };
+        let opts = crate::usage::PruneOptions {
+            max_bytes: Some(max),
+            keep: vec![kernel_dir(cache_root, key), slot_dir.to_path_buf()],
+            ..Default::default()
+        };
+        crate::usage::prune(cache_root, &opts)
+    })();
+    match result {
+        Ok(removed) => {
+            for e in removed {
+                progress(BuildProgress::Note(format!(
+                    "cache over its cap (PINVM_CACHE_MAX): removed {}",
+                    e.path.display()
+                )));
+            }
+        }
+        Err(e) => progress(BuildProgress::Note(format!(
+            "could not prune the cache: {e:#}"
+        ))),
+    }
+}
+
+fn secs(t: Instant) -> f64 {
+    (t.elapsed().as_millis() as f64) / 1000.0
+}
+
+/// What `make` did: its kbuild step count and the first files it compiled.
+struct Compiled {
+    steps: u64,
+    files: Vec<String>,
+}
+
+/// `make -j<jobs> vmlinux bzImage` with progress.
+fn compile(
+    mk: &make::Make<'_>,
+    jobs: usize,
+    progress: &mut dyn FnMut(BuildProgress),
+) -> Result<Compiled> {
+    let mut c = Compiled {
+        steps: 0,
+        files: Vec::new(),
+    };
     // Tools built by their own makefiles (objtool) print absolute paths under `out`.
-    let out_prefix = format!("{}/", out.display());
+    let out_prefix = format!("{}/", mk.out.display());
     mk.run(
         &[format!("-j{jobs}"), "vmlinux".into(), "bzImage".into()],
         &mut |line| {
-            if let Some((_, target)) = make::parse_kbuild_line(line) {
-                count += 1;
+            if let Some((verb, target)) = make::parse_kbuild_line(line) {
+                c.steps += 1;
+                let file = target.strip_prefix(&out_prefix).unwrap_or(target);
+                if verb == "CC" && c.files.len() < sync::LISTED_PATHS {
+                    c.files.push(file.to_string());
+                }
                 progress(BuildProgress::Compiled {
-                    count,
-                    file: target
-                        .strip_prefix(&out_prefix)
-                        .unwrap_or(target)
-                        .to_string(),
+                    count: c.steps,
+                    file: file.to_string(),
                 });
             }
         },
     )?;
-    let kernelrelease = mk.capture(&["kernelrelease".into()])?;
+    Ok(c)
+}
 
-    progress(BuildProgress::Phase(Phase::Publishing));
-    let manifest = Manifest {
+fn manifest_for(
+    plan: &Plan,
+    kernelrelease: String,
+    jobs: usize,
+    started: SystemTime,
+    t0: Instant,
+    build_dir: &Path,
+) -> Manifest {
+    Manifest {
         format: BUILD_FORMAT_VERSION,
         key: plan.key.clone(),
         kernelrelease,
@@ -480,48 +611,36 @@ pub fn build_plan(
         jobs,
         build_started: manifest::rfc3339(started),
         build_finished: manifest::rfc3339(SystemTime::now()),
-        build_seconds: (t0.elapsed().as_millis() as f64) / 1000.0,
-        build_dir: bdir.clone(),
+        build_seconds: secs(t0),
+        build_dir: build_dir.to_path_buf(),
         artefacts: Vec::new(),
-    };
-    publish(cache_root, &out, manifest)?;
-    let mut k = lookup_key(cache_root, &plan.key)?
-        .ok_or_else(|| anyhow!("published kernel {} vanished", plan.key))?;
-    k.cached = false;
-    Ok(k)
+        incremental: None,
+    }
 }
 
-/// Marker written into the build dir once the work copy is complete and patched.
-const WORK_COPY_READY: &str = "src.ready";
-
-/// Creates and patches `<build>/src`, or reuses it when a previous run completed it.
-fn prepare_work_copy(
+/// Stages the tree this plan wants (`<slot>/stage`: the source's files plus the patch
+/// series) and brings `<slot>/src` to it with the fewest writes.
+fn stage_and_sync(
     plan: &Plan,
     cache_root: &Path,
-    bdir: &Path,
-    src: &Path,
+    slot: &slot::Slot,
     progress: &mut dyn FnMut(BuildProgress),
-) -> Result<()> {
-    let marker = bdir.join(WORK_COPY_READY);
-    if marker.is_file() && src.join("Makefile").is_file() {
-        progress(BuildProgress::Note(format!(
-            "reusing the patched work tree {}",
-            src.display()
-        )));
-        return Ok(());
-    }
-    cache::remove_path(&marker)?;
-    cache::remove_path(src)?;
-    std::fs::create_dir_all(bdir).with_context(|| format!("creating {}", bdir.display()))?;
+) -> Result<sync::SyncStats> {
+    let stage = slot.stage();
+    cache::remove_path(&stage)?;
     progress(BuildProgress::Phase(Phase::Copying));
-    source::make_work_copy(cache_root, &plan.source, src, &mut || {
+    let base = source::GitBase {
+        dir: &slot.base(),
+        index: &slot.base_index(),
+    };
+    source::make_work_copy(cache_root, &plan.source, &stage, base, &mut || {
         progress(BuildProgress::Phase(Phase::Extracting))
     })?;
-    let kv = source::KernelVersion::of_tree(src)?;
+    let kv = source::KernelVersion::of_tree(&stage)?;
     if (kv.version, kv.patchlevel) != plan.source.major_minor {
         bail!(
             "the work copy {} is Linux {}, expected {}",
-            src.display(),
+            stage.display(),
             kv.major_minor(),
             plan.source.major_minor_str()
         );
@@ -530,7 +649,7 @@ fn prepare_work_copy(
         progress(BuildProgress::Phase(Phase::Patching));
         let total = plan.series.patches().len();
         let mut index = 0;
-        plan.series.apply(src, &mut |p| {
+        plan.series.apply(&stage, &mut |p| {
             index += 1;
             progress(BuildProgress::Patch {
                 index,
@@ -540,15 +659,8 @@ fn prepare_work_copy(
             })
         })?;
     }
-    let names: Vec<String> = plan
-        .series
-        .patches()
-        .iter()
-        .map(|p| format!("{} {} {}", p.group.as_str(), p.sha256(), p.name))
-        .collect();
-    std::fs::write(&marker, names.join("\n") + "\n")
-        .with_context(|| format!("writing {}", marker.display()))?;
-    Ok(())
+    progress(BuildProgress::Phase(Phase::Syncing));
+    sync::sync_tree(&stage, &slot.src(), &slot.sync_state())
 }
 
 /// tinyconfig, fragments, olddefconfig, survival check.

@@ -32,6 +32,8 @@ pub enum Phase {
     Copying,
     /// Applying the patch series.
     Patching,
+    /// Bringing the build slot's tree to the staged one (only changed files written).
+    Syncing,
     /// tinyconfig + fragments + olddefconfig + survival check.
     Configuring,
     /// Compiling vmlinux and bzImage.
@@ -49,6 +51,7 @@ impl Phase {
             Phase::Extracting => "extracting the kernel source tarball",
             Phase::Copying => "preparing the work tree",
             Phase::Patching => "patching",
+            Phase::Syncing => "updating the build tree",
             Phase::Configuring => "configuring",
             Phase::Compiling => "compiling",
             Phase::Publishing => "publishing",

@@ -102,6 +102,14 @@ pub enum KernelSource {
     Debian(DebianVersion),
     /// A kernel tree on disk (left untouched; copied into the cache).
     Tree(PathBuf),
+    /// A revision of a git repository (`TREE@REV`): the files of that commit, whatever
+    /// the repository's checkout holds (which is never touched).
+    GitRev {
+        /// The repository (its work tree's top, or a bare repository).
+        repo: PathBuf,
+        /// The revision as given (a commit id, tag, branch, `HEAD~3`...).
+        rev: String,
+    },
 }
 
 impl Default for KernelSource {
@@ -122,6 +130,14 @@ impl FromStr for KernelSource {
         if s.starts_with("debian-") || DebianVersion::ALL.iter().any(|d| d.as_str() == s) {
             return Ok(KernelSource::Debian(s.parse()?));
         }
+        if let Some((repo, rev)) = s.rsplit_once('@') {
+            if !rev.is_empty() && !repo.is_empty() && !Path::new(s).exists() {
+                return Ok(KernelSource::GitRev {
+                    repo: PathBuf::from(repo),
+                    rev: rev.to_string(),
+                });
+            }
+        }
         Ok(KernelSource::Tree(PathBuf::from(s)))
     }
 }
@@ -131,6 +147,7 @@ impl fmt::Display for KernelSource {
         match self {
             KernelSource::Debian(v) => write!(f, "debian-{v}"),
             KernelSource::Tree(p) => write!(f, "{}", p.display()),
+            KernelSource::GitRev { repo, rev } => write!(f, "{}@{rev}", repo.display()),
         }
     }
 }
@@ -214,6 +231,13 @@ pub enum SourceInfo {
         /// Whether there are uncommitted changes or untracked files.
         dirty: bool,
     },
+    /// One commit of a git repository (`--source TREE@REV`).
+    GitRev {
+        /// The repository's git directory, canonicalized.
+        repo: PathBuf,
+        /// The commit id REV resolved to.
+        commit: String,
+    },
     /// A kernel tree that is not a git work tree.
     Tree {
         /// The tree, canonicalized.
@@ -257,7 +281,78 @@ pub fn resolve(source: &KernelSource, cache_root: &Path) -> Result<ResolvedSourc
     match source {
         KernelSource::Debian(v) => resolve_debian(*v, &v.tarball(), cache_root),
         KernelSource::Tree(path) => resolve_tree(path),
+        KernelSource::GitRev { repo, rev } => resolve_git_rev(repo, rev),
     }
+}
+
+/// The git directory of `repo` (a work tree or a bare repository), absolute.
+pub fn git_dir(repo: &Path) -> Result<PathBuf> {
+    let out = git(repo, &["rev-parse", "--absolute-git-dir"]).with_context(|| {
+        format!(
+            "{} is not a git repository (needed for TREE@REV)",
+            repo.display()
+        )
+    })?;
+    let dir = PathBuf::from(String::from_utf8_lossy(&out).trim());
+    dir.canonicalize()
+        .with_context(|| format!("git directory {}", dir.display()))
+}
+
+/// The commit id `rev` names in `repo`.
+pub fn rev_parse(repo: &Path, rev: &str) -> Result<String> {
+    if rev.starts_with('-') {
+        bail!("revision {rev:?} starts with '-': not a revision");
+    }
+    let spec = format!("{rev}^{{commit}}");
+    let out = git(repo, &["rev-parse", "--verify", "--quiet", &spec])
+        .with_context(|| format!("{rev:?} is not a commit in {}", repo.display()))?;
+    Ok(String::from_utf8_lossy(&out).trim().to_string())
+}
+
+fn resolve_git_rev(repo: &Path, rev: &str) -> Result<ResolvedSource> {
+    let gdir = git_dir(repo)?;
+    let commit = rev_parse(&gdir, rev)?;
+    let makefile = git(&gdir, &["show", &format!("{commit}:Makefile")]).with_context(|| {
+        format!(
+            "{rev} in {} has no top Makefile: not a kernel tree",
+            repo.display()
+        )
+    })?;
+    let v = KernelVersion::from_makefile(&String::from_utf8_lossy(&makefile))
+        .with_context(|| format!("parsing the Makefile of {rev}"))?;
+    Ok(ResolvedSource {
+        source: KernelSource::GitRev {
+            repo: repo.to_path_buf(),
+            rev: rev.to_string(),
+        },
+        info: SourceInfo::GitRev { repo: gdir, commit },
+        major_minor: (v.version, v.patchlevel),
+    })
+}
+
+/// Brings `base` to the files of `commit` with a private index (`index`): git rewrites
+/// only the files that differ from what the index says `base` holds, and removes those
+/// the commit does not have. The repository's own index, HEAD and checkout are not used.
+pub fn checkout_rev(git_dir: &Path, commit: &str, base: &Path, index: &Path) -> Result<()> {
+    fs::create_dir_all(base).with_context(|| format!("creating {}", base.display()))?;
+    let out = Command::new("git")
+        .arg("--git-dir")
+        .arg(git_dir)
+        .arg("--work-tree")
+        .arg(base)
+        .args(["read-tree", "--reset", "-u", commit])
+        .env("GIT_INDEX_FILE", index)
+        .current_dir(base)
+        .output()
+        .context("running git read-tree")?;
+    if !out.status.success() {
+        bail!(
+            "git read-tree of {commit} into {} failed: {}",
+            base.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
 }
 
 fn resolve_debian(v: DebianVersion, tarball: &Path, cache_root: &Path) -> Result<ResolvedSource> {
@@ -516,6 +611,8 @@ pub enum CopyMode {
     HardLink,
     /// Real copies (`copy_file_range`, so reflinks where the file system has them).
     Copy,
+    /// Hard links where the origin is on the same file system, else copies.
+    HardLinkOrCopy,
 }
 
 /// Copies (or hard-links) `files` (relative paths) from `from` into the new directory `to`.
@@ -543,6 +640,13 @@ pub fn copy_files(from: &Path, to: &Path, files: &[PathBuf], mode: CopyMode) -> 
             match mode {
                 CopyMode::HardLink => fs::hard_link(&src, &dst),
                 CopyMode::Copy => fs::copy(&src, &dst).map(|_| ()),
+                CopyMode::HardLinkOrCopy => fs::hard_link(&src, &dst).or_else(|e| {
+                    if e.raw_os_error() == Some(libc::EXDEV) {
+                        fs::copy(&src, &dst).map(|_| ())
+                    } else {
+                        Err(e)
+                    }
+                }),
             }
         } else {
             continue;
@@ -697,25 +801,45 @@ pub fn ensure_debian_extracted(
     Ok(dir)
 }
 
-/// Creates the work copy `dst` (which must not exist) of a resolved source.
+/// Where a git revision's files are checked out before they are staged (a build slot's
+/// `base/` and its private index).
+#[derive(Debug, Clone, Copy)]
+pub struct GitBase<'a> {
+    /// The work tree `git read-tree -u` maintains.
+    pub dir: &'a Path,
+    /// Its private index file.
+    pub index: &'a Path,
+}
+
+/// Creates the work copy `dst` (which must not exist) of a resolved source: hard links
+/// to the pristine Debian tree, to the user's tree's files (copies when it is on another
+/// file system) or to the git revision's files in `git_base`. Nothing writes through these
+/// links: patches replace a file before changing it ([`break_links`]).
 /// `on_extract` is called if the Debian tarball has to be extracted first.
 pub fn make_work_copy(
     cache_root: &Path,
     resolved: &ResolvedSource,
     dst: &Path,
+    git_base: GitBase<'_>,
     on_extract: &mut dyn FnMut(),
 ) -> Result<()> {
-    match &resolved.source {
-        KernelSource::Debian(_) => {
+    match (&resolved.source, &resolved.info) {
+        (KernelSource::Debian(_), _) => {
             let pristine = ensure_debian_extracted(cache_root, resolved, on_extract)?;
             let files = walk_all_files(&pristine)?;
             copy_files(&pristine, dst, &files, CopyMode::HardLink)
         }
-        KernelSource::Tree(tree) => {
+        (KernelSource::GitRev { .. }, SourceInfo::GitRev { repo, commit }) => {
+            checkout_rev(repo, commit, git_base.dir, git_base.index)?;
+            let files = walk_all_files(git_base.dir)?;
+            copy_files(git_base.dir, dst, &files, CopyMode::HardLinkOrCopy)
+        }
+        (KernelSource::Tree(tree), _) => {
             check_tree_clean(tree)?;
             let files = tree_file_list(tree, &resolved.info)?;
-            copy_files(tree, dst, &files, CopyMode::Copy)
+            copy_files(tree, dst, &files, CopyMode::HardLinkOrCopy)
         }
+        (KernelSource::GitRev { .. }, _) => bail!("a git revision resolved to another kind"),
     }
 }
 
@@ -723,6 +847,14 @@ pub fn make_work_copy(
 mod tests {
     use super::*;
     use crate::cache::TestDir;
+
+    /// A git base for sources that are not git revisions (never used).
+    fn no_base(root: &Path) -> GitBase<'_> {
+        GitBase {
+            dir: root,
+            index: root,
+        }
+    }
 
     #[test]
     fn debian_version_parses() {
@@ -833,7 +965,10 @@ mod tests {
         let b = id(&tree);
         assert_ne!(a.info, b.info);
         let dst = t.path().join("work");
-        make_work_copy(t.path(), &b, &dst, &mut || panic!("no extraction")).unwrap();
+        make_work_copy(t.path(), &b, &dst, no_base(t.path()), &mut || {
+            panic!("no extraction")
+        })
+        .unwrap();
         assert_eq!(
             fs::read_to_string(dst.join("kernel/fork.c")).unwrap(),
             "int y;\n"
@@ -881,7 +1016,7 @@ mod tests {
         fs::write(tree.join("kernel/new.c"), "new2\n").unwrap();
         assert_ne!(id().info, untracked.info);
         let dst = t.path().join("work");
-        make_work_copy(t.path(), &untracked, &dst, &mut || {}).unwrap();
+        make_work_copy(t.path(), &untracked, &dst, no_base(t.path()), &mut || {}).unwrap();
         assert!(dst.join("kernel/new.c").is_file());
         assert!(dst.join(".gitignore").is_file());
         assert!(!dst.join("kernel/fork.o").exists());

@@ -101,7 +101,7 @@ fn cache_key_is_stable() {
     // when built kernels would differ, then update the value here.
     assert_eq!(
         k,
-        "77aa3322290d2b2565ef46e0b26941a898124e58837c4b943def0fe5cb794015"
+        "0451233be78d42b65af4736004bdd4dc6ab2805a7ee8c789cdb420a8b732508e"
     );
     // Names do not matter, bytes do.
     let renamed: Vec<Fragment> = frags
@@ -275,6 +275,7 @@ fn pipeline_builds_publishes_and_then_hits_the_cache() {
             Phase::Resolving,
             Phase::Copying,
             Phase::Patching,
+            Phase::Syncing,
             Phase::Configuring,
             Phase::Compiling,
             Phase::Publishing
@@ -334,10 +335,7 @@ fn pipeline_builds_publishes_and_then_hits_the_cache() {
     );
     assert_eq!(m.artefacts[0].size, "patched twice\n".len() as u64);
     assert!(m.build_started.ends_with('Z') && m.build_seconds >= 0.0);
-    assert!(
-        build_dir(&cache_root, &m.key).join("out/.config").is_file(),
-        "build tree kept"
-    );
+    assert!(m.build_dir.join("out/.config").is_file(), "build tree kept");
 
     // Same inputs: instant, from the cache, no phase after resolving.
     let mut again: Vec<BuildProgress> = Vec::new();
@@ -349,12 +347,15 @@ fn pipeline_builds_publishes_and_then_hits_the_cache() {
     assert!(t0.elapsed().as_secs() < 5);
     assert_eq!(lookup(&req, &cache_root).unwrap().unwrap().dir, k.dir);
 
-    // Published dir removed: rebuilt from the kept, already patched build tree.
+    // Published dir removed: rebuilt in the kept build slot, whose tree needs no write.
     cache::remove_path(&k.dir).unwrap();
     let mut third: Vec<BuildProgress> = Vec::new();
     let k3 = build(&req, &cache_root, &mut |e| third.push(e)).unwrap();
     assert!(!k3.cached);
-    assert!(!third.contains(&BuildProgress::Phase(Phase::Patching)));
+    let inc = k3.manifest.incremental.as_ref().unwrap();
+    assert!(inc.incremental, "{inc:?}");
+    assert_eq!((inc.files_written, inc.files_removed), (0, 0), "{inc:?}");
+    assert_eq!(inc.previous_key.as_deref(), Some(k.manifest.key.as_str()));
     assert_eq!(fs::read_to_string(&k3.vmlinux).unwrap(), "patched twice\n");
 
     // A changed user tree is a different key.
@@ -436,8 +437,9 @@ fn second_build_with_a_published_entry_never_runs_make() {
         build_started: String::new(),
         build_finished: String::new(),
         build_seconds: 0.0,
-        build_dir: build_dir(&cache_root, &p.key),
+        build_dir: cache_root.join("slots/x"),
         artefacts: vec![],
+        incremental: None,
     };
     manifest.write(&dir).unwrap();
     let mut events = Vec::new();
@@ -449,10 +451,7 @@ fn second_build_with_a_published_entry_never_runs_make() {
     assert_eq!(k.vmlinux, dir.join("vmlinux"));
     assert_eq!(events, [BuildProgress::Phase(Phase::Resolving)]);
     assert!(took.as_millis() < 2000, "{took:?}");
-    assert!(
-        !build_dir(&cache_root, &p.key).exists(),
-        "nothing was built"
-    );
+    assert!(!slot::slots_dir(&cache_root).exists(), "nothing was built");
 
     // A damaged entry is reported, not silently rebuilt over.
     fs::remove_file(dir.join("bzImage")).unwrap();
@@ -594,16 +593,18 @@ fn real_debian_configure_both_versions() {
         let t0 = Instant::now();
         let p = plan(&req, &cache_root).unwrap();
         let t = TestDir::new("configure");
-        let (src, out) = (t.path().join("src"), t.path().join("out"));
+        let slot = slot::Slot::open(t.path(), &p.source, "test", || {}).unwrap();
         let mut events = Vec::new();
-        prepare_work_copy(&p, &cache_root, t.path(), &src, &mut |e| events.push(e))
+        stage_and_sync(&p, &cache_root, &slot, &mut |e| events.push(e))
             .unwrap_or_else(|e| panic!("{v}: {e:#}"));
+        let (src, out) = (slot.src(), slot.out());
         fs::create_dir_all(&out).unwrap();
         let log = out.join("build.log");
         let mk = make::Make {
             src: &src,
             out: &out,
             log: &log,
+            ccache: None,
         };
         configure(&p, &mk).unwrap_or_else(|e| panic!("{v}: {e:#}"));
         let patches: Vec<&str> = p.series.patches().iter().map(|p| p.name.as_str()).collect();
@@ -618,4 +619,123 @@ fn real_debian_configure_both_versions() {
             .iter()
             .all(|p| p.group == PatchGroup::Platform));
     }
+}
+
+#[test]
+fn another_patch_rebuilds_in_the_same_slot_writing_only_what_changed() {
+    let t = TestDir::new("slot");
+    let tree = fake_kernel_tree(t.path());
+    fs::write(tree.join("kernel/other.c"), "untouched\n").unwrap();
+    let cache_root = t.path().join("cache");
+    let req = |patches: Vec<PathBuf>| BuildRequest {
+        source: KernelSource::Tree(tree.clone()),
+        patches,
+        platform_fix: PlatformFix::Never,
+        jobs: Some(1),
+        without_driver: true,
+        ..Default::default()
+    };
+    let a = build(&req(vec![]), &cache_root, &mut |_| {}).unwrap();
+    let first = a.manifest.incremental.clone().unwrap();
+    assert!(!first.incremental);
+    assert_eq!(first.files_written, 4, "{first:?}");
+    let slot_src = a.manifest.build_dir.join("src");
+    let other = fs::metadata(slot_src.join("kernel/other.c"))
+        .unwrap()
+        .modified()
+        .unwrap();
+
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let fix = patch_file(t.path(), "fix.patch", "original", "fixed");
+    let b = build(&req(vec![fix]), &cache_root, &mut |_| {}).unwrap();
+    assert_ne!(a.manifest.key, b.manifest.key);
+    assert_eq!(
+        b.manifest.build_dir, a.manifest.build_dir,
+        "one slot per origin"
+    );
+    let inc = b.manifest.incremental.clone().unwrap();
+    assert!(inc.incremental);
+    assert_eq!(inc.previous_key.as_deref(), Some(a.manifest.key.as_str()));
+    assert_eq!(inc.changed, ["kernel/fork.c"]);
+    assert_eq!(fs::read_to_string(&b.vmlinux).unwrap(), "fixed\n");
+    let still = fs::metadata(slot_src.join("kernel/other.c"))
+        .unwrap()
+        .modified()
+        .unwrap();
+    assert_eq!(still, other, "unchanged files keep their mtime");
+
+    // Back to no patch: a cache hit; with the entry gone, the pristine content is
+    // written back (a new mtime), not linked back with its old one.
+    cache::remove_path(&a.dir).unwrap();
+    let c = build(&req(vec![]), &cache_root, &mut |_| {}).unwrap();
+    assert_eq!(fs::read_to_string(&c.vmlinux).unwrap(), "original\n");
+    assert_eq!(c.manifest.incremental.unwrap().changed, ["kernel/fork.c"]);
+    let fork = fs::metadata(slot_src.join("kernel/fork.c"))
+        .unwrap()
+        .modified()
+        .unwrap();
+    let pristine = fs::metadata(tree.join("kernel/fork.c"))
+        .unwrap()
+        .modified()
+        .unwrap();
+    assert!(fork > pristine);
+}
+
+fn git(dir: &Path, args: &[&str]) -> String {
+    let out = std::process::Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args([
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@t",
+            "-c",
+            "commit.gpgsign=false",
+        ])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[test]
+fn a_git_revision_builds_without_touching_the_repository() {
+    let t = TestDir::new("gitrev");
+    let tree = fake_kernel_tree(t.path());
+    git(&tree, &["init", "-q"]);
+    git(&tree, &["add", "-A"]);
+    git(&tree, &["commit", "-qm", "one"]);
+    let one = git(&tree, &["rev-parse", "HEAD"]);
+    fs::write(tree.join("kernel/fork.c"), "second\n").unwrap();
+    git(&tree, &["commit", "-qam", "two"]);
+    // The user's uncommitted work and index must survive.
+    fs::write(tree.join("kernel/fork.c"), "work in progress\n").unwrap();
+    let status = git(&tree, &["status", "--porcelain"]);
+    let cache_root = t.path().join("cache");
+    let req = |rev: &str| BuildRequest {
+        source: format!("{}@{rev}", tree.display()).parse().unwrap(),
+        platform_fix: PlatformFix::Never,
+        jobs: Some(1),
+        without_driver: true,
+        ..Default::default()
+    };
+    let a = build(&req(&one), &cache_root, &mut |_| {}).unwrap();
+    assert_eq!(fs::read_to_string(&a.vmlinux).unwrap(), "original\n");
+    assert!(matches!(&a.manifest.source, SourceInfo::GitRev { commit, .. } if *commit == one));
+    let b = build(&req("HEAD"), &cache_root, &mut |_| {}).unwrap();
+    assert_eq!(fs::read_to_string(&b.vmlinux).unwrap(), "second\n");
+    assert_eq!(b.manifest.incremental.unwrap().changed, ["kernel/fork.c"]);
+    assert_eq!(git(&tree, &["status", "--porcelain"]), status);
+    assert_eq!(
+        fs::read_to_string(tree.join("kernel/fork.c")).unwrap(),
+        "work in progress\n"
+    );
+    let err = build(&req("nosuchrev"), &cache_root, &mut |_| {}).unwrap_err();
+    assert!(format!("{err:#}").contains("not a commit"), "{err:#}");
 }

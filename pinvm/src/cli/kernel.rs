@@ -17,11 +17,12 @@ pub struct KernelArgs {
     /// With --source, the version whose scenario expectations apply.
     #[arg(long, value_name = "6.12|6.1", default_value = harness::kernel::DEFAULT_KERNEL_VERSION)]
     pub kernel_version: String,
-    /// Build the kernel from this source instead: debian-6.12, debian-6.1, or the path of a
-    /// clean kernel tree (left untouched); cached by content like every pinvm build.
+    /// Build the kernel from this source instead: debian-6.12, debian-6.1, the path of a
+    /// clean kernel tree, or TREE@REV, a revision of a git repository (trees are left
+    /// untouched); cached by content like every pinvm build, rebuilt incrementally.
     #[arg(
         long,
-        value_name = "debian-6.12|debian-6.1|PATH",
+        value_name = "debian-6.12|debian-6.1|TREE[@REV]",
         conflicts_with = "kernel"
     )]
     pub source: Option<String>,
@@ -73,11 +74,12 @@ pub enum KernelCommand {
 
 #[derive(Args, Debug)]
 pub struct BuildArgs {
-    /// debian-6.12, debian-6.1, or the path of a clean kernel tree (left untouched).
+    /// debian-6.12, debian-6.1, the path of a clean kernel tree, or TREE@REV (a revision
+    /// of a git repository); trees are left untouched.
     #[arg(
         long,
         default_value = "debian-6.12",
-        value_name = "debian-6.12|debian-6.1|PATH"
+        value_name = "debian-6.12|debian-6.1|TREE[@REV]"
     )]
     pub source: String,
     /// Extra config fragment applied after pinvm's (repeatable, in order). Every option it
@@ -125,6 +127,26 @@ pub fn run(cmd: KernelCommand) -> Result<i32> {
                     "cached   {}",
                     if k.cached { "yes" } else { "no (built now)" }
                 );
+                if let (false, Some(inc)) = (k.cached, &k.manifest.incremental) {
+                    println!(
+                        "build    {:.1} s in slot {} ({}): tree {:.1} s ({} files written, {} \
+                         removed), config {:.1} s, make {:.1} s ({} steps{})",
+                        k.manifest.build_seconds,
+                        inc.slot,
+                        if inc.incremental {
+                            "incremental"
+                        } else {
+                            "first build"
+                        },
+                        inc.tree_seconds,
+                        inc.files_written,
+                        inc.files_removed,
+                        inc.config_seconds,
+                        inc.make_seconds,
+                        inc.steps,
+                        if inc.ccache { ", ccache" } else { "" }
+                    );
+                }
             }
             Ok(0)
         }

@@ -2,7 +2,9 @@
 //! /dev/kvm) exits 125 so that `git bisect run` skips rather than blames the commit.
 
 mod bench;
+mod bisect;
 mod boot;
+mod cache;
 mod dma;
 mod image;
 mod journal;
@@ -50,6 +52,12 @@ pub enum Command {
     /// Build and cache guest kernels.
     #[command(subcommand)]
     Kernel(kernel::KernelCommand),
+    /// Find the commit that introduced what a scenario or command reproduces: flake-aware,
+    /// verified four ways, resumable; the user's checkout is never touched.
+    Bisect(bisect::BisectArgs),
+    /// Show and prune pinvm's cache (kernels, build slots, ccache, images).
+    #[command(subcommand)]
+    Cache(cache::CacheCommand),
     /// Make filesystem images for the guest disk.
     #[command(subcommand)]
     Image(image::ImageCommand),
@@ -82,9 +90,11 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
         Command::Boot(a) => boot::run(&*one()?, a),
         Command::Run(r) => run::run(&*one()?, r),
+        Command::Bisect(b) => bisect::run(&*one()?, b),
         Command::Suite(s) => suite::run(&*one()?, s),
         Command::Kernel(k) => kernel::run(k),
         Command::Bench(b) => bench::run(&choices, b),
+        Command::Cache(c) => cache::run(c),
         Command::Image(i) => image::run(i),
         Command::Journal(j) => journal::run(j),
         Command::Dma(d) => dma::run(d),
