@@ -80,7 +80,12 @@ fn text(v: &Value) -> String {
 }
 
 fn row(h: &mut String, name: &str, value: &str) {
-    let _ = writeln!(h, "<tr><th>{}</th><td>{}</td></tr>", escape(name), escape(value));
+    let _ = writeln!(
+        h,
+        "<div><span class=\"k\">{}</span> {}</div>",
+        escape(name),
+        escape(value)
+    );
 }
 
 /// The summary header of a case.
@@ -102,7 +107,7 @@ fn header(f: &CaseFiles, page_dir: &Path) -> String {
         escape(&text(&v["expected"]["verdicts"])),
         escape(&text(&v["found"]))
     );
-    h.push_str("<table class=\"meta\">\n");
+    h.push_str("<div class=\"meta\">\n");
     let kernel = format!(
         "{} (release {})",
         text(&v["kernel"]),
@@ -121,7 +126,7 @@ fn header(f: &CaseFiles, page_dir: &Path) -> String {
     row(&mut h, "console titles", &text(&v["console_titles"]));
     row(&mut h, "why", &text(&v["why"]));
     row(&mut h, "recorded finding", &text(&v["expected"]["finding"]));
-    h.push_str("</table>\n");
+    h.push_str("</div>\n");
     verdict_list(&mut h, v);
     raw_links(&mut h, &f.dir, page_dir);
     h

@@ -72,13 +72,13 @@
     return out;
   }
   // Merge spans whose pixel extents touch into one drawn span.
-  function spans(list, t0, t1, x) {
+  function spans(list, t0, t1, x, overlapOnly) {
     const vis = list.filter((m) => t1(m) >= view[0] && t0(m) <= view[1]).sort((a, b) => t0(a) - t0(b));
     const out = [];
     let cur = null;
     for (const m of vis) {
       const a = x(Math.max(t0(m), view[0])), b = Math.max(a + 2, x(Math.min(t1(m), view[1])));
-      if (cur && a <= cur.b + 1) { cur.b = Math.max(cur.b, b); cur.list.push(m); } else { cur = { a, b, list: [m] }; out.push(cur); }
+      if (cur && (overlapOnly ? a < cur.b - 1 : a <= cur.b + 1)) { cur.b = Math.max(cur.b, b); cur.list.push(m); } else { cur = { a, b, list: [m] }; out.push(cur); }
     }
     return out;
   }
@@ -124,7 +124,7 @@
 
   function stepsRow(svg, x, y) {
     rowBg(svg, y, ROW, "agent steps", "alt");
-    for (const s of spans(D.steps, (m) => m.t0, (m) => m.t1, x)) {
+    for (const s of spans(D.steps, (m) => m.t0, (m) => m.t1, x, true)) {
       const m = s.list[s.list.length - 1];
       const cls = !m.ok ? "failed" : /sync/.test(m.op) ? "sync" : /pin|release/.test(m.op) ? "pin" : "";
       const r = el("rect", { class: "mark step " + cls, x: s.a, y: y + 3, width: s.b - s.a, height: ROW - 6 }, svg);
@@ -160,6 +160,12 @@
     return y + ROW;
   }
 
+  // "lost: the device's last generation 2 never reached the disk; its last write carried ..."
+  function lostLabel(lane) {
+    const last = lane.dma.length ? lane.dma[lane.dma.length - 1][1] : "?";
+    const w = lane.writes.length ? D.strings[lane.writes[lane.writes.length - 1][2]] : "no write";
+    return `lost: last DMA generation ${last} never reached the disk; last write of the page carried ${w}`;
+  }
   function pageLane(svg, x, y, lane, i) {
     counts.lanes++;
     const flagged = lane.verdicts.length > 0;
@@ -170,6 +176,7 @@
       const r = el("rect", { class: "mark hl hl-" + cls, x: s.a - 2, y: y + 1, width: s.b - s.a + 4, height: LANE - 2 }, svg);
       hook(r, item(s.list, (m) => `${m.kind}: ${m.text}`));
       counts.verdicts++;
+      if (k === "lost_write" && s.b - s.a > 220) txt(lostLabel(lane), { class: "ctitle", x: s.a + 8, y: y + LANE / 2 - 3 }, svg);
     }
     const wr = spans(lane.writes, (w) => D.reqs[w[0]][1], (w) => D.reqs[w[0]][2], x);
     for (const s of wr) {
@@ -211,11 +218,13 @@
     if (Math.abs(e.clientX - drag.x) > 3) { view = [drag.v[0] - dt, drag.v[1] - dt]; draw(); }
   });
   box.addEventListener("dblclick", () => { view = full.slice(); draw(); });
+  // The span of the verdicts' evidence and the kernel reports (a lost write counts at its
+  // last DMA write: its band runs to the end).
   function verdictSpan() {
-    const hs = D.lanes.flatMap((l) => l.marks).filter((m) => m.kind !== "lost_write");
-    const all = hs.length ? hs : D.lanes.flatMap((l) => l.marks);
-    if (!all.length) return null;
-    const a = Math.min(...all.map((m) => m.t0)), b = Math.max(...all.map((m) => m.kind === "lost_write" ? m.t0 : m.t1));
+    const marks = D.lanes.flatMap((l) => l.marks).concat(D.global);
+    const pts = marks.flatMap((m) => m.kind === "lost_write" ? [m.t0] : [m.t0, m.t1]).concat(D.console.map((c) => c.t));
+    if (!pts.length) return null;
+    const a = Math.min(...pts), b = Math.max(...pts);
     const pad = Math.max((b - a) * 0.3, 50000);
     return [a - pad, b + pad];
   }
@@ -235,6 +244,8 @@
   window.addEventListener("resize", draw);
 
   let drawMs = 0;
+  const start = location.hash === "#verdicts" && verdictSpan();
+  if (start) view = start;
   try { drawMs = draw(); } catch (e) { errors.push(String(e && e.stack || e)); }
   const check = document.getElementById("selfcheck");
   const total = performance.now() - t_start;
