@@ -18,6 +18,9 @@ pub mod lanes;
 pub mod load;
 pub mod model;
 
+#[cfg(test)]
+mod tests;
+
 use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
 
