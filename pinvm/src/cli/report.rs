@@ -8,8 +8,10 @@ use harness::report::timeline;
 use std::path::{Path, PathBuf};
 
 #[derive(Args, Debug)]
-#[command(after_help = "Examples:\n  pinvm report pinvm-out/S06-torn-writeback-6.12-ext4-1767225600 --html s06.html\n  \
-pinvm report pinvm-out/suite-1767225600            # a page per case and index.html")]
+#[command(
+    after_help = "Examples:\n  pinvm report pinvm-out/S06-torn-writeback-6.12-ext4-1767225600 --html s06.html\n  \
+pinvm report pinvm-out/suite-1767225600            # a page per case and index.html"
+)]
 pub struct ReportArgs {
     /// A results folder of `pinvm run` (one case) or of `pinvm suite` / `pinvm run --runs N`.
     pub results: PathBuf,

@@ -211,7 +211,10 @@ mod tests {
         }
         let t = classify(&torn);
         assert!(t.torn());
-        assert_eq!(t.label(), "TORN: sectors 0-3 generation 1, 4-7 generation 2");
+        assert_eq!(
+            t.label(),
+            "TORN: sectors 0-3 generation 1, 4-7 generation 2"
+        );
         let mut f = vec![0u8; 4096];
         file::fill("file", 8192, &mut f);
         assert_eq!(

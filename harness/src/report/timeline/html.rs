@@ -121,7 +121,11 @@ fn header(f: &CaseFiles, page_dir: &Path) -> String {
     row(&mut h, "kernel cache key", &text(&v["kernel_cache_key"]));
     row(&mut h, "filesystem", &text(&v["fs"]));
     row(&mut h, "machine", &text(&v["machine"]));
-    row(&mut h, "run, seed", &format!("{}, {}", text(&v["run"]), text(&v["seed"])));
+    row(
+        &mut h,
+        "run, seed",
+        &format!("{}, {}", text(&v["run"]), text(&v["seed"])),
+    );
     row(&mut h, "expected titles", &text(&v["expected"]["titles"]));
     row(&mut h, "console titles", &text(&v["console_titles"]));
     row(&mut h, "why", &text(&v["why"]));
@@ -177,7 +181,11 @@ fn raw_links(h: &mut String, dir: &Path, page_dir: &Path) {
             );
         }
     }
-    let _ = writeln!(h, "<span class=\"dir\">({})</span></p>", escape(&dir.display().to_string()));
+    let _ = writeln!(
+        h,
+        "<span class=\"dir\">({})</span></p>",
+        escape(&dir.display().to_string())
+    );
 }
 
 /// The whole page of one case, to be written into `page_dir`.
@@ -234,7 +242,10 @@ pub fn index_page(entries: &[IndexEntry], page_dir: &Path) -> String {
     let mut cols: Vec<String> = entries.iter().map(|e| col(&e.verdicts)).collect();
     cols.sort();
     cols.dedup();
-    let mut rows: Vec<String> = entries.iter().map(|e| text(&e.verdicts["scenario"])).collect();
+    let mut rows: Vec<String> = entries
+        .iter()
+        .map(|e| text(&e.verdicts["scenario"]))
+        .collect();
     rows.sort();
     rows.dedup();
     let mut h = String::from("<table class=\"matrix\"><tr><th>scenario</th>");

@@ -96,11 +96,7 @@ impl Lane {
         let first = lanes.first().map(|l| l.pages[0].file_offset).unwrap_or(0);
         let last = lanes.last().map(|l| l.pages[0].file_offset).unwrap_or(0);
         let mut out = Lane {
-            label: format!(
-                "{} pages · offsets {first}-{}",
-                lanes.len(),
-                last + 4095
-            ),
+            label: format!("{} pages · offsets {first}-{}", lanes.len(), last + 4095),
             pages: vec![],
             verdicts: vec![],
             dma: vec![],

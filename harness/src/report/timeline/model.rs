@@ -153,7 +153,10 @@ fn origin(f: &CaseFiles) -> (u64, String) {
         .chain(steps_json(f).iter().filter_map(|s| s["time_ns"].as_u64()))
         .min()
         .unwrap_or(0);
-    (first, "the first record (the run kept no clock landmarks)".into())
+    (
+        first,
+        "the first record (the run kept no clock landmarks)".into(),
+    )
 }
 
 fn steps_json(f: &CaseFiles) -> &[Value] {
@@ -184,7 +187,9 @@ fn pages(f: &CaseFiles, requests: &[Request]) -> BTreeMap<u64, PageInfo> {
                 PageInfo::new(page_of(off), id.map(|(r, p)| (r as u32, p as u32)))
             });
             if p.sector.is_none() {
-                p.sector = e["sector"].as_u64().filter(|_| e["sectors"].as_u64() == Some(8));
+                p.sector = e["sector"]
+                    .as_u64()
+                    .filter(|_| e["sectors"].as_u64() == Some(8));
             }
         }
     }
@@ -290,8 +295,13 @@ pub fn build(f: &CaseFiles) -> Timeline {
             };
             if let Some(l) = page.and_then(|p| lanes.get_mut(p)) {
                 let flags = if b.content.torn() { TORN } else { 0 };
-                l.writes
-                    .push(WriteMark(i, b.sector, strings.id(b.content.label()), flags, 0));
+                l.writes.push(WriteMark(
+                    i,
+                    b.sector,
+                    strings.id(b.content.label()),
+                    flags,
+                    0,
+                ));
                 carried = true;
             }
         }
@@ -304,7 +314,10 @@ pub fn build(f: &CaseFiles) -> Timeline {
     for e in evidence(f) {
         let h = highlight(&e, &reqs, &seq_index, rel, end);
         let req = h.seq.and_then(|s| seq_index.get(&s).copied());
-        match e["file_offset"].as_u64().and_then(|o| lanes.get_mut(&page_of(o))) {
+        match e["file_offset"]
+            .as_u64()
+            .and_then(|o| lanes.get_mut(&page_of(o)))
+        {
             Some(l) => l.mark(h, req),
             None => global.push(h),
         }
@@ -356,7 +369,10 @@ fn highlight(
         .filter_map(Value::as_u64)
         .map(&rel)
         .collect();
-    if let Some(r) = seq.and_then(|s| seq_index.get(&s)).map(|&i| &reqs[i as usize]) {
+    if let Some(r) = seq
+        .and_then(|s| seq_index.get(&s))
+        .map(|&i| &reqs[i as usize])
+    {
         times.extend([r.1, r.2]);
     }
     let t0 = times.iter().copied().min().unwrap_or(end);
@@ -465,7 +481,12 @@ fn console_marks(
                 kind: format!("{:?}", r.kind).to_lowercase(),
                 line: r.line,
                 approx,
-                excerpt: r.excerpt.iter().take(EXCERPT_LINES).map(|l| bounded(l)).collect(),
+                excerpt: r
+                    .excerpt
+                    .iter()
+                    .take(EXCERPT_LINES)
+                    .map(|l| bounded(l))
+                    .collect(),
             }
         })
         .collect();

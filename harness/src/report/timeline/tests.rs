@@ -17,7 +17,11 @@ fn dma(t: u64, page: u32, generation: u64, trigger: Trigger, half: u16) -> DmaRe
         file_offset: u64::from(page) * 4096,
         generation,
         gpa: 0x10_0000 + u64::from(page) * 4096 + u64::from(half),
-        bytes: if half == 0 && trigger == Trigger::Burst { 4096 } else { 2048 },
+        bytes: if half == 0 && trigger == Trigger::Burst {
+            4096
+        } else {
+            2048
+        },
         page_offset: half,
         trigger,
     }
@@ -120,7 +124,10 @@ pub(super) fn case() -> CaseFiles {
                 1,
                 (150, 160),
                 1000,
-                &[encode_page(1, 0, 1, 0).to_vec(), encode_page(1, 1, 1, 0).to_vec()],
+                &[
+                    encode_page(1, 0, 1, 0).to_vec(),
+                    encode_page(1, 1, 1, 0).to_vec(),
+                ],
             ),
             out(2, (1190, 1260), 1000, &[torn_block()]),
             flush(3, (1270, 1280)),
@@ -147,7 +154,11 @@ fn records_land_on_their_lanes() {
     assert_eq!(times, [50, 1150, 1160]);
     assert_eq!(p0.dma[1].4, 3, "writeback trigger");
     // Page 0: seq 1 (generation 1) and seq 2 (torn, named by the verdict).
-    let w: Vec<(u64, u8)> = p0.writes.iter().map(|w| (t.reqs[w.0 as usize].0, w.3)).collect();
+    let w: Vec<(u64, u8)> = p0
+        .writes
+        .iter()
+        .map(|w| (t.reqs[w.0 as usize].0, w.3))
+        .collect();
     assert_eq!(w, [(1, 0), (2, TORN | NAMED)]);
     assert_eq!(t.strings[p0.writes[0].2 as usize], "generation 1");
     assert!(t.strings[p0.writes[1].2 as usize].starts_with("TORN: sectors 0-3 generation 1"));
@@ -164,9 +175,16 @@ fn records_land_on_their_lanes() {
 fn verdicts_steps_and_console_are_placed() {
     let t = build(&case());
     let torn = &t.lanes[0].marks[0];
-    assert_eq!((torn.kind.as_str(), torn.t0, torn.t1), ("torn_block", 1140, 1210));
+    assert_eq!(
+        (torn.kind.as_str(), torn.t0, torn.t1),
+        ("torn_block", 1140, 1210)
+    );
     let lost = &t.lanes[1].marks[0];
-    assert_eq!((lost.t0, lost.t1), (1250, t.end), "a lost write runs to the end");
+    assert_eq!(
+        (lost.t0, lost.t1),
+        (1250, t.end),
+        "a lost write runs to the end"
+    );
     assert_eq!(t.end, 1450);
     assert_eq!(t.global.len(), 1);
     assert_eq!(t.global[0].kind, "kernel_warning");
@@ -186,7 +204,10 @@ fn console_without_arrival_times_is_approximate() {
     f.verdicts["vm"]["console_line_ns"] = json!(null);
     let t = build(&f);
     // printk 1.0 s after the first instruction (10 ns), from the agent's start (50 ns).
-    assert_eq!((t.console[0].t, t.console[0].approx), (1_000_000_000 + 10 - 50, true));
+    assert_eq!(
+        (t.console[0].t, t.console[0].approx),
+        (1_000_000_000 + 10 - 50, true)
+    );
     assert!(t.notes.iter().any(|n| n.contains("approximate")));
 }
 
@@ -209,14 +230,22 @@ fn many_pages_are_grouped_verdict_pages_first() {
 #[test]
 fn guest_text_is_escaped_in_the_page() {
     let mut f = case();
-    f.console = f
-        .console
-        .replace("ext4_dirty_folio+0x17", "x</script><img src=x onerror=alert(1)>+0x17");
+    f.console = f.console.replace(
+        "ext4_dirty_folio+0x17",
+        "x</script><img src=x onerror=alert(1)>+0x17",
+    );
     let t = build(&f);
     let page = super::html::case_page(&f, &t, std::path::Path::new("."));
     assert!(!page.contains("<b>synthetic</b>"));
     assert!(page.contains("S99-&lt;b&gt;synthetic&lt;/b&gt;"));
-    assert_eq!(page.matches("</script>").count(), 2, "only the page's own scripts end");
+    assert_eq!(
+        page.matches("</script>").count(),
+        2,
+        "only the page's own scripts end"
+    );
     assert!(!page.contains("<img"));
-    assert!(!page.contains("src=\"http"), "nothing loads from the network");
+    assert!(
+        !page.contains("src=\"http"),
+        "nothing loads from the network"
+    );
 }
