@@ -38,7 +38,16 @@ pub struct ConsoleRecord {
     bytes: Vec<u8>,
     dropped: u64,
     cap: usize,
+    /// When the first byte of each console line arrived (CLOCK_MONOTONIC ns), line 0 first,
+    /// counted from the guest's first byte; at most [`MAX_LINE_TIMES`] lines.
+    line_ns: Vec<u64>,
+    /// The last byte pushed ended a line (or nothing was pushed yet).
+    at_line_start: bool,
 }
+
+/// Most console lines whose arrival time a [`ConsoleRecord`] keeps (8 bytes each); later
+/// lines have none.
+pub const MAX_LINE_TIMES: usize = 1 << 16;
 
 impl ConsoleRecord {
     /// An empty record keeping at most `cap` bytes (at least 2).
@@ -47,16 +56,37 @@ impl ConsoleRecord {
             bytes: Vec::new(),
             dropped: 0,
             cap: cap.max(2),
+            line_ns: Vec::new(),
+            at_line_start: true,
         }
     }
 
     fn push(&mut self, b: &[u8]) {
+        self.time_lines(b, crate::clock::monotonic_ns());
         self.bytes.extend_from_slice(b);
         if self.bytes.len() > self.cap {
             let cut = self.bytes.len() - self.cap / 2;
             self.bytes.drain(..cut);
             self.dropped += cut as u64;
         }
+    }
+
+    /// Note the arrival time `now` of every line that starts in `b`.
+    fn time_lines(&mut self, b: &[u8], now: u64) {
+        for &c in b {
+            if std::mem::replace(&mut self.at_line_start, c == b'\n')
+                && self.line_ns.len() < MAX_LINE_TIMES
+            {
+                self.line_ns.push(now);
+            }
+        }
+    }
+
+    /// When each console line's first byte arrived on the host (CLOCK_MONOTONIC ns, the clock
+    /// of the journal and the DMA log): element `i` is line `i` (0-based, split at `\n`) of
+    /// everything the guest printed, as in the console log; at most [`MAX_LINE_TIMES`] lines.
+    pub fn line_ns(&self) -> &[u64] {
+        &self.line_ns
     }
 
     /// Total number of bytes the guest printed so far (including dropped ones).
@@ -338,5 +368,18 @@ mod tests {
         assert!(r.text().ends_with('9'));
         assert_eq!(r.text_since(9), "9");
         assert_eq!(r.text_since(100), "");
+    }
+
+    #[test]
+    fn line_times_follow_line_starts_across_pushes() {
+        let mut r = ConsoleRecord::new(1 << 10);
+        r.time_lines(b"a\r\nb", 10);
+        r.time_lines(b"c\n", 20);
+        r.time_lines(b"\nd", 30);
+        // Lines: "a\r", "bc", "" (the empty line at 30), "d".
+        assert_eq!(r.line_ns(), [10, 10, 30, 30]);
+        let mut r = ConsoleRecord::new(1 << 10);
+        r.time_lines(&vec![b'\n'; MAX_LINE_TIMES + 5], 1);
+        assert_eq!(r.line_ns().len(), MAX_LINE_TIMES);
     }
 }

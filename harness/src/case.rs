@@ -68,7 +68,7 @@ pub fn run_case(machine: &dyn Machine, c: &Case) -> Result<CaseResult> {
     let untestable = |u: Untestable| {
         let v = Verdicts::untestable(u.why);
         let r = result(c, machine, &expected, v, u.release, t0.elapsed());
-        write_verdicts(c, &r, &expected, &[], None)?;
+        write_verdicts(c, &r, &expected, &[], None, u.cache_key.as_deref())?;
         Ok(r)
     };
     let cache = guest_images::cache::cache_dir()?;
@@ -86,8 +86,9 @@ pub fn run_case(machine: &dyn Machine, c: &Case) -> Result<CaseResult> {
             // The run happened but its records cannot be judged (e.g. the file's extents
             // moved after its closing FIEMAP): untestable, with the run's record kept.
             let v = Verdicts::untestable(format!("judging the run: {e:#}"));
+            let key = booted.cache_key.clone();
             let r = result(c, machine, &expected, v, booted.release, t0.elapsed());
-            write_verdicts(c, &r, &expected, &[], Some(&report))?;
+            write_verdicts(c, &r, &expected, &[], Some(&report), key.as_deref())?;
             return Ok(r);
         }
     };
@@ -106,6 +107,7 @@ pub fn run_case(machine: &dyn Machine, c: &Case) -> Result<CaseResult> {
         why,
         analysis,
     };
+    let key = booted.cache_key.clone();
     let r = result(
         c,
         machine,
@@ -114,7 +116,7 @@ pub fn run_case(machine: &dyn Machine, c: &Case) -> Result<CaseResult> {
         booted.release,
         t0.elapsed(),
     );
-    write_verdicts(c, &r, &expected, &titles, Some(&report))?;
+    write_verdicts(c, &r, &expected, &titles, Some(&report), key.as_deref())?;
     if !c.keep_disk {
         let _ = std::fs::remove_file(c.dir.join("disk.img"));
     }
@@ -125,19 +127,25 @@ pub fn run_case(machine: &dyn Machine, c: &Case) -> Result<CaseResult> {
 struct Untestable {
     why: String,
     release: Option<String>,
+    cache_key: Option<String>,
 }
 
 impl Untestable {
     fn before_boot(why: String) -> Untestable {
-        Untestable { why, release: None }
+        Untestable {
+            why,
+            release: None,
+            cache_key: None,
+        }
     }
 }
 
 /// What the run needs besides its [`RunSpec`]: to name where hung vCPUs were, and to report
-/// the kernel's release.
+/// the kernel's release and cache key.
 struct Booted {
     system_map: Option<PathBuf>,
     release: Option<String>,
+    cache_key: Option<String>,
 }
 
 /// The case's run: a fresh image of its filesystem, the kernel, the job (every step runs even
@@ -184,6 +192,7 @@ fn case_run(
     let booted = Booted {
         system_map: prepared.system_map,
         release: prepared.release,
+        cache_key: prepared.cache_key,
     };
     Ok((spec, booted))
 }
@@ -202,6 +211,7 @@ fn run_and_check(
     let untestable = |why: String| Untestable {
         why,
         release: booted.release.clone(),
+        cache_key: booted.cache_key.clone(),
     };
     let vm = outcome::judge(
         &report,
@@ -334,13 +344,15 @@ fn evidence_lines(why: Option<&str>, a: &Analysis) -> Vec<String> {
     out
 }
 
-/// `verdicts.json` in the results folder.
+/// `verdicts.json` in the results folder (`kernel_key`: the kernel's cache key, when pinvm
+/// built it).
 fn write_verdicts(
     c: &Case,
     r: &CaseResult,
     expected: &Expectation,
     titles: &[String],
     report: Option<&RunReport>,
+    kernel_key: Option<&str>,
 ) -> Result<()> {
     let s = c.scenario;
     let v = json!({
@@ -354,6 +366,7 @@ fn write_verdicts(
         "patches": c.kernel.patches,
         "configs": c.kernel.configs,
         "kernel_release": r.kernel_release,
+        "kernel_cache_key": kernel_key,
         "machine": r.machine,
         "fs": c.fs,
         "run": c.run,
@@ -388,6 +401,7 @@ mod tests {
             agent_started: true,
             agent_errors: vec![],
             console: String::new(),
+            console_line_ns: vec![],
             console_at_cmd_done: None,
             timings: Timings::default(),
             vcpu_rips: vec![],

@@ -16,6 +16,9 @@ pub struct Prepared {
     pub system_map: Option<PathBuf>,
     /// `make kernelrelease` of a kernel pinvm built (None for a --kernel file).
     pub release: Option<String>,
+    /// The pinvm kernel cache key of a kernel pinvm built (its directory under
+    /// `<cache>/kernels/`; None for a --kernel file).
+    pub cache_key: Option<String>,
     /// The initramfs: the base archive (agent, directories) followed by the job's archive.
     pub initrd: Vec<u8>,
     /// The disks, in guest order.
@@ -38,7 +41,12 @@ pub struct UserDisk {
 /// Resolve the kernel (building it if needed), the disks (the user's as /dev/vda, then the
 /// busybox tools disk) and the initramfs for `job`.
 pub fn prepare(choice: &KernelChoice, mut job: Job, user: UserDisk) -> Result<Prepared> {
-    let (kernel, system_map, release) = kernel_files(choice)?;
+    let KernelFiles {
+        kernel,
+        system_map,
+        release,
+        cache_key,
+    } = kernel_files(choice)?;
     let cache = guest_images::cache::cache_dir()?;
     let mut disks = Vec::new();
     if let Some(image) = user.image {
@@ -87,26 +95,44 @@ pub fn prepare(choice: &KernelChoice, mut job: Job, user: UserDisk) -> Result<Pr
         kernel,
         system_map,
         release,
+        cache_key,
         initrd,
         disks,
     })
 }
 
-/// The kernel image, its System.map and its release: a `--kernel` file (System.map next to
-/// it, if there), or the built default kernel.
-fn kernel_files(choice: &KernelChoice) -> Result<(PathBuf, Option<PathBuf>, Option<String>)> {
+/// The kernel image and what is known about it.
+struct KernelFiles {
+    kernel: PathBuf,
+    system_map: Option<PathBuf>,
+    release: Option<String>,
+    cache_key: Option<String>,
+}
+
+/// The kernel image, its System.map, its release and cache key: a `--kernel` file (System.map
+/// next to it, if there; no release or key), or the built default kernel.
+fn kernel_files(choice: &KernelChoice) -> Result<KernelFiles> {
     match &choice.kernel {
         Some(p) => {
             if !p.is_file() {
                 anyhow::bail!("--kernel {}: no such file", p.display());
             }
             let map = p.with_file_name("System.map");
-            Ok((p.clone(), map.is_file().then_some(map), None))
+            Ok(KernelFiles {
+                kernel: p.clone(),
+                system_map: map.is_file().then_some(map),
+                release: None,
+                cache_key: None,
+            })
         }
         None => {
             let built = default_kernel(choice)?;
-            let release = Some(built.manifest.kernelrelease.clone());
-            Ok((built.vmlinux, Some(built.system_map), release))
+            Ok(KernelFiles {
+                release: Some(built.manifest.kernelrelease.clone()),
+                cache_key: Some(built.manifest.key.clone()),
+                kernel: built.vmlinux,
+                system_map: Some(built.system_map),
+            })
         }
     }
 }

@@ -33,6 +33,16 @@ pub fn where_stopped(r: &RunReport, system_map: Option<&Path>) -> Option<String>
     Some(names.join(", "))
 }
 
+/// The run's landmarks on CLOCK_MONOTONIC ns: the guest's first instruction and the agent's
+/// start (its first event), when known.
+fn clock_json(r: &RunReport) -> Value {
+    let first = first_instruction_ns(r);
+    let agent = first
+        .zip(r.timings.to_init)
+        .and_then(|(f, d)| f.checked_add(u64::try_from(d.as_nanos()).ok()?));
+    json!({"first_instruction_ns": first, "agent_start_ns": agent})
+}
+
 /// One step report as JSON, with the time it arrived (CLOCK_MONOTONIC ns).
 fn step_json(s: &StepReport, time_ns: u64) -> Value {
     let mut v = match s {
@@ -59,6 +69,14 @@ fn step_json(s: &StepReport, time_ns: u64) -> Value {
     v
 }
 
+/// When the guest ran its first instruction, on CLOCK_MONOTONIC ns (the clock of the journal,
+/// the DMA log and the step reports), from the first step report's two times; None when no
+/// step reported.
+pub fn first_instruction_ns(r: &RunReport) -> Option<u64> {
+    let (t, &ns) = r.step_times.first().zip(r.step_ns.first())?;
+    ns.checked_sub(u64::try_from(t.as_nanos()).ok()?)
+}
+
 /// The machine-readable run report (`--report`).
 pub fn report_json(r: &RunReport, v: &Verdict) -> Value {
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
@@ -83,6 +101,8 @@ pub fn report_json(r: &RunReport, v: &Verdict) -> Value {
             "total": ms(r.timings.total),
         },
         "steps": steps,
+        "clock": clock_json(r),
+        "console_line_ns": r.console_line_ns,
         "cmdline": r.cmdline,
         "kvm_pvm_workarounds": r.quirks,
         "notes": r.notes,

@@ -122,6 +122,7 @@ mod tests {
             agent_started: true,
             agent_errors: vec![],
             console: console.into(),
+            console_line_ns: vec![],
             console_at_cmd_done: status.map(|_| console.len() as u64),
             timings: Timings {
                 total: Duration::from_secs(30),

@@ -66,6 +66,9 @@ pub struct RunReport {
     pub agent_errors: Vec<String>,
     /// The console as captured (at most the record's cap, the latest bytes).
     pub console: String,
+    /// When each console line's first byte arrived (CLOCK_MONOTONIC ns), line 0 first, as
+    /// in the console log (`devices::serial::ConsoleRecord::line_ns`).
+    pub console_line_ns: Vec<u64>,
     /// Console length (bytes) when CMD_DONE arrived.
     pub console_at_cmd_done: Option<u64>,
     /// Where the run spent its time.

@@ -197,7 +197,10 @@ impl RunWatch {
         let mut a = self.agent;
         let dropped = a.dropped();
         a.errors.extend(dropped);
-        let console = self.console.record().text();
+        let (console, console_line_ns) = {
+            let rec = self.console.record();
+            (rec.text(), rec.line_ns().to_vec())
+        };
         RunReport {
             machine: machine.to_string(),
             end: end.end,
@@ -205,6 +208,7 @@ impl RunWatch {
             agent_started: a.started_at.is_some(),
             agent_errors: a.errors,
             console,
+            console_line_ns,
             console_at_cmd_done: a.console_at_cmd_done,
             timings: Timings {
                 setup: first.map(|f| f - self.started).unwrap_or_default(),

@@ -10,6 +10,7 @@
 //! | [`junit`] | JUnit XML, one `<testsuite>` per scenario | Jenkins, GitLab, GitHub test reporters (like `fstests -R xunit`) |
 //! | [`kcidb`] | KernelCI kcidb I/O schema v5.3 JSON | `kcidb-validate`, `kcidb-submit`, dashboards |
 //! | [`table`] | a plain-text table and a markdown findings table | people, the README |
+//! | [`timeline`] | one self-contained HTML page per case (per-page timeline of DMA writes against block writes) and a suite index | people, mailing-list threads, CI artifacts |
 //!
 //! Every writer uses the same idea of "passed": a run passes when its [`Outcome`] matches the
 //! scenario's expectation ([`Outcome::matches_expectation`]: a clean run that was expected to be
@@ -24,6 +25,7 @@ pub mod junit;
 pub mod kcidb;
 pub mod ktap;
 pub mod table;
+pub mod timeline;
 
 /// How one run compares with its scenario's expectation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]

@@ -9,6 +9,7 @@ mod dma;
 mod image;
 mod journal;
 mod kernel;
+mod report;
 mod run;
 mod suite;
 
@@ -73,6 +74,10 @@ pub enum Command {
     /// Run scenarios over kernels × filesystems, compare with their expectations, report
     /// (KTAP, KernelCI JSON, JUnit); exit 0 only when every outcome matches.
     Suite(suite::SuiteArgs),
+    /// Write the timeline report of a results folder: one self-contained HTML page per case
+    /// (per-page DMA writes against block writes, steps, kernel reports, verdicts), an index
+    /// for a suite.
+    Report(report::ReportArgs),
     /// Measure boot times (median over runs).
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -98,5 +103,6 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Image(i) => image::run(i),
         Command::Journal(j) => journal::run(j),
         Command::Dma(d) => dma::run(d),
+        Command::Report(r) => report::run(r),
     }
 }

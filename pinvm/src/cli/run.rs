@@ -15,6 +15,7 @@ use std::path::PathBuf;
 #[derive(Args, Debug)]
 #[command(
     after_help = "Examples:\n  pinvm run S06                      # scenarios/S06-*.toml on 6.12, its first filesystem\n  \
+pinvm run S06 --html s06.html      # and its timeline report\n  \
 pinvm run scenarios/S03-gup-reclaim.toml --kernel-version 6.1 --fs xfs --runs 3\n  \
 git bisect run pinvm run S03 --kernel ~/linux/vmlinux   # compares with the 6.12 expectation"
 )]
@@ -42,6 +43,10 @@ pub struct RunArgs {
     /// Copy the guest console to stdout.
     #[arg(long, short)]
     pub verbose: bool,
+    /// Write the timeline report to FILE (self-contained HTML; with --runs N an index, each
+    /// run's page in its folder).
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
 }
 
 pub fn run(machine: &dyn Machine, a: RunArgs) -> Result<i32> {
@@ -98,6 +103,9 @@ pub fn run(machine: &dyn Machine, a: RunArgs) -> Result<i32> {
         EXIT_FAIL => "FOUND corruption or a kernel problem",
         _ => "could not test",
     };
+    if let Some(h) = &a.html {
+        super::report::write(&out, Some(h))?;
+    }
     println!(
         "pinvm run: {word} (exit {code}); results in {}",
         out.display()

@@ -19,7 +19,8 @@ use std::time::{Instant, SystemTime};
 #[command(
     after_help = "Examples:\n  pinvm suite                                   # every scenario, its own kernels and filesystems\n  \
 pinvm suite S03 S04 --kernel-version 6.1,6.12 --fs ext4 --ktap\n  \
-pinvm suite --shard 2/4 --json kcidb.json --junit junit.xml"
+pinvm suite --shard 2/4 --json kcidb.json --junit junit.xml\n  \
+pinvm suite S03 S06 --fs ext4 --html index.html   # timeline pages and their index"
 )]
 pub struct SuiteArgs {
     /// Scenario files, directories, or names/ids in scenarios/ (default: all of scenarios/).
@@ -60,6 +61,10 @@ pub struct SuiteArgs {
     /// Keep every case's final disk image.
     #[arg(long)]
     pub keep_disk: bool,
+    /// Write the timeline report: a self-contained HTML page in every case's folder and, at
+    /// FILE, the index with the outcome matrix (scenario × kernel × fs) linking to them.
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
     /// A patch under test, applied to every kernel the suite builds (repeatable, in order).
     #[arg(long = "patch", value_name = "FILE")]
     pub patches: Vec<PathBuf>,
@@ -146,6 +151,9 @@ pub fn run(machine: &dyn Machine, a: SuiteArgs) -> Result<i32> {
     };
     let suite = suite::run(machine, &cells, &opts, &progress);
     write_reports(&a, &out, &suite)?;
+    if let Some(h) = &a.html {
+        super::report::write(&out, Some(h))?;
+    }
     let counts = suite.counts();
     eprintln!(
         "pinvm suite: {} in {:.0} s; results in {}",
