@@ -9,11 +9,19 @@
 //! One difference: `kernel BUG at fs/ext4/inode.c:2620!` keeps its file ("kernel BUG at
 //! fs/ext4/inode.c"), which for the pinned-page problem says more than the function.
 
+mod frames;
 mod fs;
 mod headers;
 mod lines;
+mod lockdep;
 mod normalize;
+mod pick;
+mod region;
 mod report;
+mod rules;
+mod sanitizers;
+mod skip;
+mod stack;
 mod title;
 
 pub use fs::{fs_messages, FsMessage, FsSeverity};
