@@ -18,7 +18,8 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-/// Markers of a console from another architecture (arm, arm64, powerpc, riscv, s390).
+/// Markers of a console from another architecture (arm, arm64, powerpc, riscv, s390): their
+/// register names, trace formats and machine names.
 const OTHER_ARCH: &[&str] = &[
     "pc : ",
     "lr : ",
@@ -33,6 +34,10 @@ const OTHER_ARCH: &[&str] = &[
     "el0_svc",
     "el1h_64",
     "el1_abort",
+    "Hardware name: ARM",
+    ") from [<",
+    "--- interrupt: ",
+    "(unreliable)",
 ];
 
 /// Titles that are not the kernel's.

@@ -116,6 +116,19 @@ const SYSCALL_PREFIXES: &[&str] = &[
     "ksys_",
 ];
 
+/// A C++ function's plain name: `_Z8fakeNameiii` → `fakeName` (a top-level function's mangled
+/// name: `_Z`, the name's length, the name, its parameter types); anything else as it is.
+pub(super) fn demangle(frame: &str) -> &str {
+    let Some(rest) = frame.strip_prefix("_Z") else {
+        return frame;
+    };
+    let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+    match rest[..digits].parse::<usize>() {
+        Ok(n) if n > 0 && digits + n <= rest.len() => &rest[digits..digits + n],
+        _ => frame,
+    }
+}
+
 /// A frame's name in a title: the shortest name one syscall-wrapper prefix leaves.
 pub(super) fn canonical(frame: &str) -> &str {
     SYSCALL_PREFIXES

@@ -18,16 +18,32 @@ pub(super) enum Header {
 const NOT_CRASHES: &[&str] = &["BUG: arch topology borken"];
 
 /// Subsystem prefixes some reports carry.
-const PREFIXES: &[&str] = &["watchdog: ", "rcu: "];
+const PREFIXES: &[&str] = &["watchdog: ", "NMI watchdog: ", "rcu: "];
+
+/// A line's possible header: without leading blanks, a subsystem prefix, or old lockdep's
+/// brackets (`[ BUG: held lock freed! ]`).
+pub(super) fn header_text(text: &str) -> &str {
+    let t = text.trim();
+    let t = PREFIXES.iter().find_map(|p| t.strip_prefix(p)).unwrap_or(t);
+    if let Some(inner) = t.strip_prefix("[ ").and_then(|r| r.strip_suffix(" ]")) {
+        return inner;
+    }
+    merged_exception(t).unwrap_or(t)
+}
+
+/// An exception header printed onto the end of another message (two printk()s merged, e.g.
+/// `kasan: GPF could be caused by ... accessgeneral protection fault: 0000 [#1] SMP`, or
+/// 5.4's `segment-related general protection fault: beec [#2]`): the header.
+fn merged_exception(t: &str) -> Option<&str> {
+    let at = t.find("general protection fault")?;
+    (at > 0 && t[at..].contains("[#")).then(|| &t[at..])
+}
 
 pub(super) fn header(text: &str) -> Option<Header> {
     if text.starts_with("------------[ cut here ]------------") {
         return Some(Header::CutHere);
     }
-    let t = PREFIXES
-        .iter()
-        .find_map(|p| text.strip_prefix(p))
-        .unwrap_or(text);
+    let t = header_text(text);
     if let Some(msg) = t.strip_prefix("Kernel panic - not syncing: ") {
         return Some(Header::Panic(msg.trim().to_string()));
     }
@@ -134,8 +150,13 @@ pub(super) fn starts_title_region(text: &str, h: &Header) -> bool {
         Header::Report(CrashKind::Oops) => {
             ["divide error", "divide_error", "int3:", "stack segment:"]
                 .iter()
-                .any(|k| text.trim_start_matches("Oops: ").starts_with(k))
+                .any(|k| {
+                    header_text(text)
+                        .trim_start_matches("Oops: ")
+                        .starts_with(k)
+                })
         }
-        Header::Report(_) => true,
+        // A device's reference leak, reported every 10 s in the middle of anything.
+        Header::Report(_) => !header_text(text).starts_with("unregister_netdevice: "),
     }
 }

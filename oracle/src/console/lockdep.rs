@@ -110,18 +110,29 @@ pub(super) fn warning(rest: &str) -> Option<Rule> {
 
 /// The unwinder's complaints: `kernel stack regs at <addr> in <task> has bad '<reg>' value`
 /// and `kernel stack frame pointer at <addr> in <task> has bad value`.
+/// Without the address (hashed to "(ptrval)"), both are one title.
 fn stack_check(rest: &str) -> Option<Rule> {
-    if rest.starts_with("kernel stack regs at ") {
+    let generic = "WARNING: kernel stack regs has bad value";
+    let with_address = |r: &str| r.bytes().next().is_some_and(|c| c.is_ascii_hexdigit());
+    if let Some(r) = rest.strip_prefix("kernel stack regs at ") {
         let reg = rest
             .split_once(" has bad '")
             .and_then(|(_, r)| r.split_once("' value"))
             .map(|(reg, _)| reg)?;
-        return Some(Rule::fixed(format!(
-            "WARNING: kernel stack regs has bad '{reg}' value"
-        )));
+        return Some(Rule::fixed(if with_address(r) {
+            format!("WARNING: kernel stack regs has bad '{reg}' value")
+        } else {
+            generic.to_string()
+        }));
     }
-    (rest.starts_with("kernel stack frame pointer at ") && rest.contains(" has bad value"))
-        .then(|| Rule::fixed("WARNING: kernel stack frame pointer has bad value"))
+    let r = rest.strip_prefix("kernel stack frame pointer at ")?;
+    rest.contains(" has bad value").then(|| {
+        Rule::fixed(if with_address(r) {
+            "WARNING: kernel stack frame pointer has bad value"
+        } else {
+            generic
+        })
+    })
 }
 
 /// `INFO: <lockdep report>` (old kernels' form) and lockdep's other INFO reports.

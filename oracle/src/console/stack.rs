@@ -2,7 +2,7 @@
 //! line, the call trace, a lockdep `at:` line, ...) as a sequence of [`Part`]s read in order
 //! through the report, which frames never count, and how one is picked among the rest.
 
-use super::frames::{canonical, is_stack_start, rip_frame, trace_frame};
+use super::frames::{canonical, demangle, is_stack_start, rip_frame, trace_frame};
 use super::pick::{pick, Pick};
 use super::skip::skipped;
 
@@ -111,7 +111,7 @@ pub(super) fn guilty(stack: &Stack, lines: &[&str]) -> Option<String> {
 
 /// Keep frame `f` unless `stack` skips it.
 fn keep<'a>(stack: &Stack, f: Option<&'a str>, frames: &mut Vec<&'a str>) {
-    if let Some(f) = f {
+    if let Some(f) = f.map(demangle) {
         if frames.len() < MAX_FRAMES && !(stack.filtered && skipped(f, stack.skip)) {
             frames.push(f);
         }

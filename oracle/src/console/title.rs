@@ -1,23 +1,17 @@
 //! Titles: the report's rule (`rules`), its guilty function (`stack`), made stable
 //! (`normalize`).
 
+use super::headers::header_text;
 use super::normalize::normalize;
 use super::rules::{rule, Func};
 use super::stack::{guilty, guilty_or_nearest};
-
-/// Subsystem prefixes some report headers carry (`watchdog: BUG: soft lockup ...`).
-const HEADER_PREFIXES: &[&str] = &["watchdog: ", "rcu: "];
 
 /// The title of the report whose title region (see `region`) is `lines`, header first;
 /// `all_frames` gives the region with the unwinder's unsure frames too, read when the sure
 /// ones name no function.
 pub(super) fn title<'a>(lines: &[&'a str], all_frames: impl FnOnce() -> Vec<&'a str>) -> String {
     let first = lines.first().copied().unwrap_or("");
-    let h = HEADER_PREFIXES
-        .iter()
-        .find_map(|p| first.strip_prefix(p))
-        .unwrap_or(first)
-        .trim_end();
+    let h = header_text(first);
     let Some(r) = rule(h, lines) else {
         return normalize(h);
     };
