@@ -229,6 +229,39 @@ fn reports_point_at_their_console_lines() {
     }
 }
 
+/// The excerpt reads like a kernel developer reads a report: its header, the call trace (with
+/// every frame the kernel printed), then the registers.
+#[test]
+fn excerpts_lead_with_the_call_trace() {
+    for v in ["6.12", "6.1"] {
+        for (f, header) in [
+            ("warning", "WARNING: CPU:"),
+            ("bug", "kernel BUG at"),
+            ("exception", "BUG: kernel NULL pointer dereference"),
+        ] {
+            let name = format!("{v}-{f}.txt");
+            let c = fixture(&name);
+            let r = &parse(&c)[0];
+            let at = |p: &str| r.excerpt.iter().position(|l| l.starts_with(p));
+            let h = at(header).unwrap_or_else(|| panic!("{name}: {:#?}", r.excerpt));
+            assert_eq!(r.excerpt[h + 1], "Call Trace:", "{name}: {:#?}", r.excerpt);
+            let rip = at("RIP: ").unwrap();
+            assert!(
+                r.excerpt[h + 2..rip]
+                    .iter()
+                    .any(|l| l.contains("direct_entry+")),
+                "{name}: the trace's frames, unsure ones too"
+            );
+            // Only the console's own lines, once each.
+            let mut seen = std::collections::HashSet::new();
+            for l in &r.excerpt {
+                assert!(c.contains(l.as_str()), "{name}: {l}");
+                assert!(seen.insert(l) || l.trim().is_empty(), "{name}: {l} twice");
+            }
+        }
+    }
+}
+
 /// The oops that follows BUG()/the NULL write is part of the report, not a second one.
 #[test]
 fn oops_lines_are_folded_into_their_report() {

@@ -9,6 +9,7 @@
 //! One difference: `kernel BUG at fs/ext4/inode.c:2620!` keeps its file ("kernel BUG at
 //! fs/ext4/inode.c"), which for the pinned-page problem says more than the function.
 
+mod excerpt;
 mod frames;
 mod fs;
 mod headers;
@@ -76,7 +77,9 @@ pub struct CrashReport {
     /// printk timestamp of that line in seconds, when the console has one.
     pub time_s: Option<f64>,
     /// The report's lines (timestamps stripped), from its first line to its end marker
-    /// ("---[ end trace" or the next unrelated message), at most [`MAX_EXCERPT`] lines.
+    /// ("---[ end trace" or the next unrelated message), at most [`MAX_EXCERPT`] lines, in
+    /// reading order: the header, then the call trace, then the rest (registers, `Code:`,
+    /// lock and memory dumps) as the console had them.
     pub excerpt: Vec<String>,
 }
 

@@ -1,11 +1,12 @@
 //! Report extents: where each report starts and ends, and which reports fold into which.
 
+use super::excerpt::excerpt;
 use super::frames::symbol;
 use super::headers::{header, starts_title_region, Header};
 use super::lines::{split_console, Line};
 use super::region::{title_region, Frames};
 use super::title::title;
-use super::{CrashKind, CrashReport, MAX_EXCERPT};
+use super::{CrashKind, CrashReport};
 
 /// The register dump of an oops: each line leaves no doubt that a report goes on.
 const REGISTER_DUMP: &[&str] = &[
@@ -232,11 +233,7 @@ pub fn parse(console: &str) -> Vec<CrashReport> {
             title,
             line: start,
             time_s: lines[start].time.or(lines[head].time),
-            excerpt: texts
-                .iter()
-                .take(MAX_EXCERPT)
-                .map(|s| s.to_string())
-                .collect(),
+            excerpt: excerpt(&texts, head - start),
         });
         last_end = Some(end);
         i = end.max(head + 1);
