@@ -1,13 +1,20 @@
 //! The guest console, read like syzkaller reads it: kernel crash reports with stable titles
 //! ([`parse`]) and the filesystems' own errors and warnings ([`fs_messages`]).
 //!
-//! Titles follow syzkaller's conventions (its `pkg/report` package, github.com/google/syzkaller):
-//! the report's header names the crash class, the "guilty"
-//! function is the one in the header (WARNING, KASAN) or else the first frame of `RIP:` / the
-//! call trace that is not a reporting, locking, scheduling or interrupt helper, and nothing
-//! that changes between builds (line numbers, addresses, offsets, PIDs, CPU numbers) is kept.
-//! One difference: `kernel BUG at fs/ext4/inode.c:2620!` keeps its file ("kernel BUG at
-//! fs/ext4/inode.c"), which for the pinned-page problem says more than the function.
+//! Titles follow syzkaller's rules (its `pkg/report` package, github.com/google/syzkaller), so
+//! that a pinvm report can be matched against syzbot's: the header names the crash class
+//! (with the checker's own class for generic checkers: "WARNING: refcount bug", "BUG:
+//! corrupted list", ...); the "guilty" function is the first frame of the faulting
+//! instruction and the call trace that is not a reporting, allocation, locking, string,
+//! user-copy or other generic helper (lockdep: the function its `at:` lines name; stalls and
+//! hung tasks: a representative frame, see `pick`); nothing that changes between builds
+//! (line numbers, addresses, offsets, PIDs, CPU numbers) is kept. Measured against
+//! syzkaller's own report corpus by `tests/syzkaller_titles.rs`. Deliberate differences,
+//! where syzkaller would call a report "corrupted" or count what pinvm does not: a report
+//! without any reliable frame is titled by its faulting instruction, else by the unwinder's
+//! unsure ("? ") frames (pinvm's guests mark every frame unsure); a `WARNING:` line that is
+//! neither a WARN_ON() nor lockdep's is driver chatter, not a report; the decompressor's
+//! "Booting the kernel." is no "unexpected kernel reboot" (pinvm sees reboots itself).
 
 mod excerpt;
 mod frames;

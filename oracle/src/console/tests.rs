@@ -388,3 +388,130 @@ EXT4-fs error printed by a user program\n";
         .starts_with("EXT4-fs warning (device vda): mpage_prepare_extent_to_map"));
     assert!(!m[0].text.ends_with('\r'));
 }
+
+/// `lines` as a console with printk stamps.
+fn stamped(lines: &[&str]) -> String {
+    lines
+        .iter()
+        .map(|l| format!("[    1.000000] {l}\n"))
+        .collect()
+}
+
+#[test]
+fn syzkaller_title_rules() {
+    let cases: &[(&[&str], &str)] = &[
+        // 6.18's WARN format; the warning's own function.
+        (
+            &[
+                "WARNING: fs/ext4/inode.c:3587 at 0x1d, CPU#1: sh/57",
+                "RIP: 0010:ext4_dirty_folio+0x3d/0x60",
+                "Call Trace:",
+                " folio_mark_dirty+0x2a/0x50",
+            ],
+            "WARNING in ext4_dirty_folio",
+        ),
+        // A generic checker's class; the caller of the checker and of kobject_put.
+        (
+            &[
+                "WARNING: CPU: 0 PID: 1 at lib/refcount.c:28 refcount_warn_saturate+0x1/0x2",
+                "RIP: 0010:refcount_warn_saturate+0x1/0x2",
+                "Call Trace:",
+                " <TASK>",
+                " kobject_put+0x1/0x2",
+                " hdm_disconnect+0x1/0x2",
+            ],
+            "WARNING: refcount bug in hdm_disconnect",
+        ),
+        // KASAN: not the reporting helpers nor memcpy.
+        (
+            &[
+                "BUG: KASAN: slab-out-of-bounds in memcpy+0x1/0x2",
+                "Write of size 8 at addr ffff888003a1b2c8 by task sh/57",
+                "Call Trace:",
+                " dump_stack_lvl+0x1/0x2",
+                " print_address_description.constprop.0+0x1/0x2",
+                " print_report+0x1/0x2",
+                " kasan_report+0x1/0x2",
+                " memcpy+0x1/0x2",
+                " ext4_xattr_set_entry+0x1/0x2",
+            ],
+            "KASAN: slab-out-of-bounds Write in ext4_xattr_set_entry",
+        ),
+        // A retpoline thunk is no culprit; a syscall is named without its wrapper.
+        (
+            &[
+                "Oops: general protection fault, probably for non-canonical address 0xdffffc0000000000: 0000 [#1] SMP KASAN",
+                "RIP: 0010:__x86_indirect_thunk_rax+0x1/0x2",
+                "Call Trace:",
+                " ? die_addr+0x1/0x2",
+                " __se_sys_ioctl+0x1/0x2",
+            ],
+            "general protection fault in ioctl",
+        ),
+        // Lockdep: the function its "at:" lines name, not __might_fault.
+        (
+            &[
+                "WARNING: possible circular locking dependency detected",
+                "sh/57 is trying to acquire lock:",
+                "ffff888003a1b2c8 (&mm->mmap_lock){++++}-{3:3}, at: __might_fault+0x8f/0x110",
+                "but task is already holding lock:",
+                "ffff888003a1b2c8 (&sb->s_type->i_mutex_key#9){+.+.}-{3:3}, at: ext4_buffered_write_iter+0x1/0x2",
+            ],
+            "possible deadlock in ext4_buffered_write_iter",
+        ),
+        (
+            &[
+                "[ BUG: held lock freed! ]",
+                "sh/57 is freeing memory ffff88003a1b2c8, with a lock still held there!",
+                " (sk_lock-AF_INET){+.+.}, at: [<ffffffff81234567>] sctp_sendmsg+0x1/0x2",
+            ],
+            "BUG: held lock freed in sctp_sendmsg",
+        ),
+        // A stall: the frame before the first dispatcher (here the file operation).
+        (
+            &[
+                "rcu: INFO: rcu_preempt self-detected stall on CPU",
+                " <TASK>",
+                " asm_sysvec_apic_timer_interrupt+0x1a/0x20",
+                "RIP: 0010:spin_loop+0x1/0x2",
+                "RSP: 0018:ffffc90000133e18 EFLAGS: 00000246",
+                " ext4_foo+0x1/0x2",
+                " vfs_write+0x1/0x2",
+                " ksys_write+0x1/0x2",
+            ],
+            "INFO: rcu detected stall in ext4_foo",
+        ),
+        // Hangs waiting for an RCU grace period are one bug.
+        (
+            &[
+                "INFO: task sh:57 blocked for more than 143 seconds.",
+                "Call Trace:",
+                " __schedule+0x1/0x2",
+                " schedule+0x1/0x2",
+                " synchronize_rcu_expedited+0x1/0x2",
+                " ext4_foo+0x1/0x2",
+            ],
+            "INFO: task hung in synchronize_rcu",
+        ),
+        // kmemleak: the allocation's caller.
+        (
+            &[
+                "BUG: memory leak",
+                "unreferenced object 0xffff880039a55260 (size 64):",
+                "  backtrace:",
+                "    [<ffffffff81234567>] kmem_cache_alloc+0x1/0x2",
+                "    [<ffffffff81234567>] ext4_mb_init+0x1/0x2",
+            ],
+            "memory leak in ext4_mb_init",
+        ),
+        (
+            &["BUG: MAX_STACK_TRACE_ENTRIES too low!"],
+            "BUG: MAX_STACK_TRACE_ENTRIES too low!",
+        ),
+    ];
+    for (lines, want) in cases {
+        let r = parse(&stamped(lines));
+        assert_eq!(r.len(), 1, "{lines:#?}: {r:#?}");
+        assert_eq!(r[0].title, *want, "{lines:#?}");
+    }
+}
