@@ -8,6 +8,9 @@ use super::lines::Line;
 /// Most lines one report's title is read from (bounds the work on a hostile console).
 const MAX_REGION: usize = 4000;
 
+/// Most other reports a region reads past when the kernel prints caller ids.
+const MAX_OTHER_REPORTS: usize = 8;
+
 /// After this many lines, a `Kernel panic` (panic_on_warn) or a lockdep report the crash
 /// itself caused ends the region: their stacks repeat the report's or mislead.
 fn enough_lines(header: &str) -> usize {
@@ -37,8 +40,7 @@ pub(super) enum Frames {
 }
 
 /// The title region of the report whose header is line `head`; `new_report(j)` says whether
-/// line `j` starts another report (which ends the region unless the kernel prints caller ids,
-/// when other reports' lines are left out by their ids instead).
+/// line `j` starts another report, which ends the region unless the kernel prints caller ids.
 pub(super) fn title_region<'a>(
     lines: &[Line<'a>],
     head: usize,
@@ -52,9 +54,16 @@ pub(super) fn title_region<'a>(
     let mut out = vec![first.text];
     let mut all_cpus = false;
     let mut seen = 1;
+    let mut others = 0;
     for (j, l) in lines.iter().enumerate().skip(head + 1).take(MAX_REGION) {
-        if caller.is_none() && new_report(j) {
-            break;
+        if new_report(j) {
+            // With caller ids the next report does not end this one (its lines are left out
+            // by their ids, or are the same task's report going on); a few do, so that every
+            // line is read for a bounded number of reports.
+            others += 1;
+            if caller.is_none() || others > MAX_OTHER_REPORTS {
+                break;
+            }
         }
         let same_context = match (caller, l.caller) {
             (Some(c), Some(lc)) => c == lc || all_cpus && lc.starts_with('C'),
