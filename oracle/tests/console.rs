@@ -351,9 +351,23 @@ proptest::proptest! {
             proptest::strategy::Just("Call Trace:".to_string()),
             proptest::strategy::Just(" <TASK>".to_string()),
             proptest::strategy::Just("Kernel panic - not syncing: Fatal exception".to_string()),
+            proptest::strategy::Just("[ BUG: held lock freed! ]".to_string()),
+            proptest::strategy::Just("WARNING: fs/x.c:1 at 0x1d, CPU#0: sh/1".to_string()),
+            proptest::strategy::Just("WARNING: possible circular locking dependency detected".to_string()),
+            proptest::strategy::Just("ffff8880 (&lock){+.+.}-{3:3}, at: f+0x1/0x2".to_string()),
+            proptest::strategy::Just("rcu: INFO: rcu_sched self-detected stall on CPU".to_string()),
+            proptest::strategy::Just("INFO: task sh:1 blocked for more than 5 seconds.".to_string()),
+            proptest::strategy::Just("BUG: KASAN: use-after-free in f+0x1/0x2".to_string()),
+            proptest::strategy::Just("Read of size 8 at addr ffff888003a1b2c8".to_string()),
+            proptest::strategy::Just(" asm_sysvec_apic_timer_interrupt+0x1a/0x20".to_string()),
+            proptest::strategy::Just("RIP: 0010:lkdtm_BUG+0x1/0x2".to_string()),
+            proptest::strategy::Just(" ? vfs_write+0x1/0x2".to_string()),
+            proptest::strategy::Just(" [<ffffffff81234567>] _Z3fooi+0x1/0x2".to_string()),
             "[ 0-9.]{0,14}\\]? ?[ -~]{0,80}",
         ], 0..60)) {
         let text = lines.join("\n");
-        let _ = oracle::console::parse(&text);
+        for r in oracle::console::parse(&text) {
+            proptest::prop_assert!(!r.title.is_empty() && r.title.len() <= 120);
+        }
     }
 }

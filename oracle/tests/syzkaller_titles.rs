@@ -57,12 +57,10 @@ struct Case {
 fn read_case(path: &Path) -> Case {
     let raw = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let text = String::from_utf8_lossy(&raw).replace('\r', "");
-    let (head, body) = text.split_once("\n\n").unwrap_or(("", &text));
-    let head = if text.starts_with('\n') { "" } else { head };
-    let body = if text.starts_with('\n') {
-        &text[1..]
-    } else {
-        body
+    // A file without headers starts with its empty line.
+    let (head, body) = match text.strip_prefix('\n') {
+        Some(body) => ("", body),
+        None => text.split_once("\n\n").unwrap_or(("", &text)),
     };
     let console = match body.find("\n\nREPORT:\n") {
         Some(i) => &body[..i + 1],

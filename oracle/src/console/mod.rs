@@ -41,13 +41,16 @@ use serde::Serialize;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum CrashKind {
-    /// `WARNING: CPU: N PID: P at file:line func+...` (WARN_ON and friends) and lockdep's
-    /// `WARNING: possible circular locking dependency detected` family.
+    /// `WARNING: CPU: N PID: P at file:line func+...` (WARN_ON and friends; 6.18's `WARNING:
+    /// file:line at ...`) and lockdep's family (`WARNING: possible circular locking dependency
+    /// detected`, `INFO: inconsistent lock state`, `INFO: trying to register non-static key`,
+    /// ...).
     Warning,
-    /// `kernel BUG at file:line!` and the other `BUG: ...` reports (except those below).
+    /// `kernel BUG at file:line!` and the other `BUG: ...` reports (except those below), e.g.
+    /// kmemleak's `BUG: memory leak`.
     Bug,
     /// An oops with no more specific header (`Oops: 0000 [#1]`, `invalid opcode:`,
-    /// `divide error:`, `PANIC: double fault`).
+    /// `divide error:`, `stack segment:`, `PANIC: double fault`).
     Oops,
     /// `general protection fault` (`Oops: general protection fault` on 6.12).
     GeneralProtection,
@@ -57,7 +60,7 @@ pub enum CrashKind {
     Kasan,
     /// `UBSAN: ... in file:line:col`.
     Ubsan,
-    /// `INFO: task X blocked for more than N seconds.`
+    /// `INFO: task X blocked for more than N seconds.` (and `INFO: task X can't die ...`).
     HungTask,
     /// `rcu: INFO: rcu_sched self-detected stall on CPU` / `... detected stalls on CPUs/tasks`.
     RcuStall,
@@ -72,12 +75,13 @@ pub enum CrashKind {
 pub struct CrashReport {
     /// The report's class, from its header.
     pub kind: CrashKind,
-    /// Stable syzkaller-style title, e.g. "WARNING in ext4_dirty_folio", "kernel BUG at
-    /// fs/ext4/inode.c", "BUG: unable to handle page fault in foo", "general protection fault
-    /// in foo", "KASAN: use-after-free Read in foo", "UBSAN: array-index-out-of-bounds in
-    /// fs/x.c", "INFO: task hung in foo", "INFO: rcu detected stall in foo", "BUG: soft lockup
-    /// in foo", "kernel panic: sysrq triggered crash". No line numbers, addresses, offsets or
-    /// PIDs, so titles are stable across builds and versions.
+    /// The title syzkaller gives the report, e.g. "WARNING in ext4_dirty_folio", "kernel BUG
+    /// in ext4_writepages", "BUG: unable to handle kernel paging request in foo", "general
+    /// protection fault in foo", "KASAN: use-after-free Read in foo", "WARNING: refcount bug in
+    /// foo", "UBSAN: array-index-out-of-bounds in foo", "INFO: task hung in foo", "INFO: rcu
+    /// detected stall in foo", "BUG: soft lockup in foo", "kernel panic: sysrq triggered
+    /// crash". No line numbers, addresses, offsets or PIDs, so titles are stable across builds
+    /// and versions.
     pub title: String,
     /// 0-based index of the report's first console line.
     pub line: usize,

@@ -206,23 +206,17 @@ fn warn_on(rest: &str) -> Option<Rule> {
             "WARNING: locking bug",
             &LOCKDEP,
         ),
-        (
-            "mm/vmalloc.c",
-            &["__vmalloc_node"],
-            "WARNING: zero-size vmalloc",
-            &PLAIN,
-        ),
     ];
     for (file, then, base, stack) in checkers {
         if file_then(rest, file, then) {
-            if *file == "mm/vmalloc.c" && mm_kmalloc(rest) {
-                break;
-            }
             return Some(Rule::stack(*base, stack));
         }
     }
     if mm_kmalloc(rest) {
         return Some(Rule::stack("WARNING: kmalloc bug", &KMALLOC));
+    }
+    if file_then(rest, "mm/vmalloc.c", &["__vmalloc_node"]) {
+        return Some(Rule::stack("WARNING: zero-size vmalloc", &PLAIN));
     }
     if rest.contains(" usb_submit_urb") {
         return Some(Rule {
@@ -262,18 +256,16 @@ fn mm_kmalloc(s: &str) -> bool {
     let Some(c) = after.find(".c") else {
         return false;
     };
+    // "malloc" after a space, an optional "k" and at most one more character.
+    let malloc_soon = |w: &str| {
+        w.starts_with("malloc")
+            || w.char_indices()
+                .nth(1)
+                .is_some_and(|(j, _)| w[j..].starts_with("malloc"))
+    };
     after[c..].match_indices(' ').any(|(i, _)| {
         let w = &after[c + i + 1..];
-        let skip_one = |w: &str| {
-            w.char_indices()
-                .nth(1)
-                .map_or("", |(j, _)| &w[j..])
-                .to_string()
-        };
-        w.starts_with("malloc")
-            || skip_one(w).starts_with("malloc")
-            || w.strip_prefix('k')
-                .is_some_and(|k| k.starts_with("malloc") || skip_one(k).starts_with("malloc"))
+        malloc_soon(w) || w.strip_prefix('k').is_some_and(malloc_soon)
     })
 }
 
@@ -570,7 +562,8 @@ fn last_function(line: &str) -> Option<&str> {
     (!f.is_empty() && f.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_')).then_some(f)
 }
 
-/// The other rules' use of [`pc_frame`]: the first line with a bracketed address.
+/// The function after the first bracketed address (old lockdep's `[<ffffffff81234567>]
+/// foo+0x1/0x2` lines), then the call trace.
 pub(super) static PC_THEN_TRACE: Stack = Stack {
     parts: &[
         Part::Frame(pc_frame),
