@@ -16,6 +16,7 @@
 //! neither a WARN_ON() nor lockdep's is driver chatter, not a report; the decompressor's
 //! "Booting the kernel." is no "unexpected kernel reboot" (pinvm sees reboots itself).
 
+mod bugs;
 mod excerpt;
 mod frames;
 mod fs;
@@ -30,7 +31,9 @@ mod rules;
 mod sanitizers;
 mod skip;
 mod stack;
+mod stalls;
 mod title;
+mod warnings;
 
 pub use fs::{fs_messages, FsMessage, FsSeverity};
 pub use report::parse;
