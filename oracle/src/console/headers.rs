@@ -1,32 +1,14 @@
 //! Report headers: which line starts a report, and what kind of report it is.
 
-use super::normalize::normalize;
+use super::rules::rule;
 use super::CrashKind;
 
 #[derive(Clone, Debug, PartialEq)]
 pub(super) enum Header {
     /// `------------[ cut here ]------------`: the next header's report starts here.
     CutHere,
-    /// `WARNING: CPU: ...` with the function of its `at ...` part, when it has one.
-    Warning(Option<String>),
-    /// Lockdep and RCU-lockdep warnings: the title's text before " in f".
-    WarningNamed(&'static str),
-    /// `kernel BUG at <file>:<line>!`
-    KernelBug(String),
-    /// `BUG: kernel NULL pointer dereference` / `BUG: unable to handle ...`: title text.
-    PageFault(&'static str),
-    /// `BUG: KASAN: <type> in f+...`: ("KASAN: <type>", f).
-    Kasan(String, Option<String>),
-    SoftLockup,
-    /// Any other `BUG: <what>`: the title's text.
-    Bug(String),
-    /// An oops header: the title's text ("Oops", "invalid opcode", ...).
-    Oops(String),
-    Gpf,
-    /// `UBSAN: <what> in <file>`: the title.
-    Ubsan(String),
-    HungTask,
-    RcuStall,
+    /// A report of this kind starts here.
+    Report(CrashKind),
     /// `Kernel panic - not syncing: <message>`: the message.
     Panic(String),
 }
@@ -35,240 +17,146 @@ pub(super) enum Header {
 /// kvm_pvm shows the guest (a pr_err at every boot with more vCPUs than host CPUs).
 const NOT_CRASHES: &[&str] = &["BUG: arch topology borken"];
 
-/// Lockdep-style warnings: (header text after "WARNING: ", title text).
-const NAMED_WARNINGS: &[(&str, &str)] = &[
-    (
-        "possible circular locking dependency detected",
-        "possible deadlock",
-    ),
-    ("possible recursive locking detected", "possible deadlock"),
-    (
-        "possible irq lock inversion dependency",
-        "possible deadlock",
-    ),
-    ("inconsistent lock state", "inconsistent lock state"),
-    ("suspicious RCU usage", "WARNING: suspicious RCU usage"),
-    ("bad unlock balance detected", "WARNING: bad unlock balance"),
-    ("held lock freed", "WARNING: held lock freed"),
-    (
-        "lock held when returning to user space",
-        "WARNING: lock held when returning to user space",
-    ),
-    (
-        "nested lock was not taken",
-        "WARNING: nested lock was not taken",
-    ),
-];
+/// Subsystem prefixes some reports carry.
+const PREFIXES: &[&str] = &["watchdog: ", "NMI watchdog: ", "rcu: "];
+
+/// A line's possible header: without leading blanks, a subsystem prefix, or old lockdep's
+/// brackets (`[ BUG: held lock freed! ]`).
+pub(super) fn header_text(text: &str) -> &str {
+    let t = text.trim();
+    let t = PREFIXES.iter().find_map(|p| t.strip_prefix(p)).unwrap_or(t);
+    if let Some(inner) = t.strip_prefix("[ ").and_then(|r| r.strip_suffix(" ]")) {
+        return inner;
+    }
+    merged_exception(t).unwrap_or(t)
+}
+
+/// An exception header printed onto the end of another message (two printk()s merged, e.g.
+/// `kasan: GPF could be caused by ... accessgeneral protection fault: 0000 [#1] SMP`, or
+/// 5.4's `segment-related general protection fault: beec [#2]`): the header.
+fn merged_exception(t: &str) -> Option<&str> {
+    let at = t.find("general protection fault")?;
+    (at > 0 && t[at..].contains("[#")).then(|| &t[at..])
+}
 
 pub(super) fn header(text: &str) -> Option<Header> {
     if text.starts_with("------------[ cut here ]------------") {
         return Some(Header::CutHere);
     }
-    // Subsystem prefixes some reports carry.
-    let t = text
-        .strip_prefix("watchdog: ")
-        .or_else(|| text.strip_prefix("rcu: "))
-        .unwrap_or(text);
-    if let Some(rest) = t.strip_prefix("WARNING: ") {
-        if let Some(rest) = rest.strip_prefix("CPU: ") {
-            // "WARNING: CPU: 1 PID: 57 at fs/ext4/inode.c:3587 ext4_dirty_folio+0x3d/0x60"
-            // or, without DEBUG_BUGVERBOSE's file and line, "... at ext4_dirty_folio+0x3d/0x60".
-            let func = rest
-                .split_once(" at ")
-                .and_then(|(_, at)| at.split_whitespace().find_map(symbol));
-            return Some(Header::Warning(func));
-        }
-        return NAMED_WARNINGS
-            .iter()
-            .find(|(h, _)| rest.starts_with(h))
-            .map(|(_, title)| Header::WarningNamed(title));
-    }
-    if let Some(rest) = t
-        .strip_prefix("kernel BUG at ")
-        .or_else(|| t.strip_prefix("Kernel BUG at "))
-    {
-        let rest = rest.trim_end().trim_end_matches('!');
-        let file = strip_line_number(rest.split_whitespace().next().unwrap_or(""));
-        return Some(Header::KernelBug(file.to_string()));
-    }
-    if let Some(rest) = t.strip_prefix("BUG: ") {
-        if NOT_CRASHES.iter().any(|n| t.starts_with(n)) {
-            return None;
-        }
-        if rest.starts_with("kernel NULL pointer dereference")
-            || rest.starts_with("unable to handle kernel NULL pointer dereference")
-        {
-            return Some(Header::PageFault(
-                "BUG: unable to handle kernel NULL pointer dereference",
-            ));
-        }
-        if rest.starts_with("unable to handle page fault") {
-            return Some(Header::PageFault("BUG: unable to handle page fault"));
-        }
-        if rest.starts_with("unable to handle kernel paging request") {
-            return Some(Header::PageFault(
-                "BUG: unable to handle kernel paging request",
-            ));
-        }
-        if rest.starts_with("soft lockup") {
-            return Some(Header::SoftLockup);
-        }
-        for tool in ["KASAN: ", "KFENCE: ", "KMSAN: ", "KCSAN: "] {
-            if let Some(r) = rest.strip_prefix(tool) {
-                // "use-after-free in ext4_foo+0x12/0x34"
-                let (what, func) = match r.split_once(" in ") {
-                    Some((w, f)) => (w, f.split_whitespace().next().and_then(symbol)),
-                    None => (r, None),
-                };
-                return Some(Header::Kasan(
-                    format!("{tool}{}", normalize(what.trim())),
-                    func,
-                ));
-            }
-        }
-        return Some(Header::Bug(bug_phrase(rest)));
-    }
-    if let Some(rest) = t.strip_prefix("UBSAN: ") {
-        // "UBSAN: array-index-out-of-bounds in drivers/misc/lkdtm/bugs.c:399:16"
-        let title = match rest.split_once(" in ") {
-            Some((what, loc)) => format!(
-                "UBSAN: {} in {}",
-                what.trim(),
-                strip_line_number(loc.split_whitespace().next().unwrap_or(""))
-            ),
-            None => format!("UBSAN: {}", normalize(rest.trim())),
-        };
-        return Some(Header::Ubsan(title));
-    }
-    if let Some(rest) = t.strip_prefix("INFO: ") {
-        if rest.starts_with("task ") && rest.contains(" blocked for more than ") {
-            return Some(Header::HungTask);
-        }
-        if rest.starts_with("rcu_")
-            && (rest.contains("detected stall") || rest.contains("detected expedited stall"))
-        {
-            return Some(Header::RcuStall);
-        }
-        return None;
-    }
+    let t = header_text(text);
     if let Some(msg) = t.strip_prefix("Kernel panic - not syncing: ") {
         return Some(Header::Panic(msg.trim().to_string()));
     }
-    if t.starts_with("PANIC: double fault") {
-        return Some(Header::Oops("PANIC: double fault".into()));
+    kind(t).map(Header::Report)
+}
+
+/// The kind of report a header line (without subsystem prefix) starts, if it starts one.
+fn kind(t: &str) -> Option<CrashKind> {
+    use CrashKind::*;
+    if let Some(rest) = t.strip_prefix("BUG: ") {
+        return (!NOT_CRASHES.iter().any(|n| t.starts_with(n))).then(|| bug_kind(rest));
     }
-    // x86 oops headers: "Oops: 0002 [#1] SMP", 6.12's "Oops: invalid opcode: 0000 [#1] SMP"
-    // and "Oops: Oops: 0002 [#1] SMP", 6.1's "invalid opcode: 0000 [#1] SMP".
+    if t.starts_with("WARNING: ") {
+        // WARN_ON()s and the lockdep family only: drivers print "WARNING: " for other things.
+        return rule(t, &[t]).map(|_| Warning);
+    }
+    if let Some(rest) = t.strip_prefix("INFO: ") {
+        rule(t, &[t])?;
+        return Some(if rest.starts_with("task ") {
+            HungTask
+        } else if rest.starts_with("rcu_") {
+            RcuStall
+        } else {
+            Warning
+        });
+    }
+    if t.starts_with("kernel BUG at ") || t.starts_with("Kernel BUG at ") {
+        return Some(Bug);
+    }
+    if t.starts_with("UBSAN: ") {
+        return Some(Ubsan);
+    }
+    if t.starts_with("PANIC: double fault") {
+        return Some(Oops);
+    }
+    let lasting = [
+        "VFS: Close: file count is 0",
+        "VFS: Busy inodes after unmount",
+    ];
+    if lasting.iter().any(|p| t.starts_with(p))
+        || (t.starts_with("unregister_netdevice: waiting for ") && t.contains(" to become free"))
+    {
+        return Some(Bug);
+    }
+    exception_kind(t)
+}
+
+fn bug_kind(rest: &str) -> CrashKind {
+    use CrashKind::*;
+    let page_fault = [
+        "kernel NULL pointer dereference",
+        "unable to handle",
+        "Unable to handle",
+        "Kernel NULL pointer dereference",
+    ];
+    if page_fault.iter().any(|p| rest.starts_with(p)) {
+        PageFault
+    } else if rest.starts_with("soft lockup") {
+        SoftLockup
+    } else if ["KASAN: ", "KFENCE: ", "KMSAN: ", "KCSAN: "]
+        .iter()
+        .any(|p| rest.starts_with(p))
+    {
+        Kasan
+    } else {
+        Bug
+    }
+}
+
+/// x86 exception headers: "Oops: 0002 [#1] SMP", 6.12's "Oops: invalid opcode: 0000 [#1] SMP"
+/// and "Oops: Oops: 0002 [#1] SMP", 6.1's "invalid opcode: 0000 [#1] SMP", "general
+/// protection fault, probably for non-canonical address ...: 0000 [#1] SMP".
+fn exception_kind(t: &str) -> Option<CrashKind> {
     let mut o = t;
     let mut oops = false;
     while let Some(r) = o.strip_prefix("Oops: ") {
         o = r;
         oops = true;
     }
-    if o.starts_with("general protection fault") && o.contains("[#") {
-        return Some(Header::Gpf);
+    if !o.contains("[#") {
+        return None;
     }
-    for what in [
-        "invalid opcode",
-        "divide error",
-        "stack segment",
-        "int3",
-        "alignment check",
-        "Oops",
-    ] {
-        if o.starts_with(&format!("{what}: ")) && o.contains("[#") {
-            return Some(Header::Oops(what.into()));
-        }
+    if o.starts_with("general protection fault") {
+        return Some(CrashKind::GeneralProtection);
     }
-    if oops && o.contains("[#") {
-        return Some(Header::Oops("Oops".into()));
-    }
-    None
+    let known = [
+        "invalid opcode: ",
+        "divide error: ",
+        "divide_error: ",
+        "stack segment: ",
+        "int3: ",
+        "alignment check: ",
+        "Oops: ",
+    ];
+    (oops || known.iter().any(|k| o.starts_with(k))).then_some(CrashKind::Oops)
 }
 
-/// The title words of a generic `BUG: <what>` header: up to the first detail (":", " at ",
-/// " in process", a number ...). "sleeping function called from invalid context at
-/// kernel/x.c:1" → "BUG: sleeping function called from invalid context".
-fn bug_phrase(rest: &str) -> String {
-    let mut words = Vec::new();
-    for w in rest.split_whitespace() {
-        if matches!(w, "at" | "in" | "on" | "for" | "-" | "mm:" | "pfn:") || w.starts_with('(') {
-            break;
-        }
-        let has_digit = w.bytes().any(|c| c.is_ascii_digit());
-        if let Some(head) = w.strip_suffix(':').or_else(|| w.strip_suffix(',')) {
-            if !head.is_empty() && !head.bytes().any(|c| c.is_ascii_digit()) {
-                words.push(head);
-            }
-            break;
-        }
-        if has_digit || w.contains(':') || w.contains('=') || w.contains('/') {
-            break;
-        }
-        words.push(w.trim_end_matches(['!', '.']));
-    }
-    format!("BUG: {}", words.join(" "))
-}
-
-/// "fs/ext4/inode.c:2620" → "fs/ext4/inode.c" (also "file.c:12:4"); an absolute path (UBSAN
-/// prints the compiler's, e.g. "/root/.cache/pinvm/build/<hash>/src/drivers/x.c:1:2") loses
-/// everything before its first top-level kernel directory, so titles do not depend on where
-/// the kernel was built.
-fn strip_line_number(loc: &str) -> &str {
-    let file = match loc.find(':') {
-        Some(i) => &loc[..i],
-        None => loc,
-    };
-    if file.starts_with('/') {
-        let mut at = 0;
-        for part in file.split('/') {
-            if KERNEL_TOP_DIRS.contains(&part) && at > 0 {
-                return &file[at..];
-            }
-            at += part.len() + 1;
-        }
-    }
-    file
-}
-
-/// The top-level directories of a kernel tree.
-const KERNEL_TOP_DIRS: &[&str] = &[
-    "arch", "block", "certs", "crypto", "drivers", "fs", "include", "init", "io_uring", "ipc",
-    "kernel", "lib", "mm", "net", "rust", "samples", "security", "sound", "virt",
-];
-
-/// The function of a symbolised address, `ext4_dirty_folio+0x3d/0x60` or `foo.isra.0+0x1/0x2`
-/// → `ext4_dirty_folio` / `foo`; `None` for anything else (raw addresses, `0x0`).
-pub(super) fn symbol(s: &str) -> Option<String> {
-    let s = s.trim().trim_start_matches("? ");
-    // Old kernels print "[<ffffffff81234567>] foo+0x..": take what follows.
-    let s = match s.rfind("] ") {
-        Some(i) if s.starts_with("[<") => &s[i + 2..],
-        _ => s,
-    };
-    let plus = s.find("+0x")?;
-    let name = &s[..plus];
-    let name = name.split('.').next().unwrap_or("");
-    let ok = !name.is_empty()
-        && name.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_')
-        && !name.bytes().next().is_some_and(|c| c.is_ascii_digit())
-        && !name.starts_with("0x");
-    ok.then(|| name.to_string())
-}
-
-pub(super) fn kind_of(h: &Header) -> CrashKind {
+/// Does a header at this line start a new title region (see `region`)? Not the oopses that
+/// follow a report of their own ("invalid opcode" after BUG(), "Oops" after a page fault),
+/// panics, double faults or cut-here markers.
+pub(super) fn starts_title_region(text: &str, h: &Header) -> bool {
     match h {
-        Header::CutHere => CrashKind::Warning,
-        Header::Warning(_) | Header::WarningNamed(_) => CrashKind::Warning,
-        Header::KernelBug(_) | Header::Bug(_) => CrashKind::Bug,
-        Header::PageFault(_) => CrashKind::PageFault,
-        Header::Kasan(..) => CrashKind::Kasan,
-        Header::SoftLockup => CrashKind::SoftLockup,
-        Header::Oops(_) => CrashKind::Oops,
-        Header::Gpf => CrashKind::GeneralProtection,
-        Header::Ubsan(_) => CrashKind::Ubsan,
-        Header::HungTask => CrashKind::HungTask,
-        Header::RcuStall => CrashKind::RcuStall,
-        Header::Panic(_) => CrashKind::Panic,
+        Header::CutHere | Header::Panic(_) => false,
+        Header::Report(CrashKind::Oops) => {
+            ["divide error", "divide_error", "int3:", "stack segment:"]
+                .iter()
+                .any(|k| {
+                    header_text(text)
+                        .trim_start_matches("Oops: ")
+                        .starts_with(k)
+                })
+        }
+        // A device's reference leak, reported every 10 s in the middle of anything.
+        Header::Report(_) => !header_text(text).starts_with("unregister_netdevice: "),
     }
 }

@@ -38,6 +38,18 @@ fn caller_at(s: &str) -> Option<(&str, usize)> {
     (!digits.is_empty() && digits.bytes().all(|c| c.is_ascii_digit())).then_some((id, close + 2))
 }
 
+/// A log writer's `2018/01/09 14:28:48 ` before a line (Go's log package, as syzkaller's tools
+/// write the consoles they collect): its length.
+fn log_date_at(s: &str) -> Option<usize> {
+    const FORM: &[u8] = b"dddd/dd/dd dd:dd:dd ";
+    let b = s.as_bytes().get(..FORM.len())?;
+    let ok = b.iter().zip(FORM).all(|(&c, &f)| match f {
+        b'd' => c.is_ascii_digit(),
+        _ => c == f,
+    });
+    ok.then_some(FORM.len())
+}
+
 pub(super) fn split_line(raw: &str) -> Line<'_> {
     let raw = raw.trim_end_matches(['\r', '\n']);
     // A printk prefix at the start (after an optional syslog "<N>"), or in the middle of a
@@ -51,6 +63,7 @@ pub(super) fn split_line(raw: &str) -> Line<'_> {
             }
         }
     }
+    start += log_date_at(&raw[start..]).unwrap_or(0);
     let mut found = timestamp_at(&raw[start..]).map(|(t, len, _)| (start, t, len));
     if found.is_none() {
         found = raw.match_indices('[').find_map(|(i, _)| {
@@ -59,7 +72,7 @@ pub(super) fn split_line(raw: &str) -> Line<'_> {
     }
     let Some((at, time, len)) = found else {
         return Line {
-            text: raw,
+            text: &raw[start..],
             time: None,
             caller: None,
         };

@@ -1,9 +1,12 @@
 //! Report extents: where each report starts and ends, and which reports fold into which.
 
-use super::headers::{header, kind_of, symbol, Header};
+use super::excerpt::excerpt;
+use super::frames::symbol;
+use super::headers::{header, starts_title_region, Header};
 use super::lines::{split_console, Line};
+use super::region::{title_region, Frames};
 use super::title::title;
-use super::{CrashKind, CrashReport, MAX_EXCERPT};
+use super::{CrashKind, CrashReport};
 
 /// The register dump of an oops: each line leaves no doubt that a report goes on.
 const REGISTER_DUMP: &[&str] = &[
@@ -105,6 +108,20 @@ fn is_strong_body(text: &str) -> bool {
             .any(|p| t.starts_with(p))
 }
 
+/// The kernel's oops: the exception after a report of its own, or a report by itself.
+fn is_oops(k: CrashKind) -> bool {
+    matches!(k, CrashKind::Oops | CrashKind::GeneralProtection)
+}
+
+/// A header's kind (a cut-here marker's is the warning it announces).
+fn kind_of(h: &Header) -> CrashKind {
+    match h {
+        Header::CutHere => CrashKind::Warning,
+        Header::Report(k) => *k,
+        Header::Panic(_) => CrashKind::Panic,
+    }
+}
+
 fn is_separator(text: &str) -> bool {
     text.len() >= 20 && text.trim_end().bytes().all(|c| c == b'=')
 }
@@ -190,7 +207,12 @@ pub fn parse(console: &str) -> Vec<CrashReport> {
         idx.extend(included);
         let texts: Vec<&str> = idx.iter().map(|&j| lines[j].text.trim_end()).collect();
         let kind = kind_of(&h);
-        let title = title(&h, &texts);
+        let new_report =
+            |j: usize| header_at(j).is_some_and(|nh| starts_title_region(lines[j].text, &nh));
+        let title = title(
+            &title_region(&lines, head, &new_report, Frames::Reliable),
+            || title_region(&lines, head, &new_report, Frames::All),
+        );
         // The hung-task, soft-lockup and RCU-stall detectors report the same hang again and
         // again while it lasts: one report per hang (per task for hung tasks).
         let key = match kind {
@@ -211,11 +233,7 @@ pub fn parse(console: &str) -> Vec<CrashReport> {
             title,
             line: start,
             time_s: lines[start].time.or(lines[head].time),
-            excerpt: texts
-                .iter()
-                .take(MAX_EXCERPT)
-                .map(|s| s.to_string())
-                .collect(),
+            excerpt: excerpt(&texts, head - start),
         });
         last_end = Some(end);
         i = end.max(head + 1);
@@ -242,7 +260,7 @@ fn extent(
     let mut inc = vec![head];
     let caller = lines[head].caller;
     let kind = kind_of(h);
-    let mut seen_oops = matches!(h, Header::Oops(_) | Header::Gpf);
+    let mut seen_oops = matches!(h, Header::Report(k) if is_oops(*k));
     let mut seen_panic = matches!(h, Header::Panic(_));
     let mut j = head + 1;
     while j < lines.len() {
@@ -250,7 +268,7 @@ fn extent(
         let t = l.text;
         if let Some(nh) = header_at(j) {
             let fold = match &nh {
-                Header::Oops(_) | Header::Gpf => {
+                Header::Report(k) if is_oops(*k) => {
                     !seen_oops
                         && matches!(
                             kind,
@@ -265,7 +283,7 @@ fn extent(
             if !fold {
                 break;
             }
-            seen_oops |= matches!(nh, Header::Oops(_) | Header::Gpf);
+            seen_oops |= matches!(nh, Header::Report(k) if is_oops(k));
             seen_panic |= matches!(nh, Header::Panic(_));
             inc.push(j);
             j += 1;
