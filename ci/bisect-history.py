@@ -164,7 +164,8 @@ def main():
     subprocess.run(["tar", "-xf", a.tarball, "-C", a.out, "--strip-components=1"], check=True)
     git(a.out, "init", "-q")
     git(a.out, "config", "gc.auto", "0")
-    git(a.out, "add", "-A")
+    # Debian's .gitignore ignores everything at the top (its packaging): add by force.
+    git(a.out, "add", "-A", "-f")
     commit(a.out, 0, "base: Debian linux-source-6.12", "")
     # The bug lands about two thirds of the way in.
     bug_at = max(1, (a.commits * 2) // 3)

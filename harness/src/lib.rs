@@ -15,6 +15,7 @@ pub mod bench;
 pub mod bisect;
 pub mod case;
 pub mod kernel;
+pub mod kernel_bench;
 pub mod prepare;
 pub mod record;
 pub mod report;

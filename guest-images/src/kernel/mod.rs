@@ -453,7 +453,16 @@ pub fn build_plan(
     };
     progress(BuildProgress::Phase(Phase::Configuring));
     let t1 = Instant::now();
-    configure(plan, &mk)?;
+    let inputs = config_inputs(plan);
+    if slot.config_is_current(&inputs, synced.config_inputs_changed) {
+        progress(BuildProgress::Note(
+            "the configuration's inputs did not change: keeping the slot's .config".into(),
+        ));
+    } else {
+        slot.configured(None)?;
+        configure(plan, &mk)?;
+        slot.configured(Some(&inputs))?;
+    }
     let config_seconds = secs(t1);
 
     progress(BuildProgress::Phase(Phase::Compiling));
@@ -488,7 +497,10 @@ pub fn build_plan(
     });
     publish(cache_root, &out, manifest)?;
     slot.built(&plan.key)?;
-    keep_under_cap(cache_root, &plan.key, &slot.dir, progress);
+    if !incremental {
+        // A new slot is what grows the cache; incremental builds add one small kernel.
+        keep_under_cap(cache_root, &plan.key, &slot.dir, progress);
+    }
     let mut k = lookup_key(cache_root, &plan.key)?
         .ok_or_else(|| anyhow!("published kernel {} vanished", plan.key))?;
     k.cached = false;
@@ -531,6 +543,16 @@ fn keep_under_cap(
 
 fn secs(t: Instant) -> f64 {
     (t.elapsed().as_millis() as f64) / 1000.0
+}
+
+/// A hash of the fragments, in order (the rest of configuring is the source's own files,
+/// tracked by the sync).
+fn config_inputs(plan: &Plan) -> String {
+    let mut k = KeyBuilder::new("pinvm-config-inputs", BUILD_FORMAT_VERSION);
+    for f in &plan.fragments {
+        k.str_field("fragment", &f.text);
+    }
+    k.finish()
 }
 
 /// What `make` did: its kbuild step count and the first files it compiled.
@@ -618,38 +640,91 @@ fn manifest_for(
     }
 }
 
-/// Stages the tree this plan wants (`<slot>/stage`: the source's files plus the patch
-/// series) and brings `<slot>/src` to it with the fewest writes.
+/// Brings `<slot>/src` to the tree this plan wants with the fewest writes: the base tree
+/// (the pristine Debian tree, the git revision's files in `<slot>/base`, or a hard-link farm
+/// of the user's tree in `<slot>/stage`) with the patch series applied to copies of the
+/// files it touches in `<slot>/overlay`.
 fn stage_and_sync(
     plan: &Plan,
     cache_root: &Path,
     slot: &slot::Slot,
     progress: &mut dyn FnMut(BuildProgress),
 ) -> Result<sync::SyncStats> {
-    let stage = slot.stage();
-    cache::remove_path(&stage)?;
     progress(BuildProgress::Phase(Phase::Copying));
-    let base = source::GitBase {
-        dir: &slot.base(),
-        index: &slot.base_index(),
-    };
-    source::make_work_copy(cache_root, &plan.source, &stage, base, &mut || {
-        progress(BuildProgress::Phase(Phase::Extracting))
-    })?;
-    let kv = source::KernelVersion::of_tree(&stage)?;
+    let base = base_tree(plan, cache_root, slot, progress)?;
+    let kv = source::KernelVersion::of_tree(&base)?;
     if (kv.version, kv.patchlevel) != plan.source.major_minor {
         bail!(
-            "the work copy {} is Linux {}, expected {}",
-            stage.display(),
+            "the source tree {} is Linux {}, expected {}",
+            base.display(),
             kv.major_minor(),
             plan.source.major_minor_str()
         );
     }
+    let overlay = slot.dir.join("overlay");
+    cache::remove_path(&overlay)?;
+    std::fs::create_dir_all(&overlay)?;
+    let deleted = patch_overlay(plan, &base, &overlay, progress)?;
+    progress(BuildProgress::Phase(Phase::Syncing));
+    let layers = sync::Layers {
+        base: &base,
+        overlay: Some(&overlay),
+        deleted: &deleted,
+    };
+    sync::sync_tree(&layers, &slot.src(), &slot.sync_state())
+}
+
+/// The unpatched tree of the plan's source.
+fn base_tree(
+    plan: &Plan,
+    cache_root: &Path,
+    slot: &slot::Slot,
+    progress: &mut dyn FnMut(BuildProgress),
+) -> Result<PathBuf> {
+    let mut extracting = || progress(BuildProgress::Phase(Phase::Extracting));
+    match (&plan.source.source, &plan.source.info) {
+        (KernelSource::Debian(_), _) => {
+            source::ensure_debian_extracted(cache_root, &plan.source, &mut extracting)
+        }
+        (KernelSource::GitRev { .. }, source::SourceInfo::GitRev { repo, commit }) => {
+            source::checkout_rev(repo, commit, &slot.base(), &slot.base_index())?;
+            Ok(slot.base())
+        }
+        _ => {
+            let stage = slot.stage();
+            cache::remove_path(&stage)?;
+            let base = source::GitBase {
+                dir: &slot.base(),
+                index: &slot.base_index(),
+            };
+            source::make_work_copy(cache_root, &plan.source, &stage, base, &mut extracting)?;
+            Ok(stage)
+        }
+    }
+}
+
+/// Copies the files the series touches from `base` into `overlay` and applies the series
+/// there; returns the base files the series deleted.
+fn patch_overlay(
+    plan: &Plan,
+    base: &Path,
+    overlay: &Path,
+    progress: &mut dyn FnMut(BuildProgress),
+) -> Result<Vec<PathBuf>> {
+    let mut touched: Vec<PathBuf> = Vec::new();
+    for p in plan.series.patches() {
+        for rel in p.touched_files() {
+            if !touched.contains(&rel) {
+                touched.push(rel);
+            }
+        }
+    }
+    source::copy_files(base, overlay, &touched, source::CopyMode::Copy)?;
     if !plan.series.is_empty() {
         progress(BuildProgress::Phase(Phase::Patching));
         let total = plan.series.patches().len();
         let mut index = 0;
-        plan.series.apply(&stage, &mut |p| {
+        plan.series.apply(overlay, &mut |p| {
             index += 1;
             progress(BuildProgress::Patch {
                 index,
@@ -659,8 +734,13 @@ fn stage_and_sync(
             })
         })?;
     }
-    progress(BuildProgress::Phase(Phase::Syncing));
-    sync::sync_tree(&stage, &slot.src(), &slot.sync_state())
+    Ok(touched
+        .into_iter()
+        .filter(|rel| {
+            std::fs::symlink_metadata(overlay.join(rel)).is_err()
+                && std::fs::symlink_metadata(base.join(rel)).is_ok()
+        })
+        .collect())
 }
 
 /// tinyconfig, fragments, olddefconfig, survival check.

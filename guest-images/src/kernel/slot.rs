@@ -36,6 +36,10 @@ pub struct SlotRecord {
     pub toolchain: String,
     /// The cache key of the last successful build in this slot.
     pub last_key: Option<String>,
+    /// A hash of the fragments `out/.config` was last made from (see
+    /// [`Slot::config_is_current`]).
+    #[serde(default)]
+    pub config_inputs: Option<String>,
 }
 
 /// A locked build slot.
@@ -135,9 +139,27 @@ impl Slot {
         self.out().join("vmlinux").is_file()
     }
 
+    /// Whether `out/.config` was made from fragments hashing to `inputs` and no source file
+    /// that takes part in configuring changed since (`config_sources_changed`).
+    pub fn config_is_current(&self, inputs: &str, config_sources_changed: bool) -> bool {
+        !config_sources_changed
+            && self.record.config_inputs.as_deref() == Some(inputs)
+            && self.out().join(".config").is_file()
+    }
+
+    /// Records that `out/.config` is now made from `inputs` (`None`: unknown).
+    pub fn configured(&mut self, inputs: Option<&str>) -> Result<()> {
+        self.record.config_inputs = inputs.map(String::from);
+        self.save()
+    }
+
     /// Records a successful build of `key`.
     pub fn built(&mut self, key: &str) -> Result<()> {
         self.record.last_key = Some(key.to_string());
+        self.save()
+    }
+
+    fn save(&self) -> Result<()> {
         let path = self.dir.join("slot.json");
         let tmp = cache::temp_sibling(&path);
         std::fs::write(&tmp, serde_json::to_string_pretty(&self.record)? + "\n")

@@ -78,11 +78,71 @@ pub struct SyncStats {
     pub trusted_state: bool,
     /// The first [`LISTED_PATHS`] written or removed paths, sorted.
     pub changed: Vec<PathBuf>,
+    /// Whether a written or removed path can change the kernel configuration
+    /// ([`affects_config`]).
+    pub config_inputs_changed: bool,
 }
 
-/// Makes `dst` hold exactly the files and symlinks of `stage` (directories are created as
-/// needed; empty ones are left), writing only what differs. `state` is the slot's record.
-pub fn sync_tree(stage: &Path, dst: &Path, state: &Path) -> Result<SyncStats> {
+/// Whether a source file takes part in configuring the kernel: a `Kconfig*` file, a
+/// `*.config` fragment (tinyconfig's), the kconfig tool, or the top Makefile.
+pub fn affects_config(rel: &Path) -> bool {
+    let name = rel
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
+    name.starts_with("Kconfig")
+        || name.ends_with(".config")
+        || rel.starts_with("scripts/kconfig")
+        || rel == Path::new("Makefile")
+}
+
+/// The tree a build wants: a base tree (a pristine source, or a git revision's files) with
+/// an overlay of the files the patch series changed or created, minus those it deleted.
+#[derive(Debug, Clone, Copy)]
+pub struct Layers<'a> {
+    /// The base tree (never written).
+    pub base: &'a Path,
+    /// Files that replace or add to the base's.
+    pub overlay: Option<&'a Path>,
+    /// Base files that are not part of the tree.
+    pub deleted: &'a [PathBuf],
+}
+
+impl<'a> Layers<'a> {
+    /// One complete tree.
+    pub fn single(tree: &'a Path) -> Layers<'a> {
+        Layers {
+            base: tree,
+            overlay: None,
+            deleted: &[],
+        }
+    }
+
+    /// Every path of the layered tree, sorted.
+    fn paths(&self) -> Result<Vec<PathBuf>> {
+        let mut all: std::collections::BTreeSet<PathBuf> = walk(self.base)?.into_iter().collect();
+        if let Some(o) = self.overlay {
+            all.extend(walk(o)?);
+        }
+        for d in self.deleted {
+            all.remove(d);
+        }
+        Ok(all.into_iter().collect())
+    }
+
+    /// Which layer's file `rel` is.
+    fn root_of(&self, rel: &Path) -> &'a Path {
+        match self.overlay {
+            Some(o) if fs::symlink_metadata(o.join(rel)).is_ok() => o,
+            _ => self.base,
+        }
+    }
+}
+
+/// Makes `dst` hold exactly the files and symlinks of the layered tree (directories are
+/// created as needed; empty ones are left), writing only what differs. `state` is the
+/// slot's record.
+pub fn sync_tree(layers: &Layers<'_>, dst: &Path, state: &Path) -> Result<SyncStats> {
     let old = load_state(state)?;
     let trusted = old.is_some();
     let old = old.unwrap_or_default();
@@ -93,7 +153,8 @@ pub fn sync_tree(stage: &Path, dst: &Path, state: &Path) -> Result<SyncStats> {
         ..SyncStats::default()
     };
     let mut new = BTreeMap::new();
-    for rel in walk(stage)? {
+    for rel in layers.paths()? {
+        let stage = layers.root_of(&rel);
         let entry = staged_entry(stage, &rel, old.get(&rel), &mut stats)?;
         let current = if trusted {
             old.get(&rel).map(|e| e.content.clone())
@@ -130,6 +191,7 @@ pub fn sync_tree(stage: &Path, dst: &Path, state: &Path) -> Result<SyncStats> {
 }
 
 fn note_changed(stats: &mut SyncStats, rel: &Path) {
+    stats.config_inputs_changed |= affects_config(rel);
     if stats.changed.len() < LISTED_PATHS {
         stats.changed.push(rel.to_path_buf());
     }

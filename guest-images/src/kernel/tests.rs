@@ -658,6 +658,11 @@ fn another_patch_rebuilds_in_the_same_slot_writing_only_what_changed() {
     assert_eq!(inc.previous_key.as_deref(), Some(a.manifest.key.as_str()));
     assert_eq!(inc.changed, ["kernel/fork.c"]);
     assert_eq!(fs::read_to_string(&b.vmlinux).unwrap(), "fixed\n");
+    let log = fs::read_to_string(b.dir.join("build.log")).unwrap();
+    assert!(
+        !log.contains("tinyconfig"),
+        "same fragments: .config kept\n{log}"
+    );
     let still = fs::metadata(slot_src.join("kernel/other.c"))
         .unwrap()
         .modified()

@@ -20,6 +20,19 @@ pub enum BenchCommand {
     /// Run one scenario N times on each machine (`--machine kvm,qemu`): the wall time of a
     /// whole case (kernel from the cache, fresh disk image, boot, workload, judging).
     Scenario(ScenarioBench),
+    /// The kernel loop: a cached lookup, a rebuild after a one-line change to mm/gup.c in
+    /// the kept build slot, and with --tree a rebuild after moving to a neighbouring commit.
+    Kernel(KernelBench),
+}
+
+#[derive(Args, Debug)]
+pub struct KernelBench {
+    /// Source to measure: debian-6.12, debian-6.1 or a kernel tree.
+    #[arg(long, default_value = "debian-6.12")]
+    pub source: String,
+    /// Also measure a git tree: build REV's parent, then REV (TREE@REV).
+    #[arg(long, value_name = "TREE@REV")]
+    pub tree_rev: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -93,6 +106,7 @@ pub fn run(choices: &[MachineChoice], cmd: BenchCommand) -> Result<i32> {
     let b = match cmd {
         BenchCommand::Boot(b) => b,
         BenchCommand::Scenario(s) => return scenario(&list, s),
+        BenchCommand::Kernel(k) => return kernel(k),
         BenchCommand::Disk(d) => match list.as_slice() {
             [m] => return disk(&**m, d),
             _ => anyhow::bail!("--machine: `bench disk` takes one machine"),
@@ -224,5 +238,44 @@ fn scenario(list: &[Box<dyn Machine>], b: ScenarioBench) -> Result<i32> {
         );
     }
     let _ = std::fs::remove_dir_all(&out);
+    Ok(0)
+}
+
+fn kernel(k: KernelBench) -> Result<i32> {
+    let choice = KernelChoice {
+        source: Some(k.source.clone()),
+        ..KernelChoice::default()
+    };
+    let tree_rev = match &k.tree_rev {
+        Some(s) => match s.rsplit_once('@') {
+            Some((t, r)) => Some((std::path::PathBuf::from(t), r.to_string())),
+            None => anyhow::bail!("--tree-rev {s}: expected TREE@REV"),
+        },
+        None => None,
+    };
+    let scratch = guest_images::cache::cache_dir()?.join("bench");
+    println!("kernel loop on {}:", k.source);
+    harness::kernel_bench::kernel(
+        &choice,
+        &scratch,
+        tree_rev.as_ref().map(|(t, r)| (t.as_path(), r.as_str())),
+        &mut |f| {
+            let detail = match &f.incremental {
+                Some(i) => format!(
+                    "  [{}; tree {:.1} s, {} files written; config {:.1} s; make {:.1} s, {} steps{}]",
+                    if i.incremental { "incremental" } else { "full" },
+                    i.tree_seconds,
+                    i.files_written,
+                    i.config_seconds,
+                    i.make_seconds,
+                    i.steps,
+                    if i.ccache { ", ccache" } else { "" }
+                ),
+                None if f.cached => "  [cached]".to_string(),
+                None => String::new(),
+            };
+            println!("  {:<58} {:>8.1} s{detail}", f.what, f.seconds);
+        },
+    )?;
     Ok(0)
 }

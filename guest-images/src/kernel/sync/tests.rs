@@ -78,7 +78,7 @@ fn tick() {
 fn first_sync_copies_everything_and_a_second_writes_nothing() {
     let t = trees();
     farm(&t.pristine, &t.stage);
-    let s = sync_tree(&t.stage, &t.dst, &t.state).unwrap();
+    let s = sync_tree(&Layers::single(&t.stage), &t.dst, &t.state).unwrap();
     assert_eq!((s.files, s.written, s.removed), (5, 5, 0), "{s:?}");
     assert!(!s.trusted_state);
     assert_eq!(
@@ -98,7 +98,7 @@ fn first_sync_copies_everything_and_a_second_writes_nothing() {
 
     tick();
     farm(&t.pristine, &t.stage);
-    let s = sync_tree(&t.stage, &t.dst, &t.state).unwrap();
+    let s = sync_tree(&Layers::single(&t.stage), &t.dst, &t.state).unwrap();
     assert_eq!((s.written, s.removed, s.hashed_bytes), (0, 0, 0), "{s:?}");
     assert!(s.trusted_state);
     assert_eq!(mtime(&t.dst.join("mm/gup.c")), before);
@@ -108,13 +108,13 @@ fn first_sync_copies_everything_and_a_second_writes_nothing() {
 fn changed_files_get_new_mtimes_and_old_content_never_comes_back_with_an_old_one() {
     let t = trees();
     farm(&t.pristine, &t.stage);
-    sync_tree(&t.stage, &t.dst, &t.state).unwrap();
+    sync_tree(&Layers::single(&t.stage), &t.dst, &t.state).unwrap();
     let filemap = mtime(&t.dst.join("mm/filemap.c"));
 
     tick();
     farm(&t.pristine, &t.stage);
     patch(&t.stage, "mm/gup.c", "int gup_patched;\n");
-    let s = sync_tree(&t.stage, &t.dst, &t.state).unwrap();
+    let s = sync_tree(&Layers::single(&t.stage), &t.dst, &t.state).unwrap();
     assert_eq!(s.written, 1, "{s:?}");
     assert_eq!(s.changed, vec![PathBuf::from("mm/gup.c")]);
     let patched = mtime(&t.dst.join("mm/gup.c"));
@@ -124,7 +124,7 @@ fn changed_files_get_new_mtimes_and_old_content_never_comes_back_with_an_old_one
     // Back to the pristine file (an old mtime in the stage): written anew.
     tick();
     farm(&t.pristine, &t.stage);
-    let s = sync_tree(&t.stage, &t.dst, &t.state).unwrap();
+    let s = sync_tree(&Layers::single(&t.stage), &t.dst, &t.state).unwrap();
     assert_eq!(s.written, 1, "{s:?}");
     assert_eq!(
         fs::read_to_string(t.dst.join("mm/gup.c")).unwrap(),
@@ -138,12 +138,12 @@ fn changed_files_get_new_mtimes_and_old_content_never_comes_back_with_an_old_one
 fn same_content_under_a_new_identity_is_hashed_but_not_written() {
     let t = trees();
     farm(&t.pristine, &t.stage);
-    sync_tree(&t.stage, &t.dst, &t.state).unwrap();
+    sync_tree(&Layers::single(&t.stage), &t.dst, &t.state).unwrap();
     let before = mtime(&t.dst.join("mm/gup.c"));
     tick();
     farm(&t.pristine, &t.stage);
     patch(&t.stage, "mm/gup.c", "int gup;\n");
-    let s = sync_tree(&t.stage, &t.dst, &t.state).unwrap();
+    let s = sync_tree(&Layers::single(&t.stage), &t.dst, &t.state).unwrap();
     assert_eq!(s.written, 0, "{s:?}");
     assert_eq!(s.hashed_bytes, 9);
     assert_eq!(mtime(&t.dst.join("mm/gup.c")), before);
@@ -153,11 +153,11 @@ fn same_content_under_a_new_identity_is_hashed_but_not_written() {
 fn removed_files_go_and_new_ones_come() {
     let t = trees();
     farm(&t.pristine, &t.stage);
-    sync_tree(&t.stage, &t.dst, &t.state).unwrap();
+    sync_tree(&Layers::single(&t.stage), &t.dst, &t.state).unwrap();
     farm(&t.pristine, &t.stage);
     fs::remove_file(t.stage.join("mm/filemap.c")).unwrap();
     write(&t.stage, "drivers/virtio/virtio_dmapin.c", "new\n");
-    let s = sync_tree(&t.stage, &t.dst, &t.state).unwrap();
+    let s = sync_tree(&Layers::single(&t.stage), &t.dst, &t.state).unwrap();
     assert_eq!((s.written, s.removed), (1, 1), "{s:?}");
     assert!(!t.dst.join("mm/filemap.c").exists());
     assert!(t.dst.join("drivers/virtio/virtio_dmapin.c").is_file());
@@ -167,7 +167,7 @@ fn removed_files_go_and_new_ones_come() {
 fn without_a_record_contents_are_compared_and_strays_removed() {
     let t = trees();
     farm(&t.pristine, &t.stage);
-    sync_tree(&t.stage, &t.dst, &t.state).unwrap();
+    sync_tree(&Layers::single(&t.stage), &t.dst, &t.state).unwrap();
     let kept = mtime(&t.dst.join("mm/filemap.c"));
     // An interrupted sync: no record, a half-updated tree.
     fs::remove_file(&t.state).unwrap();
@@ -175,7 +175,7 @@ fn without_a_record_contents_are_compared_and_strays_removed() {
     write(&t.dst, "stray.c", "x\n");
     tick();
     farm(&t.pristine, &t.stage);
-    let s = sync_tree(&t.stage, &t.dst, &t.state).unwrap();
+    let s = sync_tree(&Layers::single(&t.stage), &t.dst, &t.state).unwrap();
     assert!(!s.trusted_state);
     assert_eq!((s.written, s.removed), (1, 1), "{s:?}");
     assert_eq!(
@@ -190,10 +190,10 @@ fn without_a_record_contents_are_compared_and_strays_removed() {
 fn a_damaged_record_is_not_trusted() {
     let t = trees();
     farm(&t.pristine, &t.stage);
-    sync_tree(&t.stage, &t.dst, &t.state).unwrap();
+    sync_tree(&Layers::single(&t.stage), &t.dst, &t.state).unwrap();
     fs::write(&t.state, format!("{STATE_HEADER}\nF nonsense\n")).unwrap();
     farm(&t.pristine, &t.stage);
-    let s = sync_tree(&t.stage, &t.dst, &t.state).unwrap();
+    let s = sync_tree(&Layers::single(&t.stage), &t.dst, &t.state).unwrap();
     assert!(!s.trusted_state);
     assert_eq!(s.written, 0);
 }
@@ -226,4 +226,33 @@ fn state_lines_round_trip_names_with_spaces() {
     );
     save_state(&t.state, &map).unwrap();
     assert_eq!(load_state(&t.state).unwrap().unwrap(), map);
+}
+
+#[test]
+fn an_overlay_replaces_adds_and_deletes() {
+    let t = trees();
+    sync_tree(&Layers::single(&t.pristine), &t.dst, &t.state).unwrap();
+    let overlay = t.stage.clone();
+    write(&overlay, "mm/gup.c", "patched\n");
+    write(&overlay, "mm/new.c", "new\n");
+    let deleted = [PathBuf::from("mm/filemap.c")];
+    let layers = Layers {
+        base: &t.pristine,
+        overlay: Some(&overlay),
+        deleted: &deleted,
+    };
+    let s = sync_tree(&layers, &t.dst, &t.state).unwrap();
+    assert_eq!((s.written, s.removed), (2, 1), "{s:?}");
+    assert_eq!(
+        fs::read_to_string(t.dst.join("mm/gup.c")).unwrap(),
+        "patched\n"
+    );
+    assert!(t.dst.join("mm/new.c").is_file() && !t.dst.join("mm/filemap.c").exists());
+    // Without the overlay: the base again.
+    let s = sync_tree(&Layers::single(&t.pristine), &t.dst, &t.state).unwrap();
+    assert_eq!((s.written, s.removed), (2, 1), "{s:?}");
+    assert_eq!(
+        fs::read_to_string(t.dst.join("mm/gup.c")).unwrap(),
+        "int gup;\n"
+    );
 }
