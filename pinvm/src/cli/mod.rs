@@ -6,6 +6,7 @@ mod bisect;
 mod boot;
 mod cache;
 mod dma;
+mod hostfiles;
 mod image;
 mod journal;
 mod kernel;
