@@ -4,7 +4,7 @@
 
 use crate::analyze::analyze;
 use crate::kernel::KernelChoice;
-use crate::prepare::{prepare_with, HostFiles, UserDisk};
+use crate::prepare::{check_initrd_fits, prepare_with, HostFiles, UserDisk};
 use crate::record::{report_json, where_stopped};
 use crate::report::{CaseResult, Outcome};
 use crate::scenario::{expand, expect, Expectation, Scenario};
@@ -180,6 +180,8 @@ fn case_run(
         keep: Some(p("disk.img")),
     };
     let prepared = prepare_with(&c.kernel, job, user, files)
+        .map_err(|e| Untestable::before_boot(format!("{e:#}")))?;
+    check_initrd_fits(prepared.initrd.len(), s.memory)
         .map_err(|e| Untestable::before_boot(format!("{e:#}")))?;
     let spec = RunSpec {
         kernel: prepared.kernel,

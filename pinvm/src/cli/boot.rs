@@ -5,7 +5,7 @@ use super::kernel::KernelArgs;
 use anyhow::{Context, Result};
 use clap::Args;
 use guest_images::initramfs::Job;
-use harness::prepare::{prepare_with, UserDisk};
+use harness::prepare::{check_initrd_fits, prepare_with, UserDisk};
 use harness::record::{report_json, where_stopped};
 use machine::{outcome, DmaSpec, Machine, RunReport, RunSpec};
 use proto::agent::StepReport;
@@ -96,6 +96,7 @@ pub fn run(machine: &dyn Machine, a: BootArgs) -> Result<i32> {
         }
     }
     let p = prepare_with(&a.kernel.choice(), job, user, &files)?;
+    check_initrd_fits(p.initrd.len(), a.mem)?;
     let spec = RunSpec {
         kernel: p.kernel.clone(),
         initrd: Some(p.initrd),
