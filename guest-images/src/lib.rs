@@ -1,7 +1,7 @@
 //! pinvm's guest artefacts: kernel builds with their config, patches and content-addressed
 //! cache ([`kernel`], [`cache`]), the initramfs writer ([`initramfs`]) with the guest agent
 //! embedded at build time ([`agent`]), and the disk images ([`disk`] for filesystems under
-//! test, [`tools`] for busybox), and host files in the guest ([`hostfs`]: `--put`, `--share`). Installed pinvm binaries need no source tree.
+//! test, [`tools`] for busybox), host files in the guest ([`hostfs`]: `--put`, `--share`) and the kernel's own selftests built for the guest ([`selftest`]). Installed pinvm binaries need no source tree.
 
 #![warn(missing_docs)]
 
@@ -11,5 +11,6 @@ pub mod disk;
 pub mod hostfs;
 pub mod initramfs;
 pub mod kernel;
+pub mod selftest;
 pub mod tools;
 pub mod usage;
