@@ -109,6 +109,49 @@ pub struct Case {
     pub detail: String,
 }
 
+/// What a guest kernel needs for a kselftest skip reason to go away, for the reasons pinvm's
+/// guest config is known to cause (matched as substrings of the skip line).
+const HINTS: [(&str, &str); 5] = [
+    (
+        "gup_test not available",
+        "CONFIG_GUP_TEST=y (with CONFIG_DEBUG_FS=y: /sys/kernel/debug/gup_test)",
+    ),
+    (
+        "huge pages",
+        "CONFIG_HUGETLBFS=y and huge pages reserved (vm.nr_hugepages)",
+    ),
+    (
+        "io_uring",
+        "CONFIG_IO_URING=y, and liburing-dev on the host when the test is built",
+    ),
+    ("userfaultfd", "CONFIG_USERFAULTFD=y"),
+    ("THP", "CONFIG_TRANSPARENT_HUGEPAGE=y"),
+];
+
+/// The kernel option a skip reason points at, if pinvm knows it.
+pub fn config_hint(reason: &str) -> Option<&'static str> {
+    HINTS
+        .iter()
+        .find(|(k, _)| reason.contains(k))
+        .map(|(_, h)| *h)
+}
+
+/// Every distinct skip reason of `r` with how many cases it skipped, in first-seen order.
+pub fn skip_reasons(r: &TestResult) -> Vec<(String, usize)> {
+    let mut out: Vec<(String, usize)> = Vec::new();
+    for c in r
+        .cases()
+        .into_iter()
+        .filter(|c| c.outcome == CaseOutcome::Skip)
+    {
+        match out.iter_mut().find(|(d, _)| *d == c.detail) {
+            Some((_, n)) => *n += 1,
+            None => out.push((c.detail, 1)),
+        }
+    }
+    out
+}
+
 fn is_kernel_line(l: &str) -> bool {
     let Some(rest) = l.strip_prefix('[') else {
         return false;
@@ -248,6 +291,14 @@ TAP version 13\n";
             (2, CaseOutcome::Fail, "Should have failed")
         );
         assert_eq!(r[1].status, Status::Skip, "exit 0 with every case skipped");
+        assert_eq!(
+            skip_reasons(&r[0]),
+            vec![("gup_test not available".to_string(), 1)]
+        );
+        assert!(config_hint("gup_test not available")
+            .unwrap()
+            .contains("CONFIG_GUP_TEST"));
+        assert_eq!(config_hint("no"), None);
         assert_eq!(r[2].status, Status::Unfinished);
         let r = parse(CONSOLE, &["mm:hmm".to_string()]);
         assert_eq!(r[0].status, Status::NotRun);

@@ -5,6 +5,7 @@ use super::kernel::KernelArgs;
 use anyhow::Result;
 use clap::Args;
 use guest_images::selftest::SelftestName;
+use harness::selftest::ktap::{config_hint, skip_reasons};
 use harness::selftest::{self, SelftestRun, WorkFs};
 use machine::Machine;
 use std::path::PathBuf;
@@ -65,6 +66,12 @@ pub fn run(machine: &dyn Machine, a: SelftestArgs) -> Result<i32> {
     for t in &r.results {
         if let Some(totals) = t.totals() {
             eprintln!("pinvm: {}: {totals}", t.name);
+        }
+        for (reason, n) in skip_reasons(t) {
+            let hint = config_hint(&reason)
+                .map(|h| format!(" (the guest kernel needs {h})"))
+                .unwrap_or_default();
+            eprintln!("pinvm: {}: {n} case(s) skipped: {reason}{hint}", t.name);
         }
     }
     if let Some(why) = &r.why {
