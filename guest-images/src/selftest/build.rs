@@ -33,21 +33,52 @@ pub struct BuiltSelftest {
     pub cached: bool,
 }
 
-/// Builds (or finds) every test of `names` from the kernel tree `tree` (`src/` of a build
-/// slot). `lock_dir` is the slot whose lock is held while the tree is read, so a kernel build
-/// cannot change it underneath. Binaries go to `<cache>/selftests/<key>/<test>`.
+/// The tests of one [`build`] call.
+#[derive(Debug, Clone)]
+pub struct SelftestBuild {
+    /// Each test, in the order asked.
+    pub tests: Vec<BuiltSelftest>,
+    /// Set when the build slot's tree was last built for another kernel than the one booted
+    /// (a later build with other patches moved it on): the tests come from that tree.
+    pub tree_note: Option<String>,
+}
+
+/// Builds (or finds) every test of `names` from the kernel tree `<build_dir>/src` (a build
+/// slot's, whose lock is held while the tree is read, so a kernel build cannot change it
+/// underneath). `kernel_key` is the booted kernel's cache key, checked against what the slot
+/// last built. Binaries go to `<cache>/selftests/<key>/<test>`.
 pub fn build(
-    tree: &Path,
-    lock_dir: &Path,
+    build_dir: &Path,
+    kernel_key: &str,
     names: &[SelftestName],
     cache: &Path,
-) -> Result<Vec<BuiltSelftest>> {
-    let _lock = FileLock::acquire(&lock_path(lock_dir), || {
+) -> Result<SelftestBuild> {
+    let _lock = FileLock::acquire(&lock_path(build_dir), || {
         eprintln!(
             "pinvm: waiting for a kernel build that uses {}",
-            lock_dir.display()
+            build_dir.display()
         )
     })?;
+    let tree = &build_dir.join("src");
+    if !tree.join("Makefile").is_file() {
+        bail!(
+            "the kernel's build tree {} is gone (pruned?): build the kernel again \
+             (`pinvm kernel build`) or boot it once with `pinvm boot`",
+            tree.display()
+        );
+    }
+    let tree_note = crate::kernel::slot::peek_record(build_dir)
+        .and_then(|r| r.last_key)
+        .filter(|k| k != kernel_key)
+        .map(|k| {
+            format!(
+                "the build slot {} was last built for kernel {} (not the booted {}): the tests \
+                 come from that tree",
+                build_dir.display(),
+                &k[..k.len().min(12)],
+                &kernel_key[..kernel_key.len().min(12)]
+            )
+        });
     let compiler = compiler_version()?;
     let headers_key = headers_key(tree)?;
     let mut headers: Option<Headers> = None;
@@ -86,7 +117,10 @@ pub fn build(
             cached: false,
         });
     }
-    Ok(out)
+    Ok(SelftestBuild {
+        tests: out,
+        tree_note,
+    })
 }
 
 /// `gcc --version`'s first line.

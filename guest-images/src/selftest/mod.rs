@@ -7,5 +7,5 @@
 mod build;
 mod name;
 
-pub use build::{build, BuiltSelftest};
+pub use build::{build, BuiltSelftest, SelftestBuild};
 pub use name::SelftestName;

@@ -81,6 +81,8 @@ pub struct SelftestReport {
     pub built: Vec<String>,
     /// Each test's result.
     pub results: Vec<TestResult>,
+    /// What the user should know about how the tests were made.
+    pub notes: Vec<String>,
     /// Why the run stopped early (crash, hang, could not boot), if it did.
     pub why: Option<String>,
     /// pinvm's KTAP with every test's output nested.
@@ -112,15 +114,14 @@ pub fn run(machine: &dyn Machine, r: &SelftestRun) -> Result<SelftestReport> {
         bail!("pinvm selftest builds the tests from the booted kernel's tree: use --kernel-version or --source, not --kernel");
     }
     let built = default_kernel(&r.kernel)?;
-    let tree = built.manifest.build_dir.join("src");
-    if !tree.join("Makefile").is_file() {
-        bail!(
-            "the kernel's build tree {} is gone (pruned?): rebuild it with `pinvm kernel build`",
-            tree.display()
-        );
-    }
     let cache = guest_images::cache::cache_dir()?;
-    let bins = selftest::build(&tree, &built.manifest.build_dir, &r.tests, &cache)?;
+    let build = selftest::build(
+        &built.manifest.build_dir,
+        &built.manifest.key,
+        &r.tests,
+        &cache,
+    )?;
+    let bins = build.tests;
     let files = HostFiles {
         puts: bins
             .iter()
@@ -194,6 +195,7 @@ pub fn run(machine: &dyn Machine, r: &SelftestRun) -> Result<SelftestReport> {
             .map(|b| b.name.to_string())
             .collect(),
         results,
+        notes: build.tree_note.into_iter().collect(),
         why,
         ktap,
         code,

@@ -59,6 +59,9 @@ pub fn run(machine: &dyn Machine, a: SelftestArgs) -> Result<i32> {
             console_log: a.console_log,
         },
     )?;
+    for n in &r.notes {
+        eprintln!("pinvm: note: {n}");
+    }
     if !r.built.is_empty() {
         eprintln!("pinvm: built {} for {}", r.built.join(", "), r.release);
     }
