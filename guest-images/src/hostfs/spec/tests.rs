@@ -12,7 +12,7 @@ fn err(kind: PathKind, arg: &str) -> String {
 fn defaults_and_explicit_guest_paths() {
     let tmp = std::env::temp_dir();
     let t = tmp.to_str().unwrap();
-    let p = parse(PathKind::Put, &format!("{t}")).unwrap();
+    let p = parse(PathKind::Put, t).unwrap();
     assert_eq!(p.host, tmp);
     let base = std::fs::canonicalize(&tmp).unwrap();
     assert_eq!(
