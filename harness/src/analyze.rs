@@ -86,10 +86,7 @@ fn with_blocked_step(watchdog: String, steps: &[String], reports: &[StepReport])
         .max()
         .unwrap_or(0);
     match steps.get(last as usize) {
-        Some(line) => format!(
-            "{watchdog}; step {} `{line}` never finished",
-            last + 1
-        ),
+        Some(line) => format!("{watchdog}; step {} `{line}` never finished", last + 1),
         None => watchdog,
     }
 }
@@ -192,7 +189,10 @@ mod tests {
             detail: String::new(),
         });
         let w = with_blocked_step("timeout".into(), &steps, &reports);
-        assert_eq!(w, "timeout; step 2 `write /mnt/g 4M stamp:g` never finished");
+        assert_eq!(
+            w,
+            "timeout; step 2 `write /mnt/g 4M stamp:g` never finished"
+        );
         reports.push(StepReport::Done {
             index: 3,
             op: "fsync".into(),
@@ -203,6 +203,9 @@ mod tests {
             op: "write".into(),
             detail: String::new(),
         });
-        assert_eq!(with_blocked_step("timeout".into(), &steps, &reports), "timeout");
+        assert_eq!(
+            with_blocked_step("timeout".into(), &steps, &reports),
+            "timeout"
+        );
     }
 }

@@ -114,7 +114,8 @@ mod tests {
     #[test]
     fn scenario_patches_follow_the_command_lines() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios");
-        let s = crate::scenario::Scenario::load(&dir.join("S12A-page-try-gup-pin-all.toml")).unwrap();
+        let s =
+            crate::scenario::Scenario::load(&dir.join("S12A-page-try-gup-pin-all.toml")).unwrap();
         let cli = KernelChoice {
             patches: vec![PathBuf::from("/tmp/mine.patch")],
             ..KernelChoice::version("6.12")

@@ -502,7 +502,11 @@ fn fsync_acked_after_a_flush_while_the_page_was_not_on_disk() {
     assert_eq!((e.page, e.generations.clone()), (Some(0), vec![2]));
     assert_eq!(e.journal_seq, Some(1));
     assert_eq!(e.times_ns, vec![30, 90, 100]);
-    assert!(e.text.contains("no write of it ever reached the disk"), "{}", e.text);
+    assert!(
+        e.text.contains("no write of it ever reached the disk"),
+        "{}",
+        e.text
+    );
     // The same generation written after the fsync: still acknowledged too early, and the
     // evidence says when it arrived.
     let i = Inputs {
@@ -511,7 +515,11 @@ fn fsync_acked_after_a_flush_while_the_page_was_not_on_disk() {
     };
     let a = analyze(&i);
     let e = &acked(&a).unwrap().evidence[0];
-    assert!(e.text.contains("only later (write seq 2 at 160 ns)"), "{}", e.text);
+    assert!(
+        e.text.contains("only later (write seq 2 at 160 ns)"),
+        "{}",
+        e.text
+    );
     // msync of the pinned mapping is a durability claim as well.
     let i = Inputs {
         steps: fsync_after_dma(step(4, "msync m", 100)),
@@ -576,20 +584,30 @@ fn hang_says_whether_the_kernel_reported_it_or_the_guest_stopped_answering() {
         ..Inputs::default()
     }));
     assert!(
-        console_only.summary.contains("the kernel reported 1 blocked task")
+        console_only
+            .summary
+            .contains("the kernel reported 1 blocked task")
             && console_only.summary.contains("the guest kept answering"),
         "{}",
         console_only.summary
     );
-    assert!(console_only.evidence[0].text.starts_with("the kernel reported: INFO: task hung in"));
-    assert!(!console_only.evidence[0].console.is_empty(), "the stack is kept");
-    let w = "the command did not finish within 45 s; step 19 `write /mnt/g 2M stamp:g` never finished";
+    assert!(console_only.evidence[0]
+        .text
+        .starts_with("the kernel reported: INFO: task hung in"));
+    assert!(
+        !console_only.evidence[0].console.is_empty(),
+        "the stack is kept"
+    );
+    let w =
+        "the command did not finish within 45 s; step 19 `write /mnt/g 2M stamp:g` never finished";
     let watchdog_only = hang(&analyze(&Inputs {
         watchdog: Some(w.into()),
         ..Inputs::default()
     }));
     assert!(
-        watchdog_only.summary.contains("the guest stopped answering")
+        watchdog_only
+            .summary
+            .contains("the guest stopped answering")
             && watchdog_only.summary.contains("no blocked task"),
         "{}",
         watchdog_only.summary
@@ -600,6 +618,12 @@ fn hang_says_whether_the_kernel_reported_it_or_the_guest_stopped_answering() {
         ..Inputs::default()
     }));
     assert_eq!(both.count, 2);
-    assert!(both.summary.contains("then the guest stopped answering"), "{}", both.summary);
-    assert!(both.evidence[1].text.starts_with("the guest stopped answering: watchdog: "));
+    assert!(
+        both.summary.contains("then the guest stopped answering"),
+        "{}",
+        both.summary
+    );
+    assert!(both.evidence[1]
+        .text
+        .starts_with("the guest stopped answering: watchdog: "));
 }

@@ -379,11 +379,16 @@ mod tests {
         std::fs::create_dir_all(dir.join("patches")).unwrap();
         std::fs::write(dir.join("patches/a.patch"), "").unwrap();
         std::fs::write(dir.join("extra.config"), "CONFIG_X=y\n").unwrap();
-        let body = "id = \"X\"\ntitle = \"t\"\ndescription = \"d\"\nkernels = [\"6.1\", \"6.12\"]\n\
+        let body =
+            "id = \"X\"\ntitle = \"t\"\ndescription = \"d\"\nkernels = [\"6.1\", \"6.12\"]\n\
                     filesystems = [\"ext4\"]\nsteps = [\"sync\"]\n";
         let write = |name: &str, tables: &str| {
             let p = dir.join(name);
-            std::fs::write(&p, format!("{body}{tables}[expect.default]\nverdicts = []\n")).unwrap();
+            std::fs::write(
+                &p,
+                format!("{body}{tables}[expect.default]\nverdicts = []\n"),
+            )
+            .unwrap();
             p
         };
         let good = write(
@@ -394,10 +399,19 @@ mod tests {
         assert_eq!(s.kernel_patches("6.12"), vec![dir.join("patches/a.patch")]);
         assert_eq!(s.kernel_configs("6.12"), vec![dir.join("extra.config")]);
         assert!(s.kernel_patches("6.1").is_empty());
-        let missing = write("S98-missing.toml", "[patches]\n\"6.1\" = [\"patches/b.patch\"]\n");
+        let missing = write(
+            "S98-missing.toml",
+            "[patches]\n\"6.1\" = [\"patches/b.patch\"]\n",
+        );
         let e = format!("{:#}", Scenario::load(&missing).unwrap_err());
-        assert!(e.contains("S98-missing") && e.contains("patches/b.patch"), "{e}");
-        let kernel = write("S97-kernel.toml", "[configs]\n\"5.10\" = [\"extra.config\"]\n");
+        assert!(
+            e.contains("S98-missing") && e.contains("patches/b.patch"),
+            "{e}"
+        );
+        let kernel = write(
+            "S97-kernel.toml",
+            "[configs]\n\"5.10\" = [\"extra.config\"]\n",
+        );
         let e = format!("{:#}", Scenario::load(&kernel).unwrap_err());
         assert!(e.contains("configs.\"5.10\""), "{e}");
         let _ = std::fs::remove_dir_all(&dir);

@@ -36,7 +36,10 @@ fn claims<'a>(steps: &'a [TimedStep]) -> Vec<Claim<'a>> {
             _ => {}
         }
     }
-    let files: HashSet<&str> = pinned.iter().filter_map(|n| mapped.get(n).copied()).collect();
+    let files: HashSet<&str> = pinned
+        .iter()
+        .filter_map(|n| mapped.get(n).copied())
+        .collect();
     let mut out = Vec::new();
     let mut prev_ns = None;
     for s in steps {
@@ -55,10 +58,27 @@ fn claims<'a>(steps: &'a [TimedStep]) -> Vec<Claim<'a>> {
     out
 }
 
-/// Every 4 KiB block of a successful write that holds one whole generation of a device page:
-/// (region, page) → [(generation, completion time, journal seq)].
-fn persisted(journal: &[JournalRecord]) -> BTreeMap<(u32, u32), Vec<(u64, u64, u64)>> {
-    let mut out: BTreeMap<(u32, u32), Vec<(u64, u64, u64)>> = BTreeMap::new();
+/// A device page: (region, page index).
+type DevicePage = (u32, u32);
+
+/// A block write that put one whole generation of a device page on the disk.
+struct DiskWrite {
+    generation: u64,
+    complete_ns: u64,
+    seq: u64,
+}
+
+/// The device's latest write of a page before some moment.
+struct DeviceWrite {
+    generation: u64,
+    file_offset: u64,
+    time_ns: u64,
+}
+
+/// Every 4 KiB block of a successful write that holds one whole generation of a device page,
+/// by page.
+fn persisted(journal: &[JournalRecord]) -> BTreeMap<DevicePage, Vec<DiskWrite>> {
+    let mut out: BTreeMap<DevicePage, Vec<DiskWrite>> = BTreeMap::new();
     for r in journal
         .iter()
         .filter(|r| r.kind == RequestKind::Out && r.status == 0)
@@ -72,25 +92,31 @@ fn persisted(journal: &[JournalRecord]) -> BTreeMap<(u32, u32), Vec<(u64, u64, u
                 generation,
             } = classify_block(block)
             {
-                out.entry((region, page))
-                    .or_default()
-                    .push((generation, r.complete_ns, r.seq));
+                out.entry((region, page)).or_default().push(DiskWrite {
+                    generation,
+                    complete_ns: r.complete_ns,
+                    seq: r.seq,
+                });
             }
         }
     }
     out
 }
 
-/// The latest generation the device had written into each (region, page) before `t` ns,
-/// with the file offset and the time of that write.
-fn written_before(inputs: &Inputs, t: u64) -> BTreeMap<(u32, u32), (u64, u64, u64)> {
-    let mut out: BTreeMap<(u32, u32), (u64, u64, u64)> = BTreeMap::new();
+/// The latest generation the device had written into each page before `t` ns.
+fn written_before(inputs: &Inputs, t: u64) -> BTreeMap<DevicePage, DeviceWrite> {
+    let mut out: BTreeMap<DevicePage, DeviceWrite> = BTreeMap::new();
     for r in inputs.dma.iter().filter(|r| r.time_ns < t) {
-        let e = out
-            .entry((r.region, r.page))
-            .or_insert((r.generation, r.file_offset, r.time_ns));
-        if (r.generation, r.time_ns) >= (e.0, e.2) {
-            *e = (r.generation, r.file_offset, r.time_ns);
+        let w = DeviceWrite {
+            generation: r.generation,
+            file_offset: r.file_offset,
+            time_ns: r.time_ns,
+        };
+        match out.get(&(r.region, r.page)) {
+            Some(e) if (e.generation, e.time_ns) > (w.generation, w.time_ns) => {}
+            _ => {
+                out.insert((r.region, r.page), w);
+            }
         }
     }
     out
@@ -113,41 +139,45 @@ pub fn check(inputs: &Inputs) -> Option<Verdict> {
         let Some(flush) = flush_within(&inputs.journal, c.start_ns, c.step.time_ns) else {
             continue;
         };
-        for ((region, page), (generation, file_offset, dma_ns)) in
-            written_before(inputs, c.start_ns)
-        {
-            let writes = on_disk.get(&(region, page)).map(Vec::as_slice).unwrap_or(&[]);
-            let newer = |w: &&(u64, u64, u64)| w.0 >= generation;
-            if writes
-                .iter()
-                .filter(newer)
-                .any(|w| w.1 <= flush.complete_ns)
-            {
+        for ((region, page), dev) in written_before(inputs, c.start_ns) {
+            let writes = on_disk
+                .get(&(region, page))
+                .map(Vec::as_slice)
+                .unwrap_or(&[]);
+            let mut newer = writes.iter().filter(|w| w.generation >= dev.generation);
+            if newer.clone().any(|w| w.complete_ns <= flush.complete_ns) {
                 continue;
             }
-            let later = writes
-                .iter()
-                .filter(newer)
-                .min_by_key(|w| w.1)
-                .map(|w| format!("it reached the disk only later (write seq {} at {} ns)", w.2, w.1))
+            let later = newer
+                .by_ref()
+                .min_by_key(|w| w.complete_ns)
+                .map(|w| {
+                    format!(
+                        "it reached the disk only later (write seq {} at {} ns)",
+                        w.seq, w.complete_ns
+                    )
+                })
                 .unwrap_or_else(|| "no write of it ever reached the disk".into());
             cases.push(Evidence {
                 text: format!(
                     "`{}` (step {}) returned 0 at {} ns after FLUSH seq {} completed at {} ns, \
-                     but region {region} page {page} (file offset {file_offset}) generation \
-                     {generation}, written by the device at {dma_ns} ns, was not on the disk: {later}",
+                     but region {region} page {page} (file offset {}) generation {}, written \
+                     by the device at {} ns, was not on the disk: {later}",
                     c.step.line,
                     c.step.report.index(),
                     c.step.time_ns,
                     flush.seq,
-                    flush.complete_ns
+                    flush.complete_ns,
+                    dev.file_offset,
+                    dev.generation,
+                    dev.time_ns,
                 ),
                 region: Some(region),
                 page: Some(page),
-                file_offset: Some(file_offset),
-                generations: vec![generation],
+                file_offset: Some(dev.file_offset),
+                generations: vec![dev.generation],
                 journal_seq: Some(flush.seq),
-                times_ns: vec![dma_ns, flush.complete_ns, c.step.time_ns],
+                times_ns: vec![dev.time_ns, flush.complete_ns, c.step.time_ns],
                 ..Evidence::default()
             });
         }
