@@ -558,6 +558,19 @@ fn no_acked_not_persisted_when_the_claim_does_not_hold() {
     let mut i = base();
     i.dma = vec![dma(0, 2, 60)];
     assert!(acked(&analyze(&i)).is_none());
+    // A torn write carried generation 2 (half of it) before the FLUSH: torn_block's case.
+    let mut i = base();
+    i.journal.insert(0, out(2, 0, torn_page(0, 1, 2), 60, 70));
+    let a = analyze(&i);
+    assert!(acked(&a).is_none());
+    assert!(a.has(VerdictKind::TornBlock));
+    // The workload punched the page out after pinning it: an expected loss.
+    let mut i = base();
+    i.steps = fsync_after_dma(step(4, "fsync /mnt/f", 100));
+    i.steps.insert(2, step(3, "punch /mnt/f 0 4K", 10));
+    assert!(acked(&analyze(&i)).is_none());
+    i.steps[2] = step(3, "punch /mnt/f 4096 4K", 10);
+    assert!(acked(&analyze(&i)).is_some(), "another page was punched");
 }
 
 #[test]
