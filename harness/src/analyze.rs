@@ -69,11 +69,26 @@ pub fn analyze(
         image: image.as_ref().map(|f| f as &dyn oracle::DiskImage),
         console: &report.console,
         steps: timed_steps(steps, report),
-        watchdog,
+        watchdog: watchdog.map(|w| with_blocked_step(w, steps, &report.steps)),
     };
     let mut a = oracle::analyze(&inputs);
     a.notes.splice(0..0, notes);
     Ok(a)
+}
+
+/// The watchdog's reason, plus the step the agent was running when the run was stopped: the
+/// step after the last one it reported (a step that blocked past the scenario's timeout).
+fn with_blocked_step(watchdog: String, steps: &[String], reports: &[StepReport]) -> String {
+    let last = reports
+        .iter()
+        .filter(|r| !matches!(r, StepReport::Extent { .. }))
+        .map(|r| r.index())
+        .max()
+        .unwrap_or(0);
+    match steps.get(last as usize) {
+        Some(line) => format!("{watchdog}; step {} `{line}` never finished", last + 1),
+        None => watchdog,
+    }
 }
 
 /// Each step's report (extents aside) with its workload line and arrival time.
@@ -155,4 +170,42 @@ fn file_map(
         }
     }
     Ok(Some(FileMap { extents }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_watchdog_names_the_step_that_never_finished() {
+        let steps: Vec<String> = ["sync", "write /mnt/g 4M stamp:g", "fsync /mnt/f"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let mut reports = Vec::new();
+        reports.push(StepReport::Done {
+            index: 1,
+            op: "sync".into(),
+            detail: String::new(),
+        });
+        let w = with_blocked_step("timeout".into(), &steps, &reports);
+        assert_eq!(
+            w,
+            "timeout; step 2 `write /mnt/g 4M stamp:g` never finished"
+        );
+        reports.push(StepReport::Done {
+            index: 3,
+            op: "fsync".into(),
+            detail: String::new(),
+        });
+        reports.push(StepReport::Done {
+            index: 2,
+            op: "write".into(),
+            detail: String::new(),
+        });
+        assert_eq!(
+            with_blocked_step("timeout".into(), &steps, &reports),
+            "timeout"
+        );
+    }
 }

@@ -253,6 +253,13 @@ impl Run<'_, '_> {
             ))),
             None => self.run_until_decided(&mut rec, fixed_runs, need_clean)?,
         };
+        if self.target.elements.is_empty() && role == BAD_ENDPOINT {
+            self.target = Target::learn(&rec.runs);
+            let t = self.target.elements.join(" + ");
+            self.say(format!(
+                "target signature (learnt from the bad revision): {t}"
+            ));
+        }
         let tally = self.target.tally(&rec);
         self.say(format!(
             "  {} runs: {} detected, {} clean, {} neither → {}",
@@ -324,13 +331,6 @@ impl Run<'_, '_> {
                 "the bad revision could not be built: {}",
                 first_line(e)
             )));
-        }
-        if self.target.elements.is_empty() {
-            self.target = Target::learn(&bad_line.record.runs);
-            let t = self.target.elements.join(" + ");
-            self.say(format!(
-                "target signature (learnt from the bad revision): {t}"
-            ));
         }
         self.probe(GOOD_ENDPOINT, good, &[], &short(good), Some(n), 0)?;
         if let Some(e) = &self.lines.last().expect("just pushed").record.build_error {

@@ -158,6 +158,9 @@ fn write_case(w: &mut impl Write, n: usize, c: &CaseResult) -> io::Result<()> {
     if let Some(r) = &c.kernel_release {
         facts.push(format!("kernel {r}"));
     }
+    if !c.patches.is_empty() {
+        facts.push(format!("patches {}", c.patches.join(", ")));
+    }
     facts.push(format!("machine {}", c.machine));
     facts.push(format!("{:.1} s", c.duration.as_secs_f64()));
     if let Some(d) = &c.results_dir {
