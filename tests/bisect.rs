@@ -68,7 +68,7 @@ fn bisect(tree: &Path, out: &Path) -> (i32, String) {
     let st = Command::new(pinvm_bin())
         .args(["bisect", "--tree"])
         .arg(tree)
-        .args(["--good", "HEAD~16", "--bad", "HEAD", "--runs", "2", "--out"])
+        .args(["--good", "HEAD~16", "--bad", "HEAD", "--runs", "3", "--out"])
         .arg(out)
         .arg(&scenario)
         .args(["--fs", "ext4"])
