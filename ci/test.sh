@@ -24,5 +24,7 @@ done
 
 # Boot tests share two cores with emulated guest kernels: run them one at a time.
 export PINVM_BIN="$PWD/$PINVM"
-cargo test --release --workspace --exclude pinvm-agent -- --test-threads=1
+cargo test --release --workspace --exclude pinvm-agent --exclude fuzz-smoke -- --test-threads=1
 cargo test --release -p pinvm-agent
+# The fuzz smoke: every fuzz target for a few seconds (ci/fuzz.sh prints executions per target).
+ci/fuzz.sh
