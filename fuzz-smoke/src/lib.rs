@@ -227,14 +227,18 @@ mod tests {
 
     #[test]
     fn edits_stay_in_bounds() {
-        let r = fuzz("edits", (bytes(64), proptest::collection::vec(edit(), 0..16)), |(mut b, es)| {
-            let before = b.len();
-            for e in &es {
-                apply(&mut b, e);
-            }
-            prop_assert!(b.len() <= before + es.len() * 128);
-            Ok(())
-        });
+        let r = fuzz(
+            "edits",
+            (bytes(64), proptest::collection::vec(edit(), 0..16)),
+            |(mut b, es)| {
+                let before = b.len();
+                for e in &es {
+                    apply(&mut b, e);
+                }
+                prop_assert!(b.len() <= before + es.len() * 128);
+                Ok(())
+            },
+        );
         assert!(r.executions >= u64::from(BATCH));
     }
 
@@ -248,8 +252,14 @@ mod tests {
         });
         let msg = caught.expect_err("the target fails on inputs of 4 bytes and more");
         let msg = msg.downcast_ref::<String>().cloned().unwrap_or_default();
-        assert!(msg.contains("long input") && msg.contains("PINVM_FUZZ_SEED="), "{msg}");
+        assert!(
+            msg.contains("long input") && msg.contains("PINVM_FUZZ_SEED="),
+            "{msg}"
+        );
         // Shrunk to the smallest failing input.
-        assert!(msg.contains("shrunk input: [\n    0,\n    0,\n    0,\n    0,\n]"), "{msg}");
+        assert!(
+            msg.contains("shrunk input: [\n    0,\n    0,\n    0,\n    0,\n]"),
+            "{msg}"
+        );
     }
 }

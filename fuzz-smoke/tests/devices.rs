@@ -102,7 +102,8 @@ fn block_queue() {
     fuzz("block_queue", ring(), |r| {
         let mem = guest_memory(MEM);
         let tq = lay_out(&mem, 0, &r);
-        mem.write_slice(&r.payload, GuestAddress(PAYLOAD)).expect("payload fits");
+        mem.write_slice(&r.payload, GuestAddress(PAYLOAD))
+            .expect("payload fits");
         let disk = CowDisk::open_in(base_image(), scratch()).expect("base image");
         let config = BlockConfig {
             queue_size: tq.size().max(4),
@@ -129,9 +130,19 @@ fn block_queue() {
 #[derive(Clone, Debug)]
 enum DmaOp {
     /// Post a page: header (region, page, file offset, gpa), page, status.
-    Post { region: u32, page: u32, gpa_page: u8, raw_gpa: Option<u64> },
+    Post {
+        region: u32,
+        page: u32,
+        gpa_page: u8,
+        raw_gpa: Option<u64>,
+    },
     /// A control message.
-    Ctl { cmd: u32, region: u32, schedule: u32, params: [u64; 4] },
+    Ctl {
+        cmd: u32,
+        region: u32,
+        schedule: u32,
+        params: [u64; 4],
+    },
 }
 
 fn dma_op() -> impl Strategy<Value = DmaOp> {
@@ -145,11 +156,30 @@ fn dma_op() -> impl Strategy<Value = DmaOp> {
         any::<u64>()
     ];
     prop_oneof![
-        (0u32..3, 0u32..8, 0u8..16, proptest::option::weighted(0.1, any::<u64>())).prop_map(
-            |(region, page, gpa_page, raw_gpa)| DmaOp::Post { region, page, gpa_page, raw_gpa }
-        ),
-        (0u32..5, prop_oneof![0u32..3, any::<u32>()], 0u32..5, [param.clone(), param.clone(), param.clone(), param])
-            .prop_map(|(cmd, region, schedule, params)| DmaOp::Ctl { cmd, region, schedule, params }),
+        (
+            0u32..3,
+            0u32..8,
+            0u8..16,
+            proptest::option::weighted(0.1, any::<u64>())
+        )
+            .prop_map(|(region, page, gpa_page, raw_gpa)| DmaOp::Post {
+                region,
+                page,
+                gpa_page,
+                raw_gpa
+            }),
+        (
+            0u32..5,
+            prop_oneof![0u32..3, any::<u32>()],
+            0u32..5,
+            [param.clone(), param.clone(), param.clone(), param]
+        )
+            .prop_map(|(cmd, region, schedule, params)| DmaOp::Ctl {
+                cmd,
+                region,
+                schedule,
+                params
+            }),
     ]
 }
 
@@ -183,21 +213,30 @@ fn dmapin_queues() {
         };
         let mut dev = DmaPin::new(config).expect("dmapin device");
         let handle = dev.handle();
-        let evts: Vec<EventFd> = (0..2).map(|_| EventFd::new(EFD_NONBLOCK).expect("eventfd")).collect();
+        let evts: Vec<EventFd> = (0..2)
+            .map(|_| EventFd::new(EFD_NONBLOCK).expect("eventfd"))
+            .collect();
         let irq = Arc::new(Interrupt::new(EventFd::new(EFD_NONBLOCK).expect("eventfd")));
         dev.activate(
             GuestMemoryAtomic::new(mem.clone()),
             0,
             vec![dma.create_queue(), ctl.create_queue()],
             irq,
-            evts.iter().map(|e| e.try_clone().expect("eventfd")).collect(),
+            evts.iter()
+                .map(|e| e.try_clone().expect("eventfd"))
+                .collect(),
         )
         .expect("activation");
         let mut ctls = 0u16;
         for (i, op) in ops.iter().enumerate() {
             let slot = PAYLOAD + 64 * i as u64;
             match *op {
-                DmaOp::Post { region, page, gpa_page, raw_gpa } => {
+                DmaOp::Post {
+                    region,
+                    page,
+                    gpa_page,
+                    raw_gpa,
+                } => {
                     let gpa = raw_gpa.unwrap_or(PAGES + 4096 * u64::from(gpa_page));
                     let mut h = [0u8; 24];
                     h[..4].copy_from_slice(&region.to_le_bytes());
@@ -205,10 +244,19 @@ fn dmapin_queues() {
                     h[8..16].copy_from_slice(&(u64::from(page) * 4096).to_le_bytes());
                     h[16..].copy_from_slice(&gpa.to_le_bytes());
                     mem.write_slice(&h, GuestAddress(slot)).expect("in memory");
-                    let head = dma.add_chain(&[(slot, 24, false), (gpa, 4096, true), (slot + 32, 8, true)]);
+                    let head = dma.add_chain(&[
+                        (slot, 24, false),
+                        (gpa, 4096, true),
+                        (slot + 32, 8, true),
+                    ]);
                     dma.publish(head);
                 }
-                DmaOp::Ctl { cmd, region, schedule, params } => {
+                DmaOp::Ctl {
+                    cmd,
+                    region,
+                    schedule,
+                    params,
+                } => {
                     let mut m = [0u8; 48];
                     m[..4].copy_from_slice(&cmd.to_le_bytes());
                     m[4..8].copy_from_slice(&region.to_le_bytes());
@@ -236,11 +284,23 @@ fn dmapin_queues() {
         // device stops at once.
         let t = Instant::now();
         drop(dev);
-        prop_assert!(t.elapsed() < Duration::from_secs(1), "teardown took {:?}", t.elapsed());
+        prop_assert!(
+            t.elapsed() < Duration::from_secs(1),
+            "teardown took {:?}",
+            t.elapsed()
+        );
         // Each posted chain comes back at most once, unless the guest pointed a writable
         // buffer at its own rings (then the device's writes land there, as the guest asked).
         let own_rings = !corrupt.is_empty()
-            || ops.iter().any(|o| matches!(o, DmaOp::Post { raw_gpa: Some(_), .. }));
+            || ops.iter().any(|o| {
+                matches!(
+                    o,
+                    DmaOp::Post {
+                        raw_gpa: Some(_),
+                        ..
+                    }
+                )
+            });
         if !own_rings {
             prop_assert!(usize::from(dma.used_idx()) <= ops.len());
         }
@@ -266,7 +326,14 @@ fn access() -> impl Strategy<Value = Access> {
     ];
     let width = prop_oneof![8 => Just(4u8), 1 => Just(1), 1 => Just(2), 1 => Just(8)];
     let value = prop_oneof![
-        Just(0u64), Just(1), Just(3), Just(7), Just(11), Just(15), Just(0x80), Just(u64::from(u32::MAX)),
+        Just(0u64),
+        Just(1),
+        Just(3),
+        Just(7),
+        Just(11),
+        Just(15),
+        Just(0x80),
+        Just(u64::from(u32::MAX)),
         (0u64..0x40).prop_map(|q| q * 0x400),
         any::<u64>(),
     ];
@@ -283,10 +350,17 @@ fn mmio_registers() {
     let strategy = (proptest::collection::vec(access(), 0..48), bytes(256));
     fuzz("mmio_registers", strategy, |(accesses, payload)| {
         let mem = guest_memory(MEM);
-        mem.write_slice(&payload, GuestAddress(PAYLOAD)).expect("payload fits");
+        mem.write_slice(&payload, GuestAddress(PAYLOAD))
+            .expect("payload fits");
         let disk = CowDisk::open_in(base_image(), scratch()).expect("base image");
-        let block = Block::new(disk, BlockConfig { queue_size: 16, ..Default::default() })
-            .expect("block device");
+        let block = Block::new(
+            disk,
+            BlockConfig {
+                queue_size: 16,
+                ..Default::default()
+            },
+        )
+        .expect("block device");
         let handle = block.handle();
         let mut t = MmioTransport::new(
             Box::new(block),

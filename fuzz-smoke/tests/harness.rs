@@ -54,7 +54,13 @@ fn verdicts_json() -> impl Strategy<Value = Value> {
     ];
     let verdict = (kind, number(), proptest::collection::vec(evidence(), 0..4))
         .prop_map(|(k, c, e)| json!({"kind": k, "count": c, "summary": "s", "evidence": e}));
-    let step = (text(), number(), text(), number(), (number(), number(), number()))
+    let step = (
+        text(),
+        number(),
+        text(),
+        number(),
+        (number(), number(), number()),
+    )
         .prop_map(|(kind, index, op, t, (l, p, n))| {
             json!({"kind": kind, "index": index, "op": op, "detail": "pinned=2", "errno": 5,
                    "message": "m", "time_ns": t, "logical": l, "physical": p, "length": n,
@@ -63,7 +69,11 @@ fn verdicts_json() -> impl Strategy<Value = Value> {
     (
         proptest::collection::vec(verdict, 0..4),
         proptest::collection::vec(step, 0..6),
-        (number(), number(), proptest::collection::vec(number(), 0..6)),
+        (
+            number(),
+            number(),
+            proptest::collection::vec(number(), 0..6),
+        ),
         text(),
     )
         .prop_map(|(verdicts, steps, (first, agent, lines), scenario)| {
@@ -87,28 +97,35 @@ struct Folder {
 }
 
 fn journal_file() -> impl Strategy<Value = Vec<u8>> {
-    mutated(proptest::collection::vec(journal_record(), 0..6).prop_map(|records| {
-        let path = scratch_file("journal-valid");
-        let options = JournalOptions { record_data: true, record_reads: false };
-        let mut w = JournalWriter::create(&path, options).expect("scratch journal");
-        for r in &records {
-            w.write(r).expect("scratch journal");
-        }
-        drop(w);
-        std::fs::read(&path).expect("scratch journal")
-    }))
+    mutated(
+        proptest::collection::vec(journal_record(), 0..6).prop_map(|records| {
+            let path = scratch_file("journal-valid");
+            let options = JournalOptions {
+                record_data: true,
+                record_reads: false,
+            };
+            let mut w = JournalWriter::create(&path, options).expect("scratch journal");
+            for r in &records {
+                w.write(r).expect("scratch journal");
+            }
+            drop(w);
+            std::fs::read(&path).expect("scratch journal")
+        }),
+    )
 }
 
 fn dma_file() -> impl Strategy<Value = Vec<u8>> {
-    mutated(proptest::collection::vec(dma_record(), 0..8).prop_map(|records| {
-        let path = scratch_file("dma-valid");
-        let mut w = DmaLogWriter::create(&path).expect("scratch DMA log");
-        for r in &records {
-            w.write(r).expect("scratch DMA log");
-        }
-        drop(w);
-        std::fs::read(&path).expect("scratch DMA log")
-    }))
+    mutated(
+        proptest::collection::vec(dma_record(), 0..8).prop_map(|records| {
+            let path = scratch_file("dma-valid");
+            let mut w = DmaLogWriter::create(&path).expect("scratch DMA log");
+            for r in &records {
+                w.write(r).expect("scratch DMA log");
+            }
+            drop(w);
+            std::fs::read(&path).expect("scratch DMA log")
+        }),
+    )
 }
 
 fn folder() -> impl Strategy<Value = Folder> {
@@ -147,8 +164,13 @@ fn results_folder() {
         };
         let t = model::build(&files);
         let page = html::case_page(&files, &t, &dir);
-        let input = f.verdicts.len() + f.steps.len() + f.console.len() + f.journal.len() + f.dma.len();
-        prop_assert!(page.len() < (1 << 20) + 400 * input, "a page of {} bytes", page.len());
+        let input =
+            f.verdicts.len() + f.steps.len() + f.console.len() + f.journal.len() + f.dma.len();
+        prop_assert!(
+            page.len() < (1 << 20) + 400 * input,
+            "a page of {} bytes",
+            page.len()
+        );
         Ok(())
     });
 }
@@ -171,7 +193,12 @@ fn scenario_toml() -> impl Strategy<Value = Vec<u8>> {
         Just("dma_start r burst {rand:1-1048576}".to_string()),
         "[a-z_ {}:0-9/-]{0,30}",
     ];
-    (num.clone(), num.clone(), num, proptest::collection::vec(step, 0..5))
+    (
+        num.clone(),
+        num.clone(),
+        num,
+        proptest::collection::vec(step, 0..5),
+    )
         .prop_map(|(t, m, c, steps)| scenario_text(&t, &m, &c, &steps).into_bytes())
 }
 
@@ -191,7 +218,10 @@ fn scenario_text(timeout: &str, memory: &str, cpus: &str, steps: &[String]) -> S
 #[test]
 fn the_scenario_template_loads() {
     let path = scratch_file("S99-template.toml");
-    let steps = ["write {file} {size} stamp:f".to_string(), "sleep {rand:1-5}".to_string()];
+    let steps = [
+        "write {file} {size} stamp:f".to_string(),
+        "sleep {rand:1-5}".to_string(),
+    ];
     std::fs::write(&path, scenario_text("60", "128", "2", &steps)).expect("scratch scenario");
     let s = harness::scenario::Scenario::load(&path).expect("the template loads");
     let lines = harness::scenario::expand::expand(&s, "6.12", "qemu", 1).expect("it expands");

@@ -23,7 +23,11 @@ use proto::control::{mailbox_words, reg};
 #[derive(Clone, Debug)]
 enum Op {
     /// Write `message` into the mailbox and LEN, then STATUS and EVENT.
-    Event { code: u32, status: u32, message: String },
+    Event {
+        code: u32,
+        status: u32,
+        message: String,
+    },
     /// One raw register write.
     Write { offset: u64, width: u8, value: u32 },
     /// Serial bytes (frames, near-frames, garbage).
@@ -77,69 +81,82 @@ fn spec() -> RunSpec {
 
 #[test]
 fn agent_channel() {
-    fuzz("agent_channel", proptest::collection::vec(op(), 0..40), |ops| {
-        let spec = spec();
-        let (console, _sink) = ConsoleCapture::open(&spec).expect("console capture");
-        let started = Instant::now();
-        let mut watch = RunWatch::new(console, started, spec.timeout);
-        let events: Arc<Mutex<Vec<AgentEvent>>> = Arc::default();
-        let sink = events.clone();
-        let mut page = ControlPage::with_sink(move |ev| sink.lock().expect("events").push(ev.into()));
-        let mut decoder = Decoder::default();
-        let (mut expected, mut delivered) = (0usize, 0usize);
-        for op in &ops {
-            match op {
-                Op::Event { code, status, message } => {
-                    let (len, words) = mailbox_words(message);
-                    for (i, w) in words.iter().enumerate() {
-                        page.write(reg::MAILBOX + 4 * i as u64, &w.to_le_bytes());
-                    }
-                    page.write(reg::LEN, &len.to_le_bytes());
-                    page.write(reg::STATUS, &status.to_le_bytes());
-                    page.write(reg::EVENT, &code.to_le_bytes());
-                    expected += 1;
-                }
-                Op::Write { offset, width, value } => {
-                    let b = u64::from(*value).to_le_bytes();
-                    page.write(*offset, &b[..usize::from(*width)]);
-                    if *offset == reg::EVENT && *width == 4 {
+    fuzz(
+        "agent_channel",
+        proptest::collection::vec(op(), 0..40),
+        |ops| {
+            let spec = spec();
+            let (console, _sink) = ConsoleCapture::open(&spec).expect("console capture");
+            let started = Instant::now();
+            let mut watch = RunWatch::new(console, started, spec.timeout);
+            let events: Arc<Mutex<Vec<AgentEvent>>> = Arc::default();
+            let sink = events.clone();
+            let mut page =
+                ControlPage::with_sink(move |ev| sink.lock().expect("events").push(ev.into()));
+            let mut decoder = Decoder::default();
+            let (mut expected, mut delivered) = (0usize, 0usize);
+            for op in &ops {
+                match op {
+                    Op::Event {
+                        code,
+                        status,
+                        message,
+                    } => {
+                        let (len, words) = mailbox_words(message);
+                        for (i, w) in words.iter().enumerate() {
+                            page.write(reg::MAILBOX + 4 * i as u64, &w.to_le_bytes());
+                        }
+                        page.write(reg::LEN, &len.to_le_bytes());
+                        page.write(reg::STATUS, &status.to_le_bytes());
+                        page.write(reg::EVENT, &code.to_le_bytes());
                         expected += 1;
                     }
-                }
-                Op::Serial(bytes) => {
-                    let got = decoder.feed(bytes);
-                    for f in got.frames {
-                        let ev = devices::control::ControlEvent {
-                            kind: proto::control::ControlEventKind::from_code(f.code),
-                            status: f.status,
-                            message: String::from_utf8_lossy(&f.message).into_owned(),
-                            at: Instant::now(),
-                            at_ns: devices::clock::monotonic_ns(),
-                        };
-                        events.lock().expect("events").push(ev.into());
-                        expected += 1;
+                    Op::Write {
+                        offset,
+                        width,
+                        value,
+                    } => {
+                        let b = u64::from(*value).to_le_bytes();
+                        page.write(*offset, &b[..usize::from(*width)]);
+                        if *offset == reg::EVENT && *width == 4 {
+                            expected += 1;
+                        }
+                    }
+                    Op::Serial(bytes) => {
+                        let got = decoder.feed(bytes);
+                        for f in got.frames {
+                            let ev = devices::control::ControlEvent {
+                                kind: proto::control::ControlEventKind::from_code(f.code),
+                                status: f.status,
+                                message: String::from_utf8_lossy(&f.message).into_owned(),
+                                at: Instant::now(),
+                                at_ns: devices::clock::monotonic_ns(),
+                            };
+                            events.lock().expect("events").push(ev.into());
+                            expected += 1;
+                        }
                     }
                 }
+                for ev in events.lock().expect("events").drain(..) {
+                    delivered += 1;
+                    watch.agent(ev);
+                }
+                prop_assert_eq!(delivered, expected, "one event per EVENT write or frame");
+                prop_assert!(watch.next_wait().is_continue(), "the run is not over");
             }
-            for ev in events.lock().expect("events").drain(..) {
-                delivered += 1;
-                watch.agent(ev);
-            }
-            prop_assert_eq!(delivered, expected, "one event per EVENT write or frame");
-            prop_assert!(watch.next_wait().is_continue(), "the run is not over");
-        }
-        let end = RunEnd {
-            end: VmEnd::Reset,
-            first_instruction: Some(started),
-            vcpu_rips: Vec::new(),
-            notes: Vec::new(),
-            quirks: String::new(),
-            cmdline: String::new(),
-        };
-        let report = watch.into_report("fuzz", &spec, end);
-        prop_assert!(report.agent_errors.len() <= MAX_AGENT_ERRORS + 2);
-        prop_assert!(report.steps.len() <= MAX_STEP_REPORTS.min(expected));
-        prop_assert_eq!(report.steps.len(), report.step_ns.len());
-        Ok(())
-    });
+            let end = RunEnd {
+                end: VmEnd::Reset,
+                first_instruction: Some(started),
+                vcpu_rips: Vec::new(),
+                notes: Vec::new(),
+                quirks: String::new(),
+                cmdline: String::new(),
+            };
+            let report = watch.into_report("fuzz", &spec, end);
+            prop_assert!(report.agent_errors.len() <= MAX_AGENT_ERRORS + 2);
+            prop_assert!(report.steps.len() <= MAX_STEP_REPORTS.min(expected));
+            prop_assert_eq!(report.steps.len(), report.step_ns.len());
+            Ok(())
+        },
+    );
 }

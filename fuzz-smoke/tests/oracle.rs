@@ -16,7 +16,8 @@ use proptest::sample::Index;
 fn fixtures() -> &'static [Vec<String>] {
     static F: OnceLock<Vec<Vec<String>>> = OnceLock::new();
     F.get_or_init(|| {
-        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../oracle/tests/fixtures/console");
+        let dir =
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../oracle/tests/fixtures/console");
         let mut v: Vec<Vec<String>> = std::fs::read_dir(&dir)
             .expect("oracle/tests/fixtures/console")
             .filter_map(|e| std::fs::read_to_string(e.ok()?.path()).ok())
@@ -71,7 +72,8 @@ fn line_edit() -> impl Strategy<Value = LineEdit> {
     let edit = prop_oneof![
         edit,
         any::<Index>().prop_map(Edit::Truncate),
-        (any::<Index>(), proptest::collection::vec(any::<u8>(), 1..8)).prop_map(|(i, v)| Edit::Insert(i, v)),
+        (any::<Index>(), proptest::collection::vec(any::<u8>(), 1..8))
+            .prop_map(|(i, v)| Edit::Insert(i, v)),
     ];
     prop_oneof![
         3 => (any::<Index>(), any::<Index>(), proptest::option::of(0u64..1_000_000))
@@ -83,7 +85,10 @@ fn line_edit() -> impl Strategy<Value = LineEdit> {
 }
 
 fn console() -> impl Strategy<Value = (Index, Vec<LineEdit>)> {
-    (any::<Index>(), proptest::collection::vec(line_edit(), 0..24))
+    (
+        any::<Index>(),
+        proptest::collection::vec(line_edit(), 0..24),
+    )
 }
 
 fn build(pick: &Index, edits: &[LineEdit]) -> String {

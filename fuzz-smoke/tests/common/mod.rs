@@ -16,7 +16,11 @@ pub fn scratch() -> &'static PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
         let shm = PathBuf::from("/dev/shm");
-        let base = if shm.is_dir() { shm } else { std::env::temp_dir() };
+        let base = if shm.is_dir() {
+            shm
+        } else {
+            std::env::temp_dir()
+        };
         let d = base.join(format!("pinvm-fuzz-{}", std::process::id()));
         std::fs::create_dir_all(&d).expect("creating the scratch folder in the temp dir");
         d
@@ -39,13 +43,21 @@ pub fn journal_record() -> impl Strategy<Value = JournalRecord> {
         any::<u32>().prop_map(RequestKind::from_code),
     ];
     (
-        (any::<u64>(), kind, 0u8..3, any::<u64>(), any::<u64>(), any::<u64>(), 0u64..64),
+        (
+            any::<u64>(),
+            kind,
+            0u8..3,
+            any::<u64>(),
+            any::<u64>(),
+            any::<u64>(),
+            0u64..64,
+        ),
         proptest::collection::vec((any::<u64>(), any::<u32>()), 0..4),
         proptest::collection::vec((any::<u64>(), any::<u32>(), any::<[u8; 16]>()), 0..4),
         proptest::option::of(proptest::collection::vec(any::<u8>(), 0..96)),
     )
-        .prop_map(|((seq, kind, status, t0, t1, sector, sectors), segs, hashes, data)| {
-            JournalRecord {
+        .prop_map(
+            |((seq, kind, status, t0, t1, sector, sectors), segs, hashes, data)| JournalRecord {
                 seq,
                 kind,
                 status,
@@ -62,8 +74,8 @@ pub fn journal_record() -> impl Strategy<Value = JournalRecord> {
                     .map(|(sector, len, hash)| BlockHash { sector, len, hash })
                     .collect(),
                 data,
-            }
-        })
+            },
+        )
 }
 
 /// A DMA log record.
@@ -79,7 +91,11 @@ pub fn dma_record() -> impl Strategy<Value = DmaRecord> {
         ],
     )
         .prop_map(
-            |((time_ns, region, page, file_offset), (generation, gpa, bytes, page_offset), trigger)| {
+            |(
+                (time_ns, region, page, file_offset),
+                (generation, gpa, bytes, page_offset),
+                trigger,
+            )| {
                 DmaRecord {
                     time_ns,
                     region,

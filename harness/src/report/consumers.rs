@@ -48,7 +48,9 @@ fn run(cmd: &mut Command, what: &str, how: &str) -> Option<std::process::Output>
 }
 
 fn env_path(var: &str) -> Option<PathBuf> {
-    std::env::var_os(var).map(PathBuf::from).filter(|p| !p.as_os_str().is_empty())
+    std::env::var_os(var)
+        .map(PathBuf::from)
+        .filter(|p| !p.as_os_str().is_empty())
 }
 
 #[test]
@@ -60,7 +62,11 @@ fn junit_is_valid_against_jenkins_junit_10_xsd() {
         junit::write(&s, &mut out).unwrap();
         std::fs::write(&file, &out).unwrap();
         let Some(o) = run(
-            Command::new("xmllint").arg("--noout").arg("--schema").arg(&xsd).arg(&file),
+            Command::new("xmllint")
+                .arg("--noout")
+                .arg("--schema")
+                .arg(&xsd)
+                .arg(&file),
             "xmllint",
             "install libxml2-utils (ci/test.sh does)",
         ) else {
@@ -68,14 +74,20 @@ fn junit_is_valid_against_jenkins_junit_10_xsd() {
         };
         let _ = std::fs::remove_file(&file);
         let err = String::from_utf8_lossy(&o.stderr);
-        assert!(o.status.success(), "{name}: junit-10.xsd refuses the JUnit XML:\n{err}");
+        assert!(
+            o.status.success(),
+            "{name}: junit-10.xsd refuses the JUnit XML:\n{err}"
+        );
         assert!(err.contains("validates"), "{name}: {err}");
     }
 }
 
 /// kunit_tool's summary line: "Testing complete. Ran N tests: passed: P, failed: F, skipped: S".
 fn kunit_counts(stdout: &str) -> Option<(usize, usize, usize)> {
-    let line = stdout.lines().rev().find(|l| l.contains("Testing complete."))?;
+    let line = stdout
+        .lines()
+        .rev()
+        .find(|l| l.contains("Testing complete."))?;
     let num = |key: &str| -> usize {
         line.split(key)
             .nth(1)
@@ -111,7 +123,10 @@ fn ktap_parses_in_kunit_tool_with_the_expected_counts() {
         let stdout = String::from_utf8_lossy(&o.stdout);
         if s.cases.is_empty() {
             // kunit_tool's rule: a log without tests is an error ("0 tests run!").
-            assert!(stdout.contains("0 tests run!") && !o.status.success(), "{stdout}");
+            assert!(
+                stdout.contains("0 tests run!") && !o.status.success(),
+                "{stdout}"
+            );
             continue;
         }
         let c = s.counts();
@@ -124,7 +139,10 @@ fn ktap_parses_in_kunit_tool_with_the_expected_counts() {
             Some((c.pass + c.expected_failure, failed, c.untestable)),
             "{name}: kunit_tool read other counts:\n{stdout}"
         );
-        assert!(!stdout.contains("[ERROR]"), "{name}: kunit_tool reports errors:\n{stdout}");
+        assert!(
+            !stdout.contains("[ERROR]"),
+            "{name}: kunit_tool reports errors:\n{stdout}"
+        );
     }
 }
 
@@ -156,6 +174,9 @@ fn kcidb_json_is_valid_against_kcidb_io_v5_3() {
             );
             return;
         }
-        assert!(o.status.success(), "{name}: kcidb-io v5.3 refuses the JSON:\n{err}");
+        assert!(
+            o.status.success(),
+            "{name}: kcidb-io v5.3 refuses the JSON:\n{err}"
+        );
     }
 }
