@@ -210,6 +210,7 @@ fn dmapin_queues() {
             queue_sizes: [64, 16],
             max_pages: 32,
             max_regions: 4,
+            log_limit: 256,
         };
         let mut dev = DmaPin::new(config).expect("dmapin device");
         let handle = dev.handle();

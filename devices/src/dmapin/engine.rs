@@ -104,6 +104,8 @@ pub struct DmaStats {
     pub write_errors: u64,
     /// Log write errors (logging stops after the first).
     pub log_errors: u64,
+    /// DMA writes not made because the log was full (`DmaPinConfig::log_limit`).
+    pub refused_log_full: u64,
 }
 
 /// Writeback injection in progress for one page of one block request.
@@ -127,6 +129,8 @@ pub struct EngineState {
     /// Page GPA → region id, for the observer.
     pub(crate) by_gpa: BTreeMap<u64, u32>,
     pub(crate) log: Option<DmaLogWriter>,
+    /// Most records `log` takes; no DMA write is made past it.
+    pub(crate) log_limit: u64,
     /// Counters since the device was created (a reset keeps them).
     pub stats: DmaStats,
     pending: HashMap<u64, Vec<Pending>>,
@@ -160,6 +164,15 @@ impl EngineState {
         let Some(mem) = self.mem.as_ref().map(|m| m.memory()) else {
             return false;
         };
+        // A write the log cannot take is not made: the log stays the whole truth.
+        if self
+            .log
+            .as_ref()
+            .is_some_and(|l| l.records_written() >= self.log_limit)
+        {
+            self.stats.refused_log_full += 1;
+            return false;
+        }
         let ts = monotonic_ns();
         let mut buf = [0u8; PAGE];
         let start = sectors.start * SECTOR;
@@ -261,11 +274,13 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// An engine with no regions and no guest memory yet, logging every DMA write to `log`.
-    pub fn new(log: Option<DmaLogWriter>) -> Engine {
+    /// An engine with no regions and no guest memory yet, logging every DMA write to `log`,
+    /// at most `log_limit` records (no DMA write is made past them).
+    pub fn new(log: Option<DmaLogWriter>, log_limit: u64) -> Engine {
         Engine {
             state: Mutex::new(EngineState {
                 log,
+                log_limit,
                 ..Default::default()
             }),
         }

@@ -619,7 +619,7 @@ fn dma_bandwidth() {
     const NPAGES: u64 = 256; // 1 MiB
     const ROUNDS: u64 = 200;
     let mem = guest_memory(MEM);
-    let engine = Engine::new(None);
+    let engine = Engine::new(None, 0);
     {
         let mut st = engine.lock();
         st.mem = Some(GuestMemoryAtomic::new(mem.clone()));
@@ -673,4 +673,29 @@ fn dma_bandwidth() {
         mbps(plain),
         plain.as_secs_f64() * 1e6 / (NPAGES * ROUNDS) as f64,
     );
+}
+
+/// The DMA log is bounded, and never incomplete: past its limit the device makes no more
+/// writes (counted), so every write the guest sees is in the log. A burst used to grow the
+/// log by 64 bytes per page write for as long as it ran.
+#[test]
+fn a_full_log_stops_the_dma_instead_of_growing() {
+    let mut e = env_with(|c, d| {
+        c.log = Some(d.join("dma.log"));
+        c.log_limit = 5;
+    });
+    for i in 0..3 {
+        e.post(5, i, page_gpa(u64::from(i)));
+    }
+    e.wait_pages(5, 3);
+    assert_eq!(e.ctl(op::START, 5, schedule::BURST, [4, 0, 0, 0]), (4, 0));
+    wait_for("burst done", || e.handle.schedule(5).is_none());
+    let s = e.handle.stats();
+    assert_eq!((s.writes, s.refused_log_full), (5, 7), "{s:?}");
+    e.handle.flush().unwrap();
+    let n = DmaLog::open(&e.dir.as_path().join("dma.log"))
+        .unwrap()
+        .records()
+        .count();
+    assert_eq!(n, 5);
 }

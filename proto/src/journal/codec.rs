@@ -76,13 +76,24 @@ struct HashEntry {
 }
 
 /// The body of `r` (without its length prefix).
+#[cfg(test)]
 pub(super) fn encode(r: &JournalRecord) -> Vec<u8> {
+    let mut b = encode_head(r);
+    if let Some(d) = &r.data {
+        b.extend_from_slice(d);
+    }
+    b
+}
+
+/// The body of `r` up to its data bytes (the data length included when there is data): the
+/// writer appends the data itself, so a record is never copied whole.
+pub(super) fn encode_head(r: &JournalRecord) -> Vec<u8> {
     let mut b = Vec::with_capacity(
         size_of::<RecordHead>()
             + 8
             + r.segments.len() * size_of::<SegmentEntry>()
             + r.hashes.len() * size_of::<HashEntry>()
-            + r.data.as_ref().map_or(0, |d| d.len() + 8),
+            + 8,
     );
     let head = RecordHead {
         seq: r.seq.into(),
@@ -115,7 +126,6 @@ pub(super) fn encode(r: &JournalRecord) -> Vec<u8> {
     }
     if let Some(d) = &r.data {
         b.extend_from_slice(&(d.len() as u64).to_le_bytes());
-        b.extend_from_slice(d);
     }
     b
 }
