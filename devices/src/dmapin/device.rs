@@ -264,20 +264,18 @@ impl DeviceCore {
             drop(st);
             return refuse(self);
         }
-        st.regions
-            .entry(region)
-            .or_default()
-            .pages
-            .push(PostedPage {
-                index,
-                gpa: d.addr,
-                file_offset,
-                generation: 0,
-                head,
-                status_gpa: s.addr,
-                dma_writes: 0,
-            });
-        st.by_gpa.insert(d.addr, region);
+        let pages = &mut st.regions.entry(region).or_default().pages;
+        let pos = pages.len();
+        pages.push(PostedPage {
+            index,
+            gpa: d.addr,
+            file_offset,
+            generation: 0,
+            head,
+            status_gpa: s.addr,
+            dma_writes: 0,
+        });
+        st.by_gpa.insert(d.addr, (region, pos));
         st.stats.pages_posted += 1;
         None
     }
