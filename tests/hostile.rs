@@ -237,7 +237,17 @@ fn giant_burst() {
     assert_eq!(created.code, 0, "{created}");
     let image = created.stdout.trim().to_string();
     let timeout = TIMEOUT.to_string();
-    let mut args = vec!["--timeout", &timeout, "--disk", &image];
+    let dir = scratch("burst");
+    let report = dir.join("r.json");
+    let report_arg = report.to_str().unwrap().to_string();
+    let mut args = vec![
+        "--timeout",
+        &timeout,
+        "--disk",
+        &image,
+        "--report",
+        &report_arg,
+    ];
     for s in [
         "write /mnt/f 256K stamp:f",
         "mmap m /mnt/f 256K",
@@ -251,4 +261,13 @@ fn giant_burst() {
     }
     let r = boot(&args, Duration::from_secs(TIMEOUT) + GRACE * 4);
     check("giant burst", &r);
+    let rep: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).expect("the run report"))
+            .expect("JSON");
+    let started = rep["steps"].as_array().is_some_and(|s| {
+        s.iter()
+            .any(|s| s["op"] == "dma_start" && s["kind"] == "done")
+    });
+    assert!(started, "the burst started before the deadline: {rep}");
+    let _ = std::fs::remove_dir_all(&dir);
 }
