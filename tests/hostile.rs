@@ -271,3 +271,46 @@ fn giant_burst() {
     assert!(started, "the burst started before the deadline: {rep}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A kernel that is not one, and a kernel that panics before the agent runs: both end at
+/// once (could not boot: 125; a crash: 1), long before the deadline, within the same memory.
+#[test]
+fn never_boots() {
+    if !qemu_or_skip("hostile: never boots") {
+        return;
+    }
+    let timeout = TIMEOUT.to_string();
+    let dir = scratch("never");
+    let junk = dir.join("junk");
+    let bytes: Vec<u8> = (0..4u32 << 20)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8)
+        .collect();
+    std::fs::write(&junk, bytes).unwrap();
+    let quiet = quiet_peak_kib();
+    let limit = Duration::from_secs(TIMEOUT) + GRACE * 4;
+    let r = boot(
+        &["--kernel", junk.to_str().unwrap(), "--timeout", &timeout, "--", "true"],
+        limit,
+    );
+    eprintln!("hostile junk kernel: {r}");
+    assert_eq!(r.code, 125, "{r}");
+    let r2 = boot(
+        &[
+            "--timeout",
+            &timeout,
+            "--append",
+            "rdinit=/nonexistent init=/nonexistent",
+            "--",
+            "true",
+        ],
+        limit,
+    );
+    eprintln!("hostile panicking kernel: {r2}");
+    assert_eq!(r2.code, 1, "{r2}");
+    assert!(r2.stderr.contains("kernel panic"), "{r2}");
+    for r in [&r, &r2] {
+        assert!(r.elapsed < Duration::from_secs(TIMEOUT), "{r}");
+        assert!(r.peak_kib < quiet + MARGIN_KIB, "{r}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
