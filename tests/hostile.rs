@@ -289,7 +289,14 @@ fn never_boots() {
     let quiet = quiet_peak_kib();
     let limit = Duration::from_secs(TIMEOUT) + GRACE * 4;
     let r = boot(
-        &["--kernel", junk.to_str().unwrap(), "--timeout", &timeout, "--", "true"],
+        &[
+            "--kernel",
+            junk.to_str().unwrap(),
+            "--timeout",
+            &timeout,
+            "--",
+            "true",
+        ],
         limit,
     );
     eprintln!("hostile junk kernel: {r}");
