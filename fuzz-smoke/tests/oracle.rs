@@ -169,3 +169,171 @@ fn console_parser() {
         Ok(())
     });
 }
+
+/// The oracle's inputs as a hostile guest can shape them: FIEMAP extents with any numbers
+/// (lengths of u64::MAX, offsets that overflow), step reports in any order, and host records
+/// (DMA log, journal with stamped data, final image) around a 16-page file. Invariants: no
+/// panic, and the judgement stays cheap whatever the guest reported.
+mod inputs {
+    use super::*;
+    use oracle::{FileExtent, FileMap, Inputs, TimedStep};
+    use proto::agent::StepReport;
+    use proto::dma_log::{DmaRecord, Trigger};
+    use proto::journal::{JournalRecord, RequestKind};
+    use proto::stamp::dma::encode_page;
+
+    const PAGES: u64 = 16;
+    const DISK: u64 = 64 * 4096;
+
+    fn hostile_u64() -> impl Strategy<Value = u64> {
+        prop_oneof![
+            4 => 0u64..DISK,
+            1 => Just(u64::MAX),
+            1 => Just(u64::MAX - 4095),
+            1 => Just(1u64 << 63),
+            1 => any::<u64>(),
+        ]
+    }
+
+    fn extent() -> impl Strategy<Value = FileExtent> {
+        (
+            hostile_u64(),
+            hostile_u64(),
+            hostile_u64(),
+            prop_oneof![Just(0u32), Just(0x800), any::<u32>()],
+        )
+            .prop_map(|(logical, device, length, flags)| FileExtent {
+                logical,
+                device,
+                length,
+                flags,
+            })
+    }
+
+    fn dma() -> impl Strategy<Value = DmaRecord> {
+        (
+            0u32..2,
+            0u32..PAGES as u32,
+            1u64..5,
+            0u64..1000,
+            prop_oneof![4 => Just(None), 1 => hostile_u64().prop_map(Some)],
+        )
+            .prop_map(|(region, page, generation, t, off)| DmaRecord {
+                time_ns: 1000 + t,
+                region,
+                page,
+                file_offset: off.unwrap_or(u64::from(page) * 4096),
+                generation,
+                gpa: 0x10_0000 + u64::from(page) * 4096,
+                bytes: 4096,
+                page_offset: 0,
+                trigger: Trigger::Burst,
+            })
+    }
+
+    fn write() -> impl Strategy<Value = JournalRecord> {
+        (
+            1u64..100,
+            0u64..60,
+            0u32..2,
+            0u32..PAGES as u32,
+            0u64..5,
+            any::<bool>(),
+        )
+            .prop_map(|(seq, block, region, page, generation, torn)| {
+                let mut data = encode_page(region, page, generation, 900 + seq).to_vec();
+                if torn {
+                    data[2048..]
+                        .copy_from_slice(&encode_page(region, page, generation + 1, 901)[2048..]);
+                }
+                JournalRecord {
+                    seq,
+                    kind: RequestKind::Out,
+                    status: 0,
+                    submit_ns: 1000 + seq,
+                    complete_ns: 1001 + seq,
+                    sector: block * 8,
+                    sectors: 8,
+                    segments: vec![],
+                    hashes: vec![],
+                    data: Some(data),
+                }
+            })
+    }
+
+    fn step() -> impl Strategy<Value = TimedStep> {
+        let op = prop_oneof![
+            Just("pin"),
+            Just("release"),
+            Just("fsync"),
+            Just("punch"),
+            Just("truncate"),
+            Just("dma_start"),
+            Just("fiemap"),
+            Just("read"),
+            Just("write"),
+        ];
+        (
+            1u32..20,
+            op,
+            any::<bool>(),
+            "[a-z]+=[0-9a-z]{1,20}( [a-z]+=[0-9]{1,20}){0,2}",
+            0u64..3000,
+        )
+            .prop_map(|(index, op, ok, detail, t)| TimedStep {
+                line: format!("{op} /mnt/f"),
+                report: if ok {
+                    StepReport::Done {
+                        index,
+                        op: op.into(),
+                        detail,
+                    }
+                } else {
+                    StepReport::Failed {
+                        index,
+                        op: op.into(),
+                        errno: 5,
+                        message: detail,
+                    }
+                },
+                time_ns: t,
+            })
+    }
+
+    #[test]
+    fn oracle_inputs() {
+        let strategy = (
+            proptest::collection::vec(dma(), 0..40),
+            proptest::collection::vec(write(), 0..20),
+            proptest::option::of(proptest::collection::vec(extent(), 0..6)),
+            proptest::collection::vec(step(), 0..10),
+            proptest::collection::vec((0u64..64, 0u32..2, 0u32..PAGES as u32, 0u64..5), 0..16),
+        );
+        fuzz(
+            "oracle_inputs",
+            strategy,
+            |(dma, journal, extents, steps, image_pages)| {
+                let mut image = vec![0u8; DISK as usize];
+                for (block, region, page, generation) in image_pages {
+                    let at = (block * 4096) as usize;
+                    image[at..at + 4096].copy_from_slice(&encode_page(region, page, generation, 1));
+                }
+                let inputs = Inputs {
+                    dma,
+                    journal,
+                    file: extents.map(|extents| FileMap { extents }),
+                    image: Some(&image),
+                    console: "",
+                    steps,
+                    watchdog: None,
+                };
+                let t = Instant::now();
+                let a = oracle::analyze(&inputs);
+                let took = t.elapsed();
+                prop_assert!(took < Duration::from_secs(2), "judged in {took:?}");
+                prop_assert!(a.verdicts.iter().all(|v| v.evidence.len() <= 10_000));
+                Ok(())
+            },
+        );
+    }
+}
