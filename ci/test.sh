@@ -19,6 +19,7 @@ mkdir -p "$tools"
 if ! command -v xmllint >/dev/null || ! python3 -c 'import ensurepip' 2>/dev/null; then
   echo "ci/test: installing libxml2-utils (xmllint) and python3-venv"
   SUDO=""; if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+  $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq libxml2-utils python3-venv >/dev/null
 fi
 if [ ! -f "$tools/kunit/tools/testing/kunit/kunit.py" ]; then
