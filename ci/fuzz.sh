@@ -10,7 +10,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export PINVM_FUZZ_SECS="${PINVM_FUZZ_SECS:-3}"
 log=$(mktemp)
-trap 'rm -f "$log"' EXIT
+# The targets' scratch files, in memory where possible.
+PINVM_FUZZ_DIR=$(mktemp -d -p "$( [ -d /dev/shm ] && echo /dev/shm || echo "${TMPDIR:-/tmp}")" pinvm-fuzz.XXXXXX)
+export PINVM_FUZZ_DIR
+trap 'rm -f "$log"; rm -rf "$PINVM_FUZZ_DIR"' EXIT
 status=0
 echo "ci/fuzz: fuzz-smoke targets, $PINVM_FUZZ_SECS s each"
 nice -n 10 cargo test --release -p fuzz-smoke -- --test-threads=1 --nocapture "$@" >"$log" 2>&1 \

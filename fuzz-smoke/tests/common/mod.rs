@@ -9,17 +9,18 @@ use proptest::prelude::*;
 use proto::dma_log::{DmaRecord, Trigger};
 use proto::journal::{BlockHash, JournalRecord, RequestKind, Segment};
 
-/// A folder of this test process, in memory (/dev/shm) where there is one: the targets
-/// rewrite small files thousands of times, and a disk filesystem flushes a truncated file's
-/// data on close. It holds a few KiB and is left behind.
+/// A folder of this test process: under `PINVM_FUZZ_DIR` (ci/fuzz.sh makes one and removes
+/// it), else in memory (/dev/shm) where there is one, as the targets rewrite small files
+/// thousands of times and a disk filesystem flushes a truncated file's data on close. It
+/// holds a few KiB.
 pub fn scratch() -> &'static PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
         let shm = PathBuf::from("/dev/shm");
-        let base = if shm.is_dir() {
-            shm
-        } else {
-            std::env::temp_dir()
+        let base = match std::env::var_os("PINVM_FUZZ_DIR") {
+            Some(d) => PathBuf::from(d),
+            None if shm.is_dir() => shm,
+            None => std::env::temp_dir(),
         };
         let d = base.join(format!("pinvm-fuzz-{}", std::process::id()));
         std::fs::create_dir_all(&d).expect("creating the scratch folder in the temp dir");
