@@ -27,6 +27,9 @@ pub mod ktap;
 pub mod table;
 pub mod timeline;
 
+#[cfg(test)]
+mod consumers;
+
 /// How one run compares with its scenario's expectation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
