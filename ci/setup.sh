@@ -7,10 +7,12 @@ cd "$(dirname "$0")/.."
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 
-# Guest kernel sources and build tools, filesystem tools for disk images, a static busybox
-# for the guest's shell and utilities.
+# Guest kernel sources and build tools (ccache makes rebuilds in new build slots cheap; git
+# and python3 for bisecting and the synthetic history), filesystem tools for disk images, a
+# static busybox for the guest's shell and utilities.
 PKGS=(linux-source-6.12 linux-source-6.1 build-essential flex bison bc libelf-dev libssl-dev
-      cpio xz-utils e2fsprogs xfsprogs btrfs-progs busybox-static qemu-system-x86)
+      cpio xz-utils e2fsprogs xfsprogs btrfs-progs busybox-static qemu-system-x86 ccache git
+      python3)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -34,6 +34,35 @@ fn btrfs_subset_matches_every_expectation_on_both_kernels() {
     }
 }
 
+/// The 2019 debate on 6.12 ext4: the stock kernel and both variants of the page_try_gup_pin
+/// port (patches the scenarios name, built incrementally on first use) match their
+/// expectations: stock clean, A acked_not_persisted + hang, B hang.
+#[test]
+fn s12_seed_experiment_matches_on_6_12_ext4() {
+    if !vm_or_skip("S12 seed experiment (6.12 ext4)") {
+        return;
+    }
+    let out = std::env::temp_dir().join(format!("pinvm-s12-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    let r = pinvm(
+        &[
+            "suite",
+            "S12",
+            "S12A",
+            "S12B",
+            "--kernel-version",
+            "6.12",
+            "--fs",
+            "ext4",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        LIMIT,
+    );
+    assert_eq!(r.code, 0, "every S12 cell matches its expectation\n{r}");
+    let _ = std::fs::remove_dir_all(&out);
+}
+
 /// Run `pinvm suite` over `ids` on both kernels and `fs`; check its exit code, KTAP, kcidb
 /// JSON, JUnit and every case's results folder.
 fn suite_matches_expectations(ids: &[&str], fs: &str) {

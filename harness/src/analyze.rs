@@ -7,8 +7,33 @@ use machine::RunReport;
 use oracle::{Analysis, FileExtent, FileMap, Inputs, TimedStep};
 use proto::agent::StepReport;
 use proto::dma_log::DmaLog;
-use proto::journal::Journal;
+use proto::journal::{Journal, JournalError, JournalRecord};
 use std::path::Path;
+
+/// The journal's good records; damaged ones (the reader skips to the next good record) are
+/// counted in a note rather than costing the run its verdict. Only a read error fails.
+fn journal_records(j: Journal, notes: &mut Vec<String>) -> Result<Vec<JournalRecord>> {
+    let mut good = Vec::new();
+    let mut damaged = 0u64;
+    let mut first = None;
+    for r in j.records() {
+        match r {
+            Ok(r) => good.push(r),
+            Err(JournalError::Io(e)) => return Err(e).context("reading the block journal"),
+            Err(e) => {
+                damaged += 1;
+                first.get_or_insert_with(|| e.to_string());
+            }
+        }
+    }
+    if let Some(first) = first {
+        notes.push(format!(
+            "the block journal has {damaged} damaged records, judged without them (the first: \
+             {first})"
+        ));
+    }
+    Ok(good)
+}
 
 /// Gather the run's records and let the oracle judge. `steps` are the workload lines the
 /// agent ran (the last one a `fiemap` of the target file on disk 0, a `fs` filesystem);
@@ -34,7 +59,7 @@ pub fn analyze(
     };
     let journal_path = records.journals.first().and_then(|j| j.as_deref());
     let journal = match journal_path.map(Journal::open) {
-        Some(Ok(j)) => j.records().collect::<Result<Vec<_>, _>>()?,
+        Some(Ok(j)) => journal_records(j, &mut notes)?,
         Some(Err(e)) => {
             notes.push(format!("no block journal: {e}"));
             vec![]
@@ -69,11 +94,26 @@ pub fn analyze(
         image: image.as_ref().map(|f| f as &dyn oracle::DiskImage),
         console: &report.console,
         steps: timed_steps(steps, report),
-        watchdog,
+        watchdog: watchdog.map(|w| with_blocked_step(w, steps, &report.steps)),
     };
     let mut a = oracle::analyze(&inputs);
     a.notes.splice(0..0, notes);
     Ok(a)
+}
+
+/// The watchdog's reason, plus the step the agent was running when the run was stopped: the
+/// step after the last one it reported (a step that blocked past the scenario's timeout).
+fn with_blocked_step(watchdog: String, steps: &[String], reports: &[StepReport]) -> String {
+    let last = reports
+        .iter()
+        .filter(|r| !matches!(r, StepReport::Extent { .. }))
+        .map(|r| r.index())
+        .max()
+        .unwrap_or(0);
+    match steps.get(last as usize) {
+        Some(line) => format!("{watchdog}; step {} `{line}` never finished", last + 1),
+        None => watchdog,
+    }
 }
 
 /// Each step's report (extents aside) with its workload line and arrival time.
@@ -155,4 +195,91 @@ fn file_map(
         }
     }
     Ok(Some(FileMap { extents }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proto::journal::{JournalOptions, JournalWriter, RequestKind};
+
+    fn out(seq: u64) -> JournalRecord {
+        JournalRecord {
+            seq,
+            kind: RequestKind::Out,
+            status: 0,
+            submit_ns: 1,
+            complete_ns: 2,
+            sector: 8 * seq,
+            sectors: 8,
+            segments: vec![],
+            hashes: vec![],
+            data: Some(vec![seq as u8; 4096]),
+        }
+    }
+
+    /// A damaged journal record used to fail the whole analysis (the run became untestable,
+    /// its verdict lost); now the good records are judged and a note says what was skipped.
+    #[test]
+    fn a_damaged_journal_record_costs_a_note_not_the_verdict() {
+        let dir = std::env::temp_dir().join(format!("pinvm-analyze-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("journal");
+        let opts = JournalOptions {
+            record_data: true,
+            record_reads: false,
+        };
+        let mut w = JournalWriter::create(&path, opts).unwrap();
+        for seq in 1..=3 {
+            w.write(&out(seq)).unwrap();
+        }
+        drop(w);
+        let mut b = std::fs::read(&path).unwrap();
+        // The second record's segment count overruns its body.
+        let second = 16 + 4 + u32::from_le_bytes(b[16..20].try_into().unwrap()) as usize;
+        b[second + 4 + 48..second + 4 + 52].copy_from_slice(&1000u32.to_le_bytes());
+        std::fs::write(&path, &b).unwrap();
+        let mut notes = Vec::new();
+        let got = journal_records(Journal::open(&path).unwrap(), &mut notes).unwrap();
+        let seqs: Vec<u64> = got.iter().map(|r| r.seq).collect();
+        assert_eq!(seqs, [1, 3]);
+        assert_eq!(notes.len(), 1);
+        assert!(
+            notes[0].starts_with("the block journal has 1 damaged records"),
+            "{notes:?}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn the_watchdog_names_the_step_that_never_finished() {
+        let steps: Vec<String> = ["sync", "write /mnt/g 4M stamp:g", "fsync /mnt/f"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let mut reports = Vec::new();
+        reports.push(StepReport::Done {
+            index: 1,
+            op: "sync".into(),
+            detail: String::new(),
+        });
+        let w = with_blocked_step("timeout".into(), &steps, &reports);
+        assert_eq!(
+            w,
+            "timeout; step 2 `write /mnt/g 4M stamp:g` never finished"
+        );
+        reports.push(StepReport::Done {
+            index: 3,
+            op: "fsync".into(),
+            detail: String::new(),
+        });
+        reports.push(StepReport::Done {
+            index: 2,
+            op: "write".into(),
+            detail: String::new(),
+        });
+        assert_eq!(
+            with_blocked_step("timeout".into(), &steps, &reports),
+            "timeout"
+        );
+    }
 }

@@ -296,6 +296,7 @@ fn result(
         description: c.scenario.title.clone(),
         kernel: c.kernel.kernel_version.clone(),
         kernel_release,
+        patches: c.kernel.patch_names(),
         machine: machine.name().to_string(),
         fs: c.fs.clone(),
         run: c.run,

@@ -1,6 +1,7 @@
 //! Which kernel a case boots: a file, or a Debian version pinvm builds (once, cached) with
 //! its config, its driver and, on kvm_pvm hosts, the platform fix.
 
+use crate::scenario::Scenario;
 use anyhow::Result;
 use guest_images::kernel::{self as gk, BuildRequest, BuiltKernel, KernelSource, PlatformFix};
 use std::path::PathBuf;
@@ -32,6 +33,29 @@ impl KernelChoice {
             kernel_version: version.to_string(),
             ..KernelChoice::default()
         }
+    }
+
+    /// This choice with scenario `s`'s patches and config fragments for its version appended
+    /// (after the command line's). A kernel file is booted as it is: nothing is appended.
+    pub fn for_scenario(&self, s: &Scenario) -> KernelChoice {
+        let mut c = self.clone();
+        if c.kernel.is_none() {
+            c.patches.extend(s.kernel_patches(&c.kernel_version));
+            c.configs.extend(s.kernel_configs(&c.kernel_version));
+        }
+        c
+    }
+
+    /// The file names of the patches under test, in order (for reports).
+    pub fn patch_names(&self) -> Vec<String> {
+        self.patches
+            .iter()
+            .map(|p| {
+                p.file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_else(|| p.display().to_string())
+            })
+            .collect()
     }
 }
 
@@ -80,4 +104,35 @@ pub fn default_kernel(choice: &KernelChoice) -> Result<BuiltKernel> {
         without_driver: false,
     };
     build_with_progress(&req)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    #[test]
+    fn scenario_patches_follow_the_command_lines() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios");
+        let s =
+            crate::scenario::Scenario::load(&dir.join("S12A-page-try-gup-pin-all.toml")).unwrap();
+        let cli = KernelChoice {
+            patches: vec![PathBuf::from("/tmp/mine.patch")],
+            ..KernelChoice::version("6.12")
+        };
+        let c = cli.for_scenario(&s);
+        assert_eq!(
+            c.patch_names(),
+            ["mine.patch", "page_try_gup_pin-A-6.12.patch"]
+        );
+        let file = KernelChoice {
+            kernel: Some(PathBuf::from("/tmp/vmlinux")),
+            ..KernelChoice::version("6.12")
+        };
+        assert!(file.for_scenario(&s).patches.is_empty());
+        assert_eq!(
+            KernelChoice::version("6.1").for_scenario(&s).patch_names(),
+            ["page_try_gup_pin-A-6.1.patch"]
+        );
+    }
 }

@@ -94,20 +94,39 @@ pub fn cells<'a>(scenarios: &'a [Scenario], filter: &MatrixFilter, shard: Shard)
         .collect()
 }
 
-/// Build (or find) every kernel the cells need, one at a time, so parallel cases do not race
-/// to build the same one. Returns the kernels that failed (their cases will be untestable).
+/// Build (or find) every kernel the cells need (a version with the suite's and its
+/// scenario's patches), one at a time, so parallel cases do not race to build the same one.
+/// Returns the kernels that failed, described by version and patches (their cases will be
+/// untestable).
 pub fn build_kernels(cells: &[Cell], opts: &SuiteOptions) -> Vec<(String, anyhow::Error)> {
-    let mut kernels: Vec<&String> = cells.iter().map(|c| &c.kernel).collect();
-    kernels.sort();
-    kernels.dedup();
+    let mut kernels: Vec<KernelChoice> = Vec::new();
+    for c in cells {
+        let k = opts.kernel_for(c);
+        let same = |o: &KernelChoice| {
+            o.kernel_version == k.kernel_version && o.patches == k.patches && o.configs == k.configs
+        };
+        if !kernels.iter().any(same) {
+            kernels.push(k);
+        }
+    }
     kernels
         .into_iter()
-        .filter_map(|k| {
-            default_kernel(&opts.kernel(k))
-                .err()
-                .map(|e| (k.clone(), e))
-        })
+        .filter_map(|k| default_kernel(&k).err().map(|e| (describe(&k), e)))
         .collect()
+}
+
+/// "6.12", or "6.12 + a.patch, b.config" when patches or fragments are added.
+fn describe(k: &KernelChoice) -> String {
+    let extra: Vec<String> = k
+        .patch_names()
+        .into_iter()
+        .chain(k.configs.iter().map(|c| c.display().to_string()))
+        .collect();
+    if extra.is_empty() {
+        k.kernel_version.clone()
+    } else {
+        format!("{} + {}", k.kernel_version, extra.join(", "))
+    }
 }
 
 /// How to run the cells.
@@ -136,6 +155,12 @@ impl SuiteOptions<'_> {
             configs: self.configs.clone(),
             ..KernelChoice::version(v)
         }
+    }
+
+    /// The kernel `cell` boots: its version with the suite's patches and fragments, then its
+    /// scenario's.
+    pub fn kernel_for(&self, cell: &Cell) -> KernelChoice {
+        self.kernel(&cell.kernel).for_scenario(cell.scenario)
     }
 }
 
@@ -202,7 +227,7 @@ fn run_cell(machine: &dyn Machine, opts: &SuiteOptions, cell: &Cell) -> CaseResu
     let dir = cell_dir(opts, cell);
     let case = Case {
         scenario: s,
-        kernel: opts.kernel(&cell.kernel),
+        kernel: opts.kernel_for(cell),
         fs: cell.fs.clone(),
         run: cell.run,
         seed: opts.seed + u64::from(cell.run - 1),
@@ -218,6 +243,7 @@ fn run_cell(machine: &dyn Machine, opts: &SuiteOptions, cell: &Cell) -> CaseResu
             description: s.title.clone(),
             kernel: cell.kernel.clone(),
             kernel_release: None,
+            patches: case.kernel.patch_names(),
             machine: machine.name().to_string(),
             fs: cell.fs.clone(),
             run: cell.run,

@@ -105,10 +105,41 @@ impl Collector {
             if let Err(e) = h.flush() {
                 notes.push(format!("flushing the DMA log: {e}"));
             }
+            let s = h.stats();
+            if s.refused_log_full > 0 {
+                notes.push(format!(
+                    "the DMA log was full ({} records): the device refused {} later DMA writes",
+                    s.writes, s.refused_log_full
+                ));
+            }
+            if s.log_errors > 0 {
+                notes.push("writing the DMA log failed; it stops early".into());
+            }
         }
         for (handle, d) in &self.disks {
             if let Err(e) = handle.flush() {
                 notes.push(format!("flushing disk {}: {e}", d.image.display()));
+            }
+            let s = handle.stats();
+            let disk = d.image.display();
+            if s.journal_data_dropped > 0 {
+                notes.push(format!(
+                    "the journal of disk {disk} reached its data limit: {} later requests \
+                     carry hashes only",
+                    s.journal_data_dropped
+                ));
+            }
+            if s.journal_full_refused + s.journal_full_unrecorded > 0 {
+                notes.push(format!(
+                    "the journal of disk {disk} was full: {} later writes were refused (I/O \
+                     error in the guest), {} reads and flushes not recorded",
+                    s.journal_full_refused, s.journal_full_unrecorded
+                ));
+            }
+            if s.journal_errors > 0 {
+                notes.push(format!(
+                    "writing the journal of disk {disk} failed; it stops early"
+                ));
             }
             if let Some(keep) = &d.keep {
                 if let Err(e) = handle.save_as(keep) {

@@ -23,8 +23,10 @@ pub const PANIC_MARKER: &str = "Kernel panic - not syncing";
 /// Most agent errors kept in a run record; later ones are counted, not kept.
 pub const MAX_AGENT_ERRORS: usize = 256;
 /// Most step reports (extents included) kept in a run record: far above any scenario's (a
-/// job has at most a few hundred steps, a FIEMAP of a test file a few hundred extents).
-pub const MAX_STEP_REPORTS: usize = 1 << 16;
+/// job has at most a few hundred steps, a FIEMAP of a test file a few hundred extents). Each
+/// kept report costs about 1 KiB more while the run's JSON report is built, so this also
+/// bounds what a flooding guest adds to pinvm's peak memory (about 16 MiB).
+pub const MAX_STEP_REPORTS: usize = 1 << 14;
 
 /// What the agent has told us so far. Bounded: a guest that floods its channel costs the host
 /// at most [`MAX_AGENT_ERRORS`] errors and [`MAX_STEP_REPORTS`] step reports, and the run

@@ -70,6 +70,7 @@ pub fn analyze(inputs: &Inputs) -> Analysis {
     }
     a.push(lost);
     a.push(checks::disk::stale(inputs));
+    a.push(checks::acked::check(inputs));
     a.push(checks::unstable::check(inputs));
     a.push(checks::guest::fs_error(inputs));
     let (kernel, reports) = checks::kernel::check(inputs);

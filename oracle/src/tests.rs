@@ -453,3 +453,190 @@ fn hostile_extents_are_judged_quickly_and_without_overflow() {
     };
     assert!(analyze(&i).has(VerdictKind::TornBlock));
 }
+
+fn flush(seq: u64, submit_ns: u64, complete_ns: u64) -> JournalRecord {
+    JournalRecord {
+        seq,
+        kind: RequestKind::Flush,
+        status: 0,
+        submit_ns,
+        complete_ns,
+        sector: 0,
+        sectors: 0,
+        segments: vec![],
+        hashes: vec![],
+        data: None,
+    }
+}
+
+/// The S12 shape: map and pin the file, the device writes generation 2 of page 0, fsync.
+fn fsync_after_dma(fsync: TimedStep) -> Vec<TimedStep> {
+    vec![
+        step(1, "mmap m /mnt/f 16K", 1),
+        step(2, "pin r m pin rw", 2),
+        step(3, "sleep 300", 50),
+        fsync,
+    ]
+}
+
+fn acked(a: &Analysis) -> Option<&crate::Verdict> {
+    a.verdicts
+        .iter()
+        .find(|v| v.kind == VerdictKind::AckedNotPersisted)
+}
+
+#[test]
+fn fsync_acked_after_a_flush_while_the_page_was_not_on_disk() {
+    // The device wrote generation 2 at 30 ns; the fsync ran from 50 to 100 ns, its FLUSH
+    // completed at 90 ns; no write of page 0 reached the disk before it.
+    let i = Inputs {
+        dma: vec![dma(0, 1, 20), dma(0, 2, 30)],
+        journal: vec![flush(1, 85, 90)],
+        steps: fsync_after_dma(step(4, "fsync /mnt/f", 100)),
+        ..Inputs::default()
+    };
+    let a = analyze(&i);
+    assert_eq!(kinds(&a), vec![VerdictKind::AckedNotPersisted]);
+    let v = acked(&a).unwrap();
+    let e = &v.evidence[0];
+    assert_eq!((e.page, e.generations.clone()), (Some(0), vec![2]));
+    assert_eq!(e.journal_seq, Some(1));
+    assert_eq!(e.times_ns, vec![30, 90, 100]);
+    assert!(
+        e.text.contains("no write of it ever reached the disk"),
+        "{}",
+        e.text
+    );
+    // The same generation written after the fsync: still acknowledged too early, and the
+    // evidence says when it arrived.
+    let i = Inputs {
+        journal: vec![flush(1, 85, 90), out(2, 0, page(0, 2), 150, 160)],
+        ..i
+    };
+    let a = analyze(&i);
+    let e = &acked(&a).unwrap().evidence[0];
+    assert!(
+        e.text.contains("only later (write seq 2 at 160 ns)"),
+        "{}",
+        e.text
+    );
+    // msync of the pinned mapping is a durability claim as well.
+    let i = Inputs {
+        steps: fsync_after_dma(step(4, "msync m", 100)),
+        ..i
+    };
+    assert!(acked(&analyze(&i)).is_some());
+}
+
+#[test]
+fn no_acked_not_persisted_when_the_claim_does_not_hold() {
+    let base = || Inputs {
+        dma: vec![dma(0, 2, 30)],
+        journal: vec![flush(1, 85, 90)],
+        steps: fsync_after_dma(step(4, "fsync /mnt/f", 100)),
+        ..Inputs::default()
+    };
+    // The page's generation reached the disk before the FLUSH (a newer one counts too).
+    for g in [2, 3] {
+        let mut i = base();
+        i.journal.insert(0, out(2, 0, page(0, g), 60, 70));
+        assert!(acked(&analyze(&i)).is_none(), "generation {g} on disk");
+    }
+    // No FLUSH completed while the fsync ran (one before it does not count).
+    let mut i = base();
+    i.journal = vec![flush(1, 40, 45)];
+    assert!(acked(&analyze(&i)).is_none());
+    // The fsync failed.
+    let mut i = base();
+    i.steps = fsync_after_dma(failed(4, "fsync /mnt/f", 117, 100));
+    assert!(acked(&analyze(&i)).is_none());
+    // An fsync of another file claims nothing about the pinned one.
+    let mut i = base();
+    i.steps = fsync_after_dma(step(4, "fsync /mnt/g", 100));
+    assert!(acked(&analyze(&i)).is_none());
+    // The device wrote only after the fsync had started.
+    let mut i = base();
+    i.dma = vec![dma(0, 2, 60)];
+    assert!(acked(&analyze(&i)).is_none());
+    // A torn write carried generation 2 (half of it) before the FLUSH: torn_block's case.
+    let mut i = base();
+    i.journal.insert(0, out(2, 0, torn_page(0, 1, 2), 60, 70));
+    let a = analyze(&i);
+    assert!(acked(&a).is_none());
+    assert!(a.has(VerdictKind::TornBlock));
+    // The workload punched the page out after pinning it: an expected loss.
+    let mut i = base();
+    i.steps = fsync_after_dma(step(4, "fsync /mnt/f", 100));
+    i.steps.insert(2, step(3, "punch /mnt/f 0 4K", 10));
+    assert!(acked(&analyze(&i)).is_none());
+    i.steps[2] = step(3, "punch /mnt/f 4096 4K", 10);
+    assert!(acked(&analyze(&i)).is_some(), "another page was punched");
+}
+
+#[test]
+fn hang_says_whether_the_kernel_reported_it_or_the_guest_stopped_answering() {
+    let hung = "[   20.0] INFO: task pinvm-agent:1 blocked for more than 10 seconds.\n\
+                [   20.0]       Not tainted 6.12.117 #1\n\
+                [   20.0] \"echo 0 > /proc/sys/kernel/hung_task_timeout_secs\" disables this message.\n\
+                [   20.0] task:pinvm-agent     state:D stack:0     pid:1     tgid:1     ppid:0      flags:0x00004000\n\
+                [   20.0] Call Trace:\n\
+                [   20.0]  <TASK>\n\
+                [   20.0]  __schedule+0x1/0x2\n\
+                [   20.0]  schedule+0x1/0x2\n\
+                [   20.0]  balance_dirty_pages+0x1/0x2\n\
+                [   20.0]  </TASK>\n";
+    let hang = |a: &Analysis| {
+        a.verdicts
+            .iter()
+            .find(|v| v.kind == VerdictKind::Hang)
+            .unwrap()
+            .clone()
+    };
+    let console_only = hang(&analyze(&Inputs {
+        console: hung,
+        ..Inputs::default()
+    }));
+    assert!(
+        console_only
+            .summary
+            .contains("the kernel reported 1 blocked task")
+            && console_only.summary.contains("the guest kept answering"),
+        "{}",
+        console_only.summary
+    );
+    assert!(console_only.evidence[0]
+        .text
+        .starts_with("the kernel reported: INFO: task hung in"));
+    assert!(
+        !console_only.evidence[0].console.is_empty(),
+        "the stack is kept"
+    );
+    let w =
+        "the command did not finish within 45 s; step 19 `write /mnt/g 2M stamp:g` never finished";
+    let watchdog_only = hang(&analyze(&Inputs {
+        watchdog: Some(w.into()),
+        ..Inputs::default()
+    }));
+    assert!(
+        watchdog_only
+            .summary
+            .contains("the guest stopped answering")
+            && watchdog_only.summary.contains("no blocked task"),
+        "{}",
+        watchdog_only.summary
+    );
+    let both = hang(&analyze(&Inputs {
+        console: hung,
+        watchdog: Some(w.into()),
+        ..Inputs::default()
+    }));
+    assert_eq!(both.count, 2);
+    assert!(
+        both.summary.contains("then the guest stopped answering"),
+        "{}",
+        both.summary
+    );
+    assert!(both.evidence[1]
+        .text
+        .starts_with("the guest stopped answering: watchdog: "));
+}

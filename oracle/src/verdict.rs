@@ -15,6 +15,10 @@ pub enum VerdictKind {
     LostWrite,
     /// A write put an older generation of a page over a newer one already on disk.
     StaleBlock,
+    /// The guest's fsync (or msync, sync) of the pinned file returned 0, and the disk FLUSH
+    /// the host completed during it came after the device wrote a generation of a pinned page
+    /// that had not reached the disk: data acknowledged as durable that was not.
+    AckedNotPersisted,
     /// The device wrote into a page while a block write of that page was in flight.
     UnstableWrite,
     /// The guest saw EIO, EUCLEAN or EBADMSG, or the kernel reported a filesystem error or a
@@ -35,10 +39,11 @@ pub enum VerdictKind {
 
 impl VerdictKind {
     /// Every kind, in declaration order (the order reports list them in).
-    pub const ALL: [VerdictKind; 10] = [
+    pub const ALL: [VerdictKind; 11] = [
         VerdictKind::TornBlock,
         VerdictKind::LostWrite,
         VerdictKind::StaleBlock,
+        VerdictKind::AckedNotPersisted,
         VerdictKind::UnstableWrite,
         VerdictKind::FsError,
         VerdictKind::KernelBug,
@@ -54,6 +59,7 @@ impl VerdictKind {
             VerdictKind::TornBlock => "torn_block",
             VerdictKind::LostWrite => "lost_write",
             VerdictKind::StaleBlock => "stale_block",
+            VerdictKind::AckedNotPersisted => "acked_not_persisted",
             VerdictKind::UnstableWrite => "unstable_write",
             VerdictKind::FsError => "fs_error",
             VerdictKind::KernelBug => "kernel_bug",
@@ -76,6 +82,7 @@ impl VerdictKind {
             VerdictKind::TornBlock
                 | VerdictKind::LostWrite
                 | VerdictKind::StaleBlock
+                | VerdictKind::AckedNotPersisted
                 | VerdictKind::UnstableWrite
                 | VerdictKind::FsError
         )

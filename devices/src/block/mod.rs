@@ -67,7 +67,22 @@ pub struct BlockConfig {
     /// Queue size offered (power of two, 4..=32768). The seg_max advertised is
     /// `queue_size - 2`.
     pub queue_size: u16,
+    /// With `record_data`, requests carry their data while the journal stays within this many
+    /// bytes; later ones carry their hashes only (counted in
+    /// [`BlockStats::journal_data_dropped`]). Default [`JOURNAL_DATA_LIMIT`].
+    pub journal_data_limit: u64,
+    /// A journal this large takes no more records: later writes are refused with IOERR (and
+    /// counted in [`BlockStats::journal_full_refused`]) so that the disk never holds data the
+    /// journal does not explain; reads and flushes are served, unrecorded. Default
+    /// [`JOURNAL_LIMIT`].
+    pub journal_limit: u64,
 }
+
+/// Default [`BlockConfig::journal_data_limit`]: 1 GiB.
+pub const JOURNAL_DATA_LIMIT: u64 = 1 << 30;
+/// Default [`BlockConfig::journal_limit`]: 2 GiB (hash-only records are about 1/150 of the
+/// data they describe: the guest has to write some 150 GiB more to reach it).
+pub const JOURNAL_LIMIT: u64 = 2 << 30;
 
 impl Default for BlockConfig {
     fn default() -> Self {
@@ -76,6 +91,8 @@ impl Default for BlockConfig {
             journal: None,
             observer: None,
             queue_size: DEFAULT_QUEUE_SIZE,
+            journal_data_limit: JOURNAL_DATA_LIMIT,
+            journal_limit: JOURNAL_LIMIT,
         }
     }
 }
@@ -118,6 +135,12 @@ pub struct BlockStats {
     pub skipped: u64,
     /// Journal write errors (journaling stops after the first).
     pub journal_errors: u64,
+    /// Requests journaled without their data ([`BlockConfig::journal_data_limit`]).
+    pub journal_data_dropped: u64,
+    /// Writes refused (IOERR) because the journal was full ([`BlockConfig::journal_limit`]).
+    pub journal_full_refused: u64,
+    /// Reads and flushes served but not journaled because the journal was full.
+    pub journal_full_unrecorded: u64,
 }
 
 /// Everything a request needs besides guest memory: shared between the [`Block`], its device
@@ -131,6 +154,8 @@ pub struct BlockBackend {
     next_seq: u64,
     limits: Limits,
     stats: BlockStats,
+    journal_data_limit: u64,
+    journal_limit: u64,
 }
 
 impl BlockBackend {
@@ -168,6 +193,8 @@ impl BlockBackend {
             id,
             next_seq: 1,
             stats: BlockStats::default(),
+            journal_data_limit: config.journal_data_limit,
+            journal_limit: config.journal_limit,
         })
     }
 
@@ -219,6 +246,20 @@ impl BlockBackend {
         let seq = self.next_seq;
         self.next_seq += 1;
         self.stats.requests += 1;
+        let full = self
+            .journal
+            .as_ref()
+            .is_some_and(|j| j.wants(req.kind) && j.bytes_written() >= self.journal_limit);
+        if full && req.kind == RequestKind::Out {
+            // Unrecorded data on the disk would mislead the oracle: refuse the write.
+            self.stats.journal_full_refused += 1;
+            self.stats.ioerr += 1;
+            let _ = mem.write_obj(status::IOERR, GuestAddress(req.status_addr));
+            return 1;
+        }
+        if full {
+            self.stats.journal_full_unrecorded += 1;
+        }
         let (st, written, hashes, data) = self.execute(mem, &req, seq);
         match st {
             status::OK => self.stats.ok += 1,
@@ -226,7 +267,7 @@ impl BlockBackend {
             _ => self.stats.ioerr += 1,
         }
         let complete_ns = monotonic_ns();
-        if self.journal.as_ref().is_some_and(|j| j.wants(req.kind)) {
+        if !full && self.journal.as_ref().is_some_and(|j| j.wants(req.kind)) {
             let rec = JournalRecord {
                 seq,
                 kind: req.kind,
@@ -295,9 +336,14 @@ impl BlockBackend {
     ) -> (u8, u32, Vec<BlockHash>, Option<Vec<u8>>) {
         let journaled = self.journal.as_ref().filter(|j| j.wants(req.kind));
         let hash = journaled.is_some();
-        let mut data = journaled
-            .filter(|j| j.options().record_data)
-            .map(|_| Vec::with_capacity(req.data_len as usize));
+        let wants_data = journaled.filter(|j| j.options().record_data);
+        let data_fits = wants_data.is_some_and(|j| {
+            j.bytes_written().saturating_add(req.data_len) <= self.journal_data_limit
+        });
+        if wants_data.is_some() && !data_fits {
+            self.stats.journal_data_dropped += 1;
+        }
+        let mut data = data_fits.then(|| Vec::with_capacity(req.data_len as usize));
         let view = self.observer.as_ref().map(|_| RequestView {
             seq,
             kind: req.kind,

@@ -268,6 +268,52 @@ fn journal_records_writes_and_flushes() {
     assert!(text.contains("#4 FLUSH OK"), "{text}");
 }
 
+/// The journal is bounded: past the data limit records carry hashes only, past the journal
+/// limit writes are refused (IOERR) and nothing more is recorded, so the disk never holds data
+/// the journal does not explain. It used to grow by every written byte for the whole run.
+#[test]
+fn journal_size_is_bounded() {
+    let mut e = env_with(64, 32, |c, dir| {
+        c.journal = Some((
+            dir.join("j.bin"),
+            JournalOptions {
+                record_data: true,
+                record_reads: false,
+            },
+        ));
+        c.journal_data_limit = 16 + 2 * (4 + 56 + 12 + 28 + 8 + 4096);
+        c.journal_limit = c.journal_data_limit + 3 * (4 + 56 + 12 + 28);
+    });
+    e.fill(DATA, 4096, 7);
+    let statuses: Vec<u64> = (0..8)
+        .map(|i| e.submit(1, 8 * (i % 4), &[(DATA, 4096)]))
+        .collect();
+    e.run().unwrap();
+    let got: Vec<u8> = statuses.iter().map(|&a| e.status_at(a)).collect();
+    assert_eq!(
+        got,
+        [0, 0, 0, 0, 0, 1, 1, 1],
+        "written, hash-only, then refused"
+    );
+    let s = e.handle.stats();
+    assert_eq!(
+        (s.journal_data_dropped, s.journal_full_refused),
+        (3, 3),
+        "{s:?}"
+    );
+    e.handle.flush().unwrap();
+    let path = e.handle.journal_path().unwrap();
+    let size = std::fs::metadata(&path).unwrap().len();
+    let recs: Vec<_> = Journal::open(&path)
+        .unwrap()
+        .records()
+        .map(|r| r.unwrap())
+        .collect();
+    let with_data: Vec<bool> = recs.iter().map(|r| r.data.is_some()).collect();
+    assert_eq!(with_data, [true, true, false, false, false]);
+    assert!(size <= 16 + 2 * (4 + 56 + 12 + 28 + 8 + 4096) + 3 * (4 + 56 + 12 + 28));
+}
+
 #[test]
 fn hostile_chains_never_panic() {
     let qs = 32u16;

@@ -38,7 +38,15 @@ pub struct DmaPinConfig {
     pub max_pages: usize,
     /// Queue sizes offered: (dma, ctl).
     pub queue_sizes: [u16; 2],
+    /// Most records the DMA log takes ([`DEFAULT_LOG_LIMIT`]: 1 GiB). Once it is full the
+    /// device makes no more DMA writes (each refused one is counted in
+    /// [`DmaStats::refused_log_full`]), so the log stays a complete record of what the device
+    /// wrote.
+    pub log_limit: u64,
 }
+
+/// Default [`DmaPinConfig::log_limit`]: 2^24 records of 64 bytes, 1 GiB.
+pub const DEFAULT_LOG_LIMIT: u64 = 1 << 24;
 
 impl Default for DmaPinConfig {
     fn default() -> Self {
@@ -47,6 +55,7 @@ impl Default for DmaPinConfig {
             max_regions: 64,
             max_pages: 1 << 16,
             queue_sizes: [1024, 64],
+            log_limit: DEFAULT_LOG_LIMIT,
         }
     }
 }
@@ -135,7 +144,7 @@ impl DmaPin {
             None => None,
         };
         Ok(DmaPin {
-            engine: Arc::new(Engine::new(log)),
+            engine: Arc::new(Engine::new(log, config.log_limit)),
             config,
             worker: Worker::new("pinvm-dmapin"),
             engine_thread: None,
@@ -255,20 +264,18 @@ impl DeviceCore {
             drop(st);
             return refuse(self);
         }
-        st.regions
-            .entry(region)
-            .or_default()
-            .pages
-            .push(PostedPage {
-                index,
-                gpa: d.addr,
-                file_offset,
-                generation: 0,
-                head,
-                status_gpa: s.addr,
-                dma_writes: 0,
-            });
-        st.by_gpa.insert(d.addr, region);
+        let pages = &mut st.regions.entry(region).or_default().pages;
+        let pos = pages.len();
+        pages.push(PostedPage {
+            index,
+            gpa: d.addr,
+            file_offset,
+            generation: 0,
+            head,
+            status_gpa: s.addr,
+            dma_writes: 0,
+        });
+        st.by_gpa.insert(d.addr, (region, pos));
         st.stats.pages_posted += 1;
         None
     }

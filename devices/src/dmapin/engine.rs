@@ -14,7 +14,7 @@
 //! Lock order: the block device calls the observer with its backend lock held; the engine
 //! never takes the block lock, so holding the engine lock inside the observer is safe.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::ops::Range;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -104,12 +104,17 @@ pub struct DmaStats {
     pub write_errors: u64,
     /// Log write errors (logging stops after the first).
     pub log_errors: u64,
+    /// DMA writes not made because the log was full (`DmaPinConfig::log_limit`).
+    pub refused_log_full: u64,
 }
 
 /// Writeback injection in progress for one page of one block request.
 #[derive(Clone, Copy, Debug)]
 struct Pending {
     region: u32,
+    /// Position of the page in the region's page list (pages are only ever appended; the
+    /// GPA is checked again before use, in case the region was returned and posted anew).
+    pos: usize,
     gpa: u64,
     /// Offset of the page in the request's data buffer.
     data_off: u64,
@@ -124,12 +129,15 @@ pub struct EngineState {
     pub(crate) mem: Option<GuestMem>,
     /// Region id → region, for every region with a posted page.
     pub regions: BTreeMap<u32, Region>,
-    /// Page GPA → region id, for the observer.
-    pub(crate) by_gpa: BTreeMap<u64, u32>,
+    /// Page GPA → (region id, position in the region's page list), for the observer.
+    pub(crate) by_gpa: BTreeMap<u64, (u32, usize)>,
     pub(crate) log: Option<DmaLogWriter>,
+    /// Most records `log` takes; no DMA write is made past it.
+    pub(crate) log_limit: u64,
     /// Counters since the device was created (a reset keeps them).
     pub stats: DmaStats,
-    pending: HashMap<u64, Vec<Pending>>,
+    /// Per block request (seq): its armed pages, in data-offset order.
+    pending: HashMap<u64, VecDeque<Pending>>,
 }
 
 impl EngineState {
@@ -160,6 +168,15 @@ impl EngineState {
         let Some(mem) = self.mem.as_ref().map(|m| m.memory()) else {
             return false;
         };
+        // A write the log cannot take is not made: the log stays the whole truth.
+        if self
+            .log
+            .as_ref()
+            .is_some_and(|l| l.records_written() >= self.log_limit)
+        {
+            self.stats.refused_log_full += 1;
+            return false;
+        }
         let ts = monotonic_ns();
         let mut buf = [0u8; PAGE];
         let start = sectors.start * SECTOR;
@@ -261,11 +278,13 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// An engine with no regions and no guest memory yet, logging every DMA write to `log`.
-    pub fn new(log: Option<DmaLogWriter>) -> Engine {
+    /// An engine with no regions and no guest memory yet, logging every DMA write to `log`,
+    /// at most `log_limit` records (no DMA write is made past them).
+    pub fn new(log: Option<DmaLogWriter>, log_limit: u64) -> Engine {
         Engine {
             state: Mutex::new(EngineState {
                 log,
+                log_limit,
                 ..Default::default()
             }),
         }
@@ -400,21 +419,30 @@ impl DmaObserver {
         DmaObserver { engine }
     }
 
+    /// The hook at data offset `done` (`finish`: the copy ended). Only the armed pages whose
+    /// halfway point is before the end of the coming chunk are looked at, and finished ones
+    /// leave the front of the list, so a request's whole copy costs O(pages), not O(pages²)
+    /// per chunk as it used to.
     fn step(st: &mut EngineState, seq: u64, done: u64, finish: bool) {
         let Some(mut list) = st.pending.remove(&seq) else {
             return;
         };
-        for p in &mut list {
+        for p in list.iter_mut() {
             let h = p.data_off + (PAGE as u64) / 2;
-            let pos = st
+            if !finish && h >= done.saturating_add(COPY_CHUNK) {
+                break; // in data-offset order: the rest is for later hooks
+            }
+            let posted = st
                 .regions
                 .get(&p.region)
-                .and_then(|r| r.pages.iter().position(|pg| pg.gpa == p.gpa));
-            let Some(pos) = pos else {
-                p.phase = 2;
+                .and_then(|r| r.pages.get(p.pos))
+                .is_some_and(|pg| pg.gpa == p.gpa);
+            if p.phase == 2 || !posted || (p.phase == 0 && h < done) {
+                p.phase = 2; // done, returned, or its moment passed unseen
                 continue;
-            };
-            if p.phase == 0 && !finish && done <= h && done + COPY_CHUNK > h {
+            }
+            let pos = p.pos;
+            if p.phase == 0 && !finish {
                 let g = st.regions[&p.region].pages[pos].generation + 1;
                 p.generation = g;
                 st.write_page_range(p.region, pos, g, 4..8, Trigger::Writeback { seq });
@@ -435,7 +463,9 @@ impl DmaObserver {
                 p.phase = 2;
             }
         }
-        list.retain(|p| p.phase < 2);
+        while list.front().is_some_and(|p| p.phase == 2) {
+            list.pop_front();
+        }
         if !list.is_empty() && !finish {
             st.pending.insert(seq, list);
         }
@@ -455,14 +485,14 @@ impl BlockObserver for DmaObserver {
         {
             return;
         }
-        let mut list = Vec::new();
+        let mut list = VecDeque::new();
         let mut off = 0u64;
         let mut budget: HashMap<u32, u64> = HashMap::new();
         for seg in &req.segments {
             let s = seg.addr;
             let e = s.saturating_add(u64::from(seg.len));
             let lo = s.saturating_sub(PAGE as u64 - 1);
-            for (&gpa, &region) in st.by_gpa.range(lo..e) {
+            for (&gpa, &(region, pos)) in st.by_gpa.range(lo..e) {
                 if gpa < s || gpa.saturating_add(PAGE as u64) > e {
                     continue; // page not wholly inside this segment
                 }
@@ -477,8 +507,9 @@ impl BlockObserver for DmaObserver {
                     continue;
                 }
                 *used += 1;
-                list.push(Pending {
+                list.push_back(Pending {
                     region,
+                    pos,
                     gpa,
                     data_off: off + (gpa - s),
                     phase: 0,

@@ -42,5 +42,5 @@ pub mod engine;
 #[cfg(test)]
 mod tests;
 
-pub use device::{DmaPin, DmaPinConfig, DmaPinError, DmaPinHandle};
+pub use device::{DmaPin, DmaPinConfig, DmaPinError, DmaPinHandle, DEFAULT_LOG_LIMIT};
 pub use engine::{DmaObserver, DmaStats, Schedule};

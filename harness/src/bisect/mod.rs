@@ -23,6 +23,11 @@ use probe::{Prober, RevRecord, Target};
 use serde::Serialize;
 use std::path::PathBuf;
 
+/// The role of the bad endpoint's line.
+const BAD_ENDPOINT: &str = "bad endpoint";
+/// The role of the good endpoint's line.
+const GOOD_ENDPOINT: &str = "good endpoint";
+
 /// What to bisect.
 pub struct Spec<'a> {
     /// Runs the reproducer and holds the paths.
@@ -217,8 +222,8 @@ impl Run<'_, '_> {
                 .unwrap_or_default()
         };
         Endpoints {
-            bad: find("bad endpoint"),
-            good: find("good endpoint"),
+            bad: find(BAD_ENDPOINT),
+            good: find(GOOD_ENDPOINT),
         }
         .rate()
     }
@@ -248,6 +253,13 @@ impl Run<'_, '_> {
             ))),
             None => self.run_until_decided(&mut rec, fixed_runs, need_clean)?,
         };
+        if self.target.elements.is_empty() && role == BAD_ENDPOINT {
+            self.target = Target::learn(&rec.runs);
+            let t = self.target.elements.join(" + ");
+            self.say(format!(
+                "target signature (learnt from the bad revision): {t}"
+            ));
+        }
         let tally = self.target.tally(&rec);
         self.say(format!(
             "  {} runs: {} detected, {} clean, {} neither → {}",
@@ -312,7 +324,7 @@ impl Run<'_, '_> {
     /// they cannot anchor a bisection; `Ok(Ok(clean runs needed))` otherwise.
     fn endpoints(&mut self, bad: &str, good: &str) -> Result<std::result::Result<u32, String>> {
         let n = self.spec.runs;
-        self.probe("bad endpoint", bad, &[], &short(bad), Some(2 * n), 0)?;
+        self.probe(BAD_ENDPOINT, bad, &[], &short(bad), Some(2 * n), 0)?;
         let bad_line = self.lines.last().expect("just pushed");
         if let Some(e) = &bad_line.record.build_error {
             return Ok(Err(format!(
@@ -320,14 +332,7 @@ impl Run<'_, '_> {
                 first_line(e)
             )));
         }
-        if self.target.elements.is_empty() {
-            self.target = Target::learn(&bad_line.record.runs);
-            let t = self.target.elements.join(" + ");
-            self.say(format!(
-                "target signature (learnt from the bad revision): {t}"
-            ));
-        }
-        self.probe("good endpoint", good, &[], &short(good), Some(n), 0)?;
+        self.probe(GOOD_ENDPOINT, good, &[], &short(good), Some(n), 0)?;
         if let Some(e) = &self.lines.last().expect("just pushed").record.build_error {
             return Ok(Err(format!(
                 "the good revision could not be built: {}",
@@ -389,7 +394,7 @@ impl Run<'_, '_> {
         let subject = self.repo.subject(culprit);
         self.say(format!("first bad commit: {culprit} {subject}; verifying"));
         v.culprit_reproduces = Some(match self.decision_of(culprit) {
-            Some(l) if l.role == "bad endpoint" => l.tally.detected >= decide::DETECTIONS_FOR_BAD,
+            Some(l) if l.role == BAD_ENDPOINT => l.tally.detected >= decide::DETECTIONS_FOR_BAD,
             Some(l) => l.decision == Some(Decision::Bad),
             None => {
                 self.probe("verify: culprit", culprit, &[], &short(culprit), None, need)?
@@ -398,7 +403,7 @@ impl Run<'_, '_> {
         });
         let parent = self.repo.parent(culprit)?;
         let parent_good = match self.decision_of(&parent) {
-            Some(l) if l.role == "good endpoint" => Some(Decision::Good),
+            Some(l) if l.role == GOOD_ENDPOINT => Some(Decision::Good),
             Some(l) if l.decision.is_some() => l.decision.clone(),
             _ => self.probe("verify: parent", &parent, &[], &short(&parent), None, need)?,
         };

@@ -173,14 +173,7 @@ fn system_out(c: &CaseResult) -> String {
     let mut v = vec![
         format!("outcome: {} ({})", c.outcome.label(), c.outcome.name()),
         format!("scenario: {} - {}", c.scenario, c.description),
-        format!(
-            "kernel: {}{}",
-            c.kernel,
-            c.kernel_release
-                .as_ref()
-                .map(|r| format!(" ({r})"))
-                .unwrap_or_default()
-        ),
+        format!("kernel: {}", c.kernel_line()),
         format!("fs: {}", c.fs),
         format!("machine: {}", c.machine),
         format!("run: {}", c.run),

@@ -278,6 +278,9 @@ fn test_misc(c: &CaseResult) -> Map<String, Value> {
     if let Some(r) = &c.kernel_release {
         m.insert("kernel_release".into(), json!(clean(r)));
     }
+    if !c.patches.is_empty() {
+        m.insert("patches".into(), strings(&c.patches));
+    }
     m.insert("fs".into(), json!(clean(&c.fs)));
     m.insert("machine".into(), json!(clean(&c.machine)));
     m.insert("run".into(), json!(c.run));

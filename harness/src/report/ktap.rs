@@ -16,10 +16,14 @@
 //!   ...
 //! # S03-gup-reclaim: 2 xfail, 1 fail
 //! not ok 2 S03-gup-reclaim
-//! # Totals: pass:2 xfail:2 xpass:1 fail:1 untestable:1
+//! # Totals: pass:2 fail:1 xfail:2 xpass:1 skip:1 error:0
 //! ```
 //!
 //! Case names are `<kernel>_<fs>`, with `_run<N>` for repeated runs after the first.
+//!
+//! The totals line is kselftest's (`ksft_print_cnts`): pass, fail, xfail, xpass, skip (an
+//! untestable run) and error (always 0: a run that could not test is a skip, as below), so
+//! the log parsers of kselftest CI read it as they read kselftest's own.
 //!
 //! # Result mapping
 //!
@@ -81,8 +85,8 @@ pub fn write(s: &SuiteResult, w: &mut impl Write) -> io::Result<()> {
     let c = s.counts();
     writeln!(
         w,
-        "# Totals: pass:{} xfail:{} xpass:{} fail:{} untestable:{}",
-        c.pass, c.expected_failure, c.unexpected_pass, c.failure, c.untestable
+        "# Totals: pass:{} fail:{} xfail:{} xpass:{} skip:{} error:0",
+        c.pass, c.failure, c.expected_failure, c.unexpected_pass, c.untestable
     )?;
     Ok(())
 }
@@ -157,6 +161,9 @@ fn write_case(w: &mut impl Write, n: usize, c: &CaseResult) -> io::Result<()> {
     let mut facts = Vec::new();
     if let Some(r) = &c.kernel_release {
         facts.push(format!("kernel {r}"));
+    }
+    if !c.patches.is_empty() {
+        facts.push(format!("patches {}", c.patches.join(", ")));
     }
     facts.push(format!("machine {}", c.machine));
     facts.push(format!("{:.1} s", c.duration.as_secs_f64()));
@@ -422,7 +429,7 @@ mod tests {
                 ("6.1_xfs", true, Some("SKIP")),
             ]
         );
-        assert!(text.ends_with("# Totals: pass:2 xfail:2 xpass:1 fail:1 untestable:1\n"));
+        assert!(text.ends_with("# Totals: pass:2 fail:1 xfail:2 xpass:1 skip:1 error:0\n"));
     }
 
     #[test]
@@ -461,7 +468,7 @@ mod tests {
         let text = render(&testdata::empty());
         assert_eq!(
             text,
-            "KTAP version 1\n1..0\n# no cases in this suite\n# Totals: pass:0 xfail:0 xpass:0 fail:0 untestable:0\n"
+            "KTAP version 1\n1..0\n# no cases in this suite\n# Totals: pass:0 fail:0 xfail:0 xpass:0 skip:0 error:0\n"
         );
         assert_eq!(parse(&text).plan, 0);
     }

@@ -27,6 +27,9 @@ pub mod ktap;
 pub mod table;
 pub mod timeline;
 
+#[cfg(test)]
+mod consumers;
+
 /// How one run compares with its scenario's expectation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -100,6 +103,9 @@ pub struct CaseResult {
     pub kernel: String,
     /// `uname -r`-like string if known, e.g. "6.12.57".
     pub kernel_release: Option<String>,
+    /// File names of the patches under test the kernel was built with (the command line's,
+    /// then the scenario's), in order; empty for pinvm's stock kernel or a given file.
+    pub patches: Vec<String>,
     /// Which machine ran the guest (`machine::Machine::name`), e.g. "kvm", "qemu-tcg".
     pub machine: String,
     /// "ext4"
@@ -142,6 +148,19 @@ impl CaseResult {
         let mut s = format!("{}{sep}{}", self.kernel, self.fs);
         if self.run > 1 {
             s.push_str(&format!("{sep}run{}", self.run));
+        }
+        s
+    }
+
+    /// The kernel as prose: "6.12", its release when known, and its patches under test:
+    /// "6.12 (6.12.117) + page_try_gup_pin-A-6.12.patch".
+    pub fn kernel_line(&self) -> String {
+        let mut s = self.kernel.clone();
+        if let Some(r) = &self.kernel_release {
+            s.push_str(&format!(" ({r})"));
+        }
+        if !self.patches.is_empty() {
+            s.push_str(&format!(" + {}", self.patches.join(", ")));
         }
         s
     }
@@ -393,6 +412,7 @@ pub(crate) mod testdata {
             description: format!("{scenario}: DMA into pinned pages while reclaim runs"),
             kernel: kernel.to_string(),
             kernel_release: Some(format!("{kernel}.57")),
+            patches: vec![],
             machine: "kvm".into(),
             fs: fs.to_string(),
             run,

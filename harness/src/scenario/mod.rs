@@ -95,6 +95,15 @@ pub struct Scenario {
     /// a race's schedule tuned to a machine's speed (say why in the scenario's description).
     #[serde(default)]
     pub machine_vars: BTreeMap<String, BTreeMap<String, String>>,
+    /// Patches under test per kernel version, e.g. `[patches] "6.12" = ["patches/x.patch"]`:
+    /// paths relative to the scenario file, applied in order after pinvm's own patches and
+    /// any `--patch` of the command line, when pinvm builds that version for the scenario.
+    #[serde(default)]
+    pub patches: BTreeMap<String, Vec<PathBuf>>,
+    /// Config fragments per kernel version, like `patches` (applied after pinvm's fragments
+    /// and any `--config` of the command line).
+    #[serde(default)]
+    pub configs: BTreeMap<String, Vec<PathBuf>>,
     /// Workload steps for the guest agent (docs/control-protocol.md), with {variables}.
     pub steps: Vec<String>,
     /// Expected verdicts, by "default", "<fs>", "<kernel>" or "<kernel>.<fs>" (most specific
@@ -199,6 +208,8 @@ impl Scenario {
                 bail!("kernel_vars.{k:?}: pinvm knows {KERNELS:?}");
             }
         }
+        self.check_kernel_files("patches", &self.patches)?;
+        self.check_kernel_files("configs", &self.configs)?;
         for m in self.machine_vars.keys() {
             if !MACHINES.contains(&m.as_str()) {
                 bail!("machine_vars.{m:?}: pinvm's machines are {MACHINES:?}");
@@ -210,6 +221,54 @@ impl Scenario {
             }
         }
         Ok(())
+    }
+
+    /// Every file of a per-kernel `patches`/`configs` table exists, for a kernel pinvm knows.
+    fn check_kernel_files(&self, what: &str, table: &BTreeMap<String, Vec<PathBuf>>) -> Result<()> {
+        for (k, files) in table {
+            if !KERNELS.contains(&k.as_str()) {
+                bail!("{what}.{k:?}: pinvm knows {KERNELS:?}");
+            }
+            for f in files {
+                let path = self.relative(f);
+                if !path.is_file() {
+                    bail!(
+                        "{what}.{k:?}: {} (from {}) is not a file: the scenario {} names a \
+                         {what} file that does not exist; fix the path (relative to the \
+                         scenario file) or add the file",
+                        path.display(),
+                        f.display(),
+                        self.name
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// `f` as named by the scenario: relative to the scenario file's directory.
+    fn relative(&self, f: &Path) -> PathBuf {
+        match self.path.parent() {
+            Some(dir) => dir.join(f),
+            None => f.to_path_buf(),
+        }
+    }
+
+    /// The patches under test this scenario applies to kernel version `kernel`, in order.
+    pub fn kernel_patches(&self, kernel: &str) -> Vec<PathBuf> {
+        self.kernel_files(&self.patches, kernel)
+    }
+
+    /// The config fragments this scenario applies to kernel version `kernel`, in order.
+    pub fn kernel_configs(&self, kernel: &str) -> Vec<PathBuf> {
+        self.kernel_files(&self.configs, kernel)
+    }
+
+    fn kernel_files(&self, table: &BTreeMap<String, Vec<PathBuf>>, kernel: &str) -> Vec<PathBuf> {
+        table
+            .get(kernel)
+            .map(|v| v.iter().map(|f| self.relative(f)).collect())
+            .unwrap_or_default()
     }
 
     /// The expectation for one cell of the matrix.
@@ -310,6 +369,52 @@ mod tests {
         ids.sort();
         ids.dedup();
         assert_eq!(ids.len(), all.len(), "duplicate ids");
+    }
+
+    /// `patches`/`configs` name files relative to the scenario; a missing one names the
+    /// scenario and the path.
+    #[test]
+    fn kernel_files_resolve_and_are_checked() {
+        let dir = std::env::temp_dir().join(format!("pinvm-scen-files-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("patches")).unwrap();
+        std::fs::write(dir.join("patches/a.patch"), "").unwrap();
+        std::fs::write(dir.join("extra.config"), "CONFIG_X=y\n").unwrap();
+        let body =
+            "id = \"X\"\ntitle = \"t\"\ndescription = \"d\"\nkernels = [\"6.1\", \"6.12\"]\n\
+                    filesystems = [\"ext4\"]\nsteps = [\"sync\"]\n";
+        let write = |name: &str, tables: &str| {
+            let p = dir.join(name);
+            std::fs::write(
+                &p,
+                format!("{body}{tables}[expect.default]\nverdicts = []\n"),
+            )
+            .unwrap();
+            p
+        };
+        let good = write(
+            "S99-good.toml",
+            "[patches]\n\"6.12\" = [\"patches/a.patch\"]\n[configs]\n\"6.12\" = [\"extra.config\"]\n",
+        );
+        let s = Scenario::load(&good).unwrap();
+        assert_eq!(s.kernel_patches("6.12"), vec![dir.join("patches/a.patch")]);
+        assert_eq!(s.kernel_configs("6.12"), vec![dir.join("extra.config")]);
+        assert!(s.kernel_patches("6.1").is_empty());
+        let missing = write(
+            "S98-missing.toml",
+            "[patches]\n\"6.1\" = [\"patches/b.patch\"]\n",
+        );
+        let e = format!("{:#}", Scenario::load(&missing).unwrap_err());
+        assert!(
+            e.contains("S98-missing") && e.contains("patches/b.patch"),
+            "{e}"
+        );
+        let kernel = write(
+            "S97-kernel.toml",
+            "[configs]\n\"5.10\" = [\"extra.config\"]\n",
+        );
+        let e = format!("{:#}", Scenario::load(&kernel).unwrap_err());
+        assert!(e.contains("configs.\"5.10\""), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -38,25 +38,56 @@ pub fn check(inputs: &Inputs) -> (Vec<Verdict>, usize) {
         VerdictKind::KernelBug,
         VerdictKind::KernelWarning,
         VerdictKind::KernelOops,
-        VerdictKind::Hang,
     ] {
-        let mut cases: Vec<Evidence> = reports
+        let cases: Vec<Evidence> = reports
             .iter()
             .filter(|r| kind_of(r.kind) == kind)
             .map(evidence)
             .collect();
-        if kind == VerdictKind::Hang {
-            if let Some(w) = &inputs.watchdog {
-                cases.push(Evidence::new(format!("watchdog: {w}")));
-            }
-        }
-        let what = match kind {
-            VerdictKind::Hang => "hang",
-            _ => "console report",
-        };
-        if let Some(v) = Verdict::from_cases(kind, what, cases) {
-            out.push(v);
-        }
+        out.extend(Verdict::from_cases(kind, "console report", cases));
     }
+    out.extend(hang(&reports, inputs.watchdog.as_deref()));
     (out, reports.len())
+}
+
+/// The hang verdict, which keeps apart the two ways a hang shows: the kernel reported blocked
+/// tasks, stalls or lockups on the console (each with the task's stack), and the guest stopped
+/// answering (the VMM's watchdog ended the run). The summary says which of the two happened.
+fn hang(reports: &[CrashReport], watchdog: Option<&str>) -> Option<Verdict> {
+    let mut cases: Vec<Evidence> = reports
+        .iter()
+        .filter(|r| kind_of(r.kind) == VerdictKind::Hang)
+        .map(|r| {
+            let mut e = evidence(r);
+            e.text = format!("the kernel reported: {}", e.text);
+            e
+        })
+        .collect();
+    let reported = cases.len();
+    let first_title = reports
+        .iter()
+        .find(|r| kind_of(r.kind) == VerdictKind::Hang)
+        .map(|r| r.title.clone());
+    if let Some(w) = watchdog {
+        cases.push(Evidence::new(format!(
+            "the guest stopped answering: watchdog: {w}"
+        )));
+    }
+    let mut v = Verdict::from_cases(VerdictKind::Hang, "hang", cases)?;
+    v.summary = match (first_title, watchdog) {
+        (Some(t), None) => format!(
+            "hang: the kernel reported {reported} blocked task(s) or stall(s), the guest kept \
+             answering; first: {t}"
+        ),
+        (Some(t), Some(w)) => format!(
+            "hang: the kernel reported {reported} blocked task(s) or stall(s) (first: {t}), \
+             then the guest stopped answering (watchdog: {w})"
+        ),
+        (None, Some(w)) => format!(
+            "hang: the guest stopped answering (watchdog: {w}); the kernel reported no \
+             blocked task"
+        ),
+        (None, None) => return None,
+    };
+    Some(v)
 }

@@ -1,5 +1,6 @@
 //! The checks, one module per source of evidence.
 
+pub mod acked;
 pub mod disk;
 pub mod guest;
 pub mod kernel;

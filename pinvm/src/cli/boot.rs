@@ -9,6 +9,7 @@ use harness::prepare::{check_initrd_fits, prepare_with, UserDisk};
 use harness::record::{report_json, where_stopped};
 use machine::{outcome, DmaSpec, Machine, RunReport, RunSpec};
 use proto::agent::StepReport;
+use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -144,9 +145,13 @@ pub fn run(machine: &dyn Machine, a: BootArgs) -> Result<i32> {
         eprintln!("pinvm: {reason}");
     }
     if let Some(path) = &a.report {
-        let json = serde_json::to_string_pretty(&report_json(&report, &verdict))?;
-        std::fs::write(path, json + "\n")
-            .with_context(|| format!("writing --report {}", path.display()))?;
+        let write = || -> std::io::Result<()> {
+            let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
+            serde_json::to_writer_pretty(&mut out, &report_json(&report, &verdict))?;
+            out.write_all(b"\n")?;
+            out.flush()
+        };
+        write().with_context(|| format!("writing --report {}", path.display()))?;
     }
     Ok(verdict.code)
 }

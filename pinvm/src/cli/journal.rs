@@ -4,7 +4,7 @@
 
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
-use proto::journal::{render, Journal};
+use proto::journal::{render, Journal, JournalError};
 use proto::stamp::dma::{classify_block, BlockClass};
 use proto::stamp::file::decode as decode_stamp;
 use std::io::Write;
@@ -45,14 +45,38 @@ fn describe(block: &[u8]) -> String {
     }
 }
 
+/// Exit 0, or 1 when the journal has damaged records (each is shown inline as `!! ...`,
+/// and the records after it are still shown).
 pub fn run(cmd: JournalCommand) -> Result<i32> {
     let JournalCommand::Show(a) = cmd;
     let ctx = || format!("reading journal {}", a.file.display());
     let j = Journal::open(&a.file).with_context(ctx)?;
-    let mut out = std::io::stdout().lock();
+    let damaged = show(j, &mut std::io::stdout().lock()).with_context(ctx)?;
+    if damaged > 0 {
+        eprintln!(
+            "pinvm: {} has {damaged} damaged records (shown as `!!`); the others are intact",
+            a.file.display()
+        );
+        return Ok(1);
+    }
+    Ok(0)
+}
+
+/// Print every record of `j`; a damaged one is a `!!` line and the next good one follows.
+/// Returns the number of damaged records; fails only on a read error.
+fn show(j: Journal, out: &mut impl Write) -> Result<u64> {
+    let mut damaged = 0;
     for rec in j.records() {
-        let rec = rec.with_context(ctx)?;
-        render(&rec, &mut out)?;
+        let rec = match rec {
+            Ok(r) => r,
+            Err(JournalError::Io(e)) => return Err(e.into()),
+            Err(e) => {
+                damaged += 1;
+                writeln!(out, "!! {e}")?;
+                continue;
+            }
+        };
+        render(&rec, out)?;
         if let Some(data) = &rec.data {
             for (i, b) in data.chunks(4096).enumerate() {
                 writeln!(
@@ -64,7 +88,7 @@ pub fn run(cmd: JournalCommand) -> Result<i32> {
             }
         }
     }
-    Ok(0)
+    Ok(damaged)
 }
 
 #[cfg(test)]
@@ -78,5 +102,44 @@ mod tests {
         let mut b = vec![0u8; 4096];
         b[..512].copy_from_slice(&proto::stamp::file::stamp_sector("t", 8192));
         assert_eq!(describe(&b), "file stamp t off=8192");
+    }
+
+    /// `journal show` used to stop at the first damaged record (an error, exit 125) and hide
+    /// every record after it.
+    #[test]
+    fn a_damaged_record_is_shown_and_the_next_ones_too() {
+        use proto::journal::{JournalOptions, JournalRecord, JournalWriter, RequestKind};
+        let dir = std::env::temp_dir().join(format!("pinvm-jshow-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("j.bin");
+        let mut w = JournalWriter::create(&path, JournalOptions::default()).unwrap();
+        for seq in 1..=3 {
+            w.write(&JournalRecord {
+                seq,
+                kind: RequestKind::Out,
+                status: 0,
+                submit_ns: 1,
+                complete_ns: 2,
+                sector: 8,
+                sectors: 8,
+                segments: vec![],
+                hashes: vec![],
+                data: None,
+            })
+            .unwrap();
+        }
+        drop(w);
+        let mut b = std::fs::read(&path).unwrap();
+        let second = 16 + 4 + u32::from_le_bytes(b[16..20].try_into().unwrap()) as usize;
+        b[second..second + 4].copy_from_slice(&u32::MAX.to_le_bytes());
+        std::fs::write(&path, &b).unwrap();
+        let mut out = Vec::new();
+        let damaged = show(Journal::open(&path).unwrap(), &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(damaged, 1, "{text}");
+        assert!(text.starts_with("#1 OUT OK"), "{text}");
+        assert!(text.contains("\n!! corrupt record at offset"), "{text}");
+        assert!(text.contains("\n#3 OUT OK"), "{text}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

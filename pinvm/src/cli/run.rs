@@ -82,7 +82,7 @@ pub fn run(machine: &dyn Machine, a: RunArgs) -> Result<i32> {
         };
         let case = Case {
             scenario: &s,
-            kernel: a.kernel.choice(),
+            kernel: a.kernel.choice().for_scenario(&s),
             fs: fs.clone(),
             run,
             seed: a.seed + u64::from(run - 1),
@@ -119,15 +119,10 @@ pub fn run(machine: &dyn Machine, a: RunArgs) -> Result<i32> {
 
 /// The human summary of one run.
 fn print_result(r: &CaseResult) {
-    let release = r
-        .kernel_release
-        .as_deref()
-        .map(|x| format!(" ({x})"))
-        .unwrap_or_default();
     println!(
-        "== {} on {}{release} {}, run {}, seed {}: {:.1} s",
+        "== {} on {} {}, run {}, seed {}: {:.1} s",
         r.scenario,
-        r.kernel,
+        r.kernel_line(),
         r.fs,
         r.run,
         r.seed,

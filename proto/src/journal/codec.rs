@@ -76,13 +76,24 @@ struct HashEntry {
 }
 
 /// The body of `r` (without its length prefix).
+#[cfg(test)]
 pub(super) fn encode(r: &JournalRecord) -> Vec<u8> {
+    let mut b = encode_head(r);
+    if let Some(d) = &r.data {
+        b.extend_from_slice(d);
+    }
+    b
+}
+
+/// The body of `r` up to its data bytes (the data length included when there is data): the
+/// writer appends the data itself, so a record is never copied whole.
+pub(super) fn encode_head(r: &JournalRecord) -> Vec<u8> {
     let mut b = Vec::with_capacity(
         size_of::<RecordHead>()
             + 8
             + r.segments.len() * size_of::<SegmentEntry>()
             + r.hashes.len() * size_of::<HashEntry>()
-            + r.data.as_ref().map_or(0, |d| d.len() + 8),
+            + 8,
     );
     let head = RecordHead {
         seq: r.seq.into(),
@@ -115,9 +126,55 @@ pub(super) fn encode(r: &JournalRecord) -> Vec<u8> {
     }
     if let Some(d) = &r.data {
         b.extend_from_slice(&(d.len() as u64).to_le_bytes());
-        b.extend_from_slice(d);
     }
     b
+}
+
+/// Bytes of a record's length prefix, fixed head and segment count: what
+/// [`plausible_start`] looks at.
+pub(super) const START_LEN: usize = 4 + size_of::<RecordHead>() + 4;
+
+/// What the first [`START_LEN`] bytes of a record say, when they can start one.
+pub(super) struct Start {
+    /// The length prefix.
+    pub len: u32,
+    /// The record's sequence number.
+    pub seq: u64,
+    /// The segment count.
+    pub nseg: u32,
+    /// The data flag.
+    pub data: bool,
+}
+
+/// Whether `b` can start a record this writer wrote: a type it journals (IN, OUT, FLUSH), a
+/// status byte it returns, no unknown flag, a zero reserved field, completion not before
+/// submission, a body long enough for its fixed parts.
+pub(super) fn plausible_start(b: &[u8; START_LEN]) -> Option<Start> {
+    let (len, rest) = U32::read_from_prefix(&b[..]).ok()?;
+    let (head, rest) = RecordHead::read_from_prefix(rest).ok()?;
+    let (nseg, _) = U32::read_from_prefix(rest).ok()?;
+    let plausible = matches!(head.kind.get(), 0 | 1 | 4)
+        && head.status <= 2
+        && head.rflags & !RFLAG_DATA == 0
+        && head.reserved.get() == 0
+        && head.complete_ns.get() >= head.submit_ns.get()
+        && len.get() as usize >= size_of::<RecordHead>() + 8;
+    plausible.then(|| Start {
+        len: len.get(),
+        seq: head.seq.get(),
+        nseg: nseg.get(),
+        data: head.rflags & RFLAG_DATA != 0,
+    })
+}
+
+/// Offset in a body of the hash count, after `nseg` segments.
+pub(super) fn hash_count_at(nseg: u32) -> u64 {
+    (size_of::<RecordHead>() + 4) as u64 + u64::from(nseg) * size_of::<SegmentEntry>() as u64
+}
+
+/// Offset in a body of what follows `nhash` hashes (the data length, or the end).
+pub(super) fn after_hashes(nseg: u32, nhash: u32) -> u64 {
+    hash_count_at(nseg) + 4 + u64::from(nhash) * size_of::<HashEntry>() as u64
 }
 
 /// Reads a record body front to back.

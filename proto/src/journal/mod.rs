@@ -23,6 +23,7 @@
 mod codec;
 mod reader;
 mod render;
+mod resync;
 mod writer;
 
 use std::io;

@@ -13,6 +13,8 @@ use super::{JournalOptions, JournalRecord, RequestKind};
 pub struct JournalWriter {
     out: BufWriter<File>,
     options: JournalOptions,
+    /// Bytes written so far (header included).
+    bytes: u64,
 }
 
 impl JournalWriter {
@@ -20,7 +22,11 @@ impl JournalWriter {
     pub fn create(path: &Path, options: JournalOptions) -> io::Result<JournalWriter> {
         let mut out = BufWriter::with_capacity(256 << 10, File::create(path)?);
         out.write_all(FileHeader::new(options).as_bytes())?;
-        Ok(JournalWriter { out, options })
+        Ok(JournalWriter {
+            out,
+            options,
+            bytes: super::HEADER_LEN,
+        })
     }
 
     /// The options the header announces.
@@ -37,13 +43,22 @@ impl JournalWriter {
         }
     }
 
-    /// Append one record (buffered).
+    /// Append one record (buffered; its data is written from `r`, not copied first).
     pub fn write(&mut self, r: &JournalRecord) -> io::Result<()> {
-        let b = codec::encode(r);
-        let len = u32::try_from(b.len())
+        let head = codec::encode_head(r);
+        let data: &[u8] = r.data.as_deref().unwrap_or_default();
+        let len = u32::try_from(head.len() + data.len())
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "journal record > 4 GiB"))?;
         self.out.write_all(&len.to_le_bytes())?;
-        self.out.write_all(&b)
+        self.out.write_all(&head)?;
+        self.out.write_all(data)?;
+        self.bytes += 4 + u64::from(len);
+        Ok(())
+    }
+
+    /// Bytes of the file so far (header and records, buffered ones included).
+    pub fn bytes_written(&self) -> u64 {
+        self.bytes
     }
 
     /// Push buffered records to the file (no fsync).
