@@ -43,42 +43,47 @@ pub struct SelftestBuild {
     pub tree_note: Option<String>,
 }
 
-/// Builds (or finds) every test of `names` from the kernel tree `<build_dir>/src` (a build
-/// slot's, whose lock is held while the tree is read, so a kernel build cannot change it
-/// underneath). `kernel_key` is the booted kernel's cache key, checked against what the slot
-/// last built. Binaries go to `<cache>/selftests/<key>/<test>`.
-pub fn build(
-    build_dir: &Path,
-    kernel_key: &str,
-    names: &[SelftestName],
-    cache: &Path,
-) -> Result<SelftestBuild> {
-    let _lock = FileLock::acquire(&lock_path(build_dir), || {
-        eprintln!(
-            "pinvm: waiting for a kernel build that uses {}",
-            build_dir.display()
-        )
-    })?;
-    let tree = &build_dir.join("src");
+/// Which kernel tree the tests come from.
+#[derive(Debug, Clone, Copy)]
+pub enum TreeRef<'a> {
+    /// A tree nothing writes to once it exists: a Debian source's pristine extraction (right
+    /// when the kernel has no patch under test: pinvm's own patches touch neither the
+    /// selftests nor the UAPI headers they use).
+    Pristine(&'a Path),
+    /// `<dir>/src` of a build slot (or an older per-key build directory), read under the
+    /// slot's lock so a kernel build cannot change it underneath; `kernel_key` is the booted
+    /// kernel's cache key, checked against what the slot last built.
+    Slot {
+        /// The slot directory.
+        dir: &'a Path,
+        /// The booted kernel's cache key.
+        kernel_key: &'a str,
+    },
+}
+
+/// Builds (or finds) every test of `names` from the kernel tree `tree`. Binaries go to
+/// `<cache>/selftests/<key>/<test>`.
+pub fn build(tree: TreeRef, names: &[SelftestName], cache: &Path) -> Result<SelftestBuild> {
+    let (tree, _lock, tree_note) = match tree {
+        TreeRef::Pristine(t) => (t.to_path_buf(), None, None),
+        TreeRef::Slot { dir, kernel_key } => {
+            let lock = FileLock::acquire(&lock_path(dir), || {
+                eprintln!(
+                    "pinvm: waiting for a kernel build that uses {}",
+                    dir.display()
+                )
+            })?;
+            (dir.join("src"), Some(lock), slot_note(dir, kernel_key))
+        }
+    };
+    let tree = tree.as_path();
     if !tree.join("Makefile").is_file() {
         bail!(
-            "the kernel's build tree {} is gone (pruned?): build the kernel again \
-             (`pinvm kernel build`) or boot it once with `pinvm boot`",
+            "the kernel's tree {} is gone (pruned?): build the kernel again \
+             (`pinvm kernel build`)",
             tree.display()
         );
     }
-    let tree_note = crate::kernel::slot::peek_record(build_dir)
-        .and_then(|r| r.last_key)
-        .filter(|k| k != kernel_key)
-        .map(|k| {
-            format!(
-                "the build slot {} was last built for kernel {} (not the booted {}): the tests \
-                 come from that tree",
-                build_dir.display(),
-                &k[..k.len().min(12)],
-                &kernel_key[..kernel_key.len().min(12)]
-            )
-        });
     let compiler = compiler_version()?;
     let headers_key = headers_key(tree)?;
     let mut headers: Option<Headers> = None;
@@ -120,6 +125,20 @@ pub fn build(
     Ok(SelftestBuild {
         tests: out,
         tree_note,
+    })
+}
+
+/// A note when the slot's tree was last built for another kernel than `kernel_key`.
+fn slot_note(dir: &Path, kernel_key: &str) -> Option<String> {
+    let last = crate::kernel::slot::peek_record(dir)?.last_key?;
+    (last != kernel_key).then(|| {
+        format!(
+            "the build slot {} was last built for kernel {} (not the booted {}): the tests \
+             come from that tree",
+            dir.display(),
+            &last[..last.len().min(12)],
+            &kernel_key[..kernel_key.len().min(12)]
+        )
     })
 }
 

@@ -7,5 +7,5 @@
 mod build;
 mod name;
 
-pub use build::{build, BuiltSelftest, SelftestBuild};
+pub use build::{build, BuiltSelftest, SelftestBuild, TreeRef};
 pub use name::SelftestName;

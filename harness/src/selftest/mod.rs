@@ -12,7 +12,8 @@ use anyhow::{bail, Result};
 use guest_images::disk::Fs;
 use guest_images::hostfs::HostPath;
 use guest_images::initramfs::{Job, Mount};
-use guest_images::selftest::{self, BuiltSelftest, SelftestName};
+use guest_images::kernel::PatchGroup;
+use guest_images::selftest::{self, BuiltSelftest, SelftestName, TreeRef};
 use ktap::{Status, TestResult};
 use machine::outcome::{self, EXIT_FAIL, EXIT_UNTESTABLE};
 use machine::{DmaSpec, Machine, RunSpec};
@@ -115,12 +116,18 @@ pub fn run(machine: &dyn Machine, r: &SelftestRun) -> Result<SelftestReport> {
     }
     let built = default_kernel(&r.kernel)?;
     let cache = guest_images::cache::cache_dir()?;
-    let build = selftest::build(
-        &built.manifest.build_dir,
-        &built.manifest.key,
-        &r.tests,
-        &cache,
-    )?;
+    let m = &built.manifest;
+    let pristine = guest_images::kernel::source::debian_tree_dir(&cache, &m.source)
+        .filter(|d| d.join("Makefile").is_file())
+        .filter(|_| m.patches.iter().all(|p| p.group != PatchGroup::UnderTest));
+    let tree = match &pristine {
+        Some(d) => TreeRef::Pristine(d),
+        None => TreeRef::Slot {
+            dir: &m.build_dir,
+            kernel_key: &m.key,
+        },
+    };
+    let build = selftest::build(tree, &r.tests, &cache)?;
     let bins = build.tests;
     let files = HostFiles {
         puts: bins
