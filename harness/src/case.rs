@@ -4,7 +4,7 @@
 
 use crate::analyze::analyze;
 use crate::kernel::KernelChoice;
-use crate::prepare::{prepare, UserDisk};
+use crate::prepare::{check_initrd_fits, prepare_with, HostFiles, UserDisk};
 use crate::record::{report_json, where_stopped};
 use crate::report::{CaseResult, Outcome};
 use crate::scenario::{expand, expect, Expectation, Scenario};
@@ -58,6 +58,11 @@ pub fn fresh_dir(dir: &Path) -> Result<()> {
 /// Run one case on `machine`. Errors are only for problems with the results folder;
 /// everything that stops the test itself is an untestable result.
 pub fn run_case(machine: &dyn Machine, c: &Case) -> Result<CaseResult> {
+    run_case_with(machine, c, &HostFiles::default())
+}
+
+/// [`run_case`] with host files in the guest (`--put`, `--share`).
+pub fn run_case_with(machine: &dyn Machine, c: &Case, files: &HostFiles) -> Result<CaseResult> {
     let t0 = Instant::now();
     fresh_dir(&c.dir)?;
     let s = c.scenario;
@@ -72,7 +77,7 @@ pub fn run_case(machine: &dyn Machine, c: &Case) -> Result<CaseResult> {
         Ok(r)
     };
     let cache = guest_images::cache::cache_dir()?;
-    let (spec, booted) = match case_run(c, fs, &steps, &cache) {
+    let (spec, booted) = match case_run(c, fs, &steps, &cache, files) {
         Ok(x) => x,
         Err(u) => return untestable(u),
     };
@@ -157,6 +162,7 @@ fn case_run(
     fs: Fs,
     steps: &[String],
     cache: &Path,
+    files: &HostFiles,
 ) -> Result<(RunSpec, Booted), Untestable> {
     let s = c.scenario;
     let p = |n: &str| c.dir.join(n);
@@ -173,8 +179,10 @@ fn case_run(
         journal_data: true,
         keep: Some(p("disk.img")),
     };
-    let prepared =
-        prepare(&c.kernel, job, user).map_err(|e| Untestable::before_boot(format!("{e:#}")))?;
+    let prepared = prepare_with(&c.kernel, job, user, files)
+        .map_err(|e| Untestable::before_boot(format!("{e:#}")))?;
+    check_initrd_fits(prepared.initrd.len(), s.memory)
+        .map_err(|e| Untestable::before_boot(format!("{e:#}")))?;
     let spec = RunSpec {
         kernel: prepared.kernel,
         initrd: Some(prepared.initrd),

@@ -6,7 +6,8 @@
 //! its run record; [`analyze`] reads the records the devices kept (DMA log, block journal,
 //! final disk) and lets the oracle judge; the case compares the verdicts with the scenario's
 //! expectation. [`suite`] runs a matrix of cases, [`report`] writes the results (KTAP, JUnit,
-//! kcidb JSON, tables), [`bench`] measures boots and disks, [`record`] renders run records.
+//! kcidb JSON, tables), [`bench`] measures boots and disks, [`record`] renders run records, [`selftest`] runs the
+//! kernel's own selftests in the guest.
 
 #![warn(missing_docs)]
 
@@ -20,6 +21,7 @@ pub mod prepare;
 pub mod record;
 pub mod report;
 pub mod scenario;
+pub mod selftest;
 pub mod suite;
 
 pub use case::{run_case, Case};

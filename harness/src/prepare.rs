@@ -1,9 +1,10 @@
 //! Getting a run ready: the kernel (built if needed), the disks (the user's image as
-//! /dev/vda, then the busybox tools disk) and the initramfs (the cached base with the agent,
-//! plus the job).
+//! /dev/vda, then the busybox tools disk, then one read-only disk per `--share`) and the
+//! initramfs (the cached base with the agent, the `--put` files, then the job).
 
 use crate::kernel::{default_kernel, KernelChoice};
 use anyhow::{Context, Result};
+use guest_images::hostfs::{put, share, spec, HostPath};
 use guest_images::initramfs::{Job, Mount};
 use machine::DiskSpec;
 use std::path::PathBuf;
@@ -38,16 +39,46 @@ pub struct UserDisk {
     pub keep: Option<PathBuf>,
 }
 
+/// Host files for the guest (docs/boot-time.md has what each costs).
+#[derive(Debug, Clone, Default)]
+pub struct HostFiles {
+    /// `--put HOST[:GUEST]`: copied into the initramfs.
+    pub puts: Vec<HostPath>,
+    /// `--share DIR[:GUEST]`: a read-only ext4 image of DIR, mounted at GUEST.
+    pub shares: Vec<HostPath>,
+}
+
 /// Resolve the kernel (building it if needed), the disks (the user's as /dev/vda, then the
 /// busybox tools disk) and the initramfs for `job`.
-pub fn prepare(choice: &KernelChoice, mut job: Job, user: UserDisk) -> Result<Prepared> {
+pub fn prepare(choice: &KernelChoice, job: Job, user: UserDisk) -> Result<Prepared> {
+    prepare_with(choice, job, user, &HostFiles::default())
+}
+
+/// [`prepare`] with host files: every `--put` and `--share` is checked and read before the
+/// kernel is resolved, so a wrong path fails before anything is built or booted.
+pub fn prepare_with(
+    choice: &KernelChoice,
+    mut job: Job,
+    user: UserDisk,
+    files: &HostFiles,
+) -> Result<Prepared> {
+    if files.shares.len() > share::MAX_SHARES {
+        anyhow::bail!("--share: at most {} shares", share::MAX_SHARES);
+    }
+    spec::check_together(&files.puts, &files.shares, user.image.is_some())?;
+    let puts = put::put_archive(&files.puts)?;
+    let cache = guest_images::cache::cache_dir()?;
+    let shares = files
+        .shares
+        .iter()
+        .map(|s| share::cached_share_image(&cache, &s.host).map(|img| (img, &s.guest)))
+        .collect::<Result<Vec<_>>>()?;
     let KernelFiles {
         kernel,
         system_map,
         release,
         cache_key,
     } = kernel_files(choice)?;
-    let cache = guest_images::cache::cache_dir()?;
     let mut disks = Vec::new();
     if let Some(image) = user.image {
         if !image.is_file() {
@@ -73,7 +104,7 @@ pub fn prepare(choice: &KernelChoice, mut job: Job, user: UserDisk) -> Result<Pr
     if let Some(bb) = &busybox {
         let tools = guest_images::tools::cached_tools_image(&cache, bb)?;
         job.mounts.push(Mount {
-            device: format!("/dev/vd{}", (b'a' + disks.len() as u8) as char),
+            device: next_device(&disks),
             dir: guest_images::tools::MOUNT_POINT.into(),
             fstype: "ext4".into(),
             options: "ro".into(),
@@ -86,10 +117,26 @@ pub fn prepare(choice: &KernelChoice, mut job: Job, user: UserDisk) -> Result<Pr
             id: "pinvm-tools".into(),
         });
     }
+    for (i, (image, guest)) in shares.into_iter().enumerate() {
+        job.mounts.push(Mount {
+            device: next_device(&disks),
+            dir: guest.clone(),
+            fstype: "ext4".into(),
+            options: "ro".into(),
+        });
+        disks.push(DiskSpec {
+            image,
+            journal: None,
+            journal_data: false,
+            keep: None,
+            id: format!("pinvm-share{i}"),
+        });
+    }
     let agent = guest_images::agent::agent_binary()?;
     let base = guest_images::initramfs::cached_base_initramfs(&cache, &agent, busybox.is_some())?;
     let mut initrd =
         std::fs::read(&base).with_context(|| format!("reading initramfs {}", base.display()))?;
+    initrd.extend_from_slice(&puts);
     initrd.extend_from_slice(&job.archive()?);
     Ok(Prepared {
         kernel,
@@ -99,6 +146,34 @@ pub fn prepare(choice: &KernelChoice, mut job: Job, user: UserDisk) -> Result<Pr
         initrd,
         disks,
     })
+}
+
+/// The least guest memory (MiB) that unpacks an initramfs of `initrd_len` bytes: the kernel
+/// keeps the archive reserved while it unpacks it into the root tmpfs, which may grow to half
+/// of the memory not reserved (~13 MiB of kernel, the archive), so the files need about
+/// three times their size plus the kernel's share. Measured on 6.12 under QEMU: 32 MiB of
+/// `--put` boots in 128 MiB, 40 MiB does not ("Initramfs unpacking failed: write error"),
+/// 63 MiB needs 208 MiB.
+pub fn min_mem_mib(initrd_len: usize) -> u64 {
+    3 * (initrd_len as u64).div_ceil(1 << 20) + 24
+}
+
+/// Fails, saying which `--mem` is needed, when `mem_mib` cannot unpack the initramfs.
+pub fn check_initrd_fits(initrd_len: usize, mem_mib: u64) -> Result<()> {
+    let need = min_mem_mib(initrd_len);
+    if mem_mib < need {
+        anyhow::bail!(
+            "the initramfs is {} MiB (with the --put files) and the guest unpacks it into a tmpfs \
+             of at most half its free memory: give --mem {need} or more, or move large files to --share",
+            (initrd_len as u64).div_ceil(1 << 20)
+        );
+    }
+    Ok(())
+}
+
+/// The guest's name for the next disk: /dev/vda, /dev/vdb, ... in attachment order.
+fn next_device(disks: &[DiskSpec]) -> String {
+    format!("/dev/vd{}", (b'a' + disks.len() as u8) as char)
 }
 
 /// The kernel image and what is known about it.
@@ -134,5 +209,23 @@ fn kernel_files(choice: &KernelChoice) -> Result<KernelFiles> {
                 system_map: Some(built.system_map),
             })
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_for_an_initramfs_follows_the_measurements() {
+        let mib = 1 << 20;
+        // The base archive alone fits the smallest guest.
+        assert!(check_initrd_fits(mib, 32).is_ok());
+        // 32 MiB of --put booted in 128 MiB; 40 MiB did not; 63 MiB needed 208 MiB.
+        assert!(check_initrd_fits(33 * mib, 128).is_ok());
+        assert!(check_initrd_fits(41 * mib, 128).is_err());
+        let e = check_initrd_fits(64 * mib, 128).unwrap_err().to_string();
+        assert!(e.contains("--mem 216"), "{e}");
+        assert!(check_initrd_fits(64 * mib, 216).is_ok());
     }
 }

@@ -1,10 +1,11 @@
 //! `pinvm boot`: build or reuse what is missing, boot, run the command, exit with its verdict.
 
+use super::hostfiles::HostFileArgs;
 use super::kernel::KernelArgs;
 use anyhow::{Context, Result};
 use clap::Args;
 use guest_images::initramfs::Job;
-use harness::prepare::{prepare, UserDisk};
+use harness::prepare::{check_initrd_fits, prepare_with, UserDisk};
 use harness::record::{report_json, where_stopped};
 use machine::{outcome, DmaSpec, Machine, RunReport, RunSpec};
 use proto::agent::StepReport;
@@ -15,11 +16,14 @@ use std::time::Duration;
 #[derive(Args, Debug, Clone)]
 #[command(
     after_help = "Examples:\n  pinvm boot -- uname -r\n  pinvm boot --kernel-version 6.1 \
---cpus 2 -- sh -c 'dmesg | tail'\n  pinvm boot --kernel ~/linux/out/vmlinux --timeout 60 -- true"
+--cpus 2 -- sh -c 'dmesg | tail'\n  pinvm boot --kernel ~/linux/out/vmlinux --timeout 60 -- true\n  \
+pinvm boot --put ./repro -- /put/repro\n  pinvm boot --share ~/tests:/t -- /t/run.sh"
 )]
 pub struct BootArgs {
     #[command(flatten)]
     pub kernel: KernelArgs,
+    #[command(flatten)]
+    pub files: HostFileArgs,
     /// Number of vCPUs.
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(1..=32))]
     pub cpus: u8,
@@ -72,6 +76,7 @@ pub struct BootArgs {
 }
 
 pub fn run(machine: &dyn Machine, a: BootArgs) -> Result<i32> {
+    let files = a.files.files()?;
     let job = Job {
         argv: a.cmd.clone(),
         steps: a.steps.clone(),
@@ -91,7 +96,8 @@ pub fn run(machine: &dyn Machine, a: BootArgs) -> Result<i32> {
             );
         }
     }
-    let p = prepare(&a.kernel.choice(), job, user)?;
+    let p = prepare_with(&a.kernel.choice(), job, user, &files)?;
+    check_initrd_fits(p.initrd.len(), a.mem)?;
     let spec = RunSpec {
         kernel: p.kernel.clone(),
         initrd: Some(p.initrd),

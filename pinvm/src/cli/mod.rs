@@ -6,11 +6,13 @@ mod bisect;
 mod boot;
 mod cache;
 mod dma;
+mod hostfiles;
 mod image;
 mod journal;
 mod kernel;
 mod report;
 mod run;
+mod selftest;
 mod suite;
 
 use crate::machines::{self, MachineChoice};
@@ -71,6 +73,10 @@ pub enum Command {
     /// Run a scenario on one kernel and filesystem and judge it (exit 0 clean, 1 found, 125
     /// could not test).
     Run(run::RunArgs),
+    /// Build the kernel's own selftests (e.g. mm:gup_longterm) from the booted kernel's tree,
+    /// run them in the guest on a chosen filesystem, print KTAP (exit 0 pass, 1 fail, 125
+    /// could not test).
+    Selftest(selftest::SelftestArgs),
     /// Run scenarios over kernels × filesystems, compare with their expectations, report
     /// (KTAP, KernelCI JSON, JUnit); exit 0 only when every outcome matches.
     Suite(suite::SuiteArgs),
@@ -97,6 +103,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Run(r) => run::run(&*one()?, r),
         Command::Bisect(b) => bisect::run(&*one()?, b),
         Command::Suite(s) => suite::run(&*one()?, s),
+        Command::Selftest(t) => selftest::run(&*one()?, t),
         Command::Kernel(k) => kernel::run(k),
         Command::Bench(b) => bench::run(&choices, b),
         Command::Cache(c) => cache::run(c),

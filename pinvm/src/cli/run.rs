@@ -2,10 +2,11 @@
 //! with their evidence, exit 0 (nothing found), 1 (corruption or a kernel problem found) or
 //! 125 (could not test): what `git bisect run` expects.
 
+use super::hostfiles::HostFileArgs;
 use super::kernel::KernelArgs;
 use anyhow::Result;
 use clap::Args;
-use harness::case::{fresh_dir, run_case, Case};
+use harness::case::{fresh_dir, run_case_with, Case};
 use harness::scenario::{self, Scenario};
 use harness::{CaseResult, Outcome};
 use machine::outcome::{EXIT_FAIL, EXIT_UNTESTABLE};
@@ -24,6 +25,8 @@ pub struct RunArgs {
     pub scenario: PathBuf,
     #[command(flatten)]
     pub kernel: KernelArgs,
+    #[command(flatten)]
+    pub files: HostFileArgs,
     /// Filesystem (default: the scenario's first).
     #[arg(long)]
     pub fs: Option<String>,
@@ -50,6 +53,7 @@ pub struct RunArgs {
 }
 
 pub fn run(machine: &dyn Machine, a: RunArgs) -> Result<i32> {
+    let files = a.files.files()?;
     let path = scenario::resolve(&a.scenario)?;
     let s = Scenario::load(&path)?;
     let fs = a.fs.clone().unwrap_or_else(|| s.filesystems[0].clone());
@@ -90,7 +94,7 @@ pub fn run(machine: &dyn Machine, a: RunArgs) -> Result<i32> {
             "pinvm: {} ({}) on {} {fs}, run {run}/{}: {}",
             s.name, s.id, a.kernel.kernel_version, a.runs, s.title
         );
-        let r = run_case(machine, &case)?;
+        let r = run_case_with(machine, &case, &files)?;
         print_result(&r);
         code = match (code, r.code) {
             (EXIT_FAIL, _) | (_, EXIT_FAIL) => EXIT_FAIL,
