@@ -14,6 +14,7 @@ use proto::stamp::dma::{encode, encode_page};
 use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Instant;
 
 /// The Chromium binary, or None after a loud SKIP line.
@@ -47,11 +48,16 @@ fn headless(bin: &str) -> Command {
         "--disable-gpu",
         "--no-sandbox",
         "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
     ]);
-    c.arg(format!(
-        "--user-data-dir={}",
-        artifacts().join("profile").display()
-    ));
+    // One profile per chromium: two instances on one profile (tests run in parallel) make
+    // the second fail.
+    static N: AtomicU32 = AtomicU32::new(0);
+    let profile = artifacts().join(format!("profile-{}", N.fetch_add(1, Ordering::Relaxed)));
+    let _ = std::fs::remove_dir_all(&profile);
+    c.arg(format!("--user-data-dir={}", profile.display()));
     c
 }
 
