@@ -77,7 +77,8 @@ pub fn run_case_with(machine: &dyn Machine, c: &Case, files: &HostFiles) -> Resu
         Ok(r)
     };
     let cache = guest_images::cache::cache_dir()?;
-    let (spec, booted) = match case_run(c, fs, &steps, &cache, files) {
+    let kernel = c.kernel.for_machine(machine);
+    let (spec, booted) = match case_run(c, &kernel, fs, &steps, &cache, files) {
         Ok(x) => x,
         Err(u) => return untestable(u),
     };
@@ -159,6 +160,7 @@ struct Booted {
 /// come from `cache`.
 fn case_run(
     c: &Case,
+    kernel: &KernelChoice,
     fs: Fs,
     steps: &[String],
     cache: &Path,
@@ -179,7 +181,7 @@ fn case_run(
         journal_data: true,
         keep: Some(p("disk.img")),
     };
-    let prepared = prepare_with(&c.kernel, job, user, files)
+    let prepared = prepare_with(kernel, job, user, files)
         .map_err(|e| Untestable::before_boot(format!("{e:#}")))?;
     check_initrd_fits(prepared.initrd.len(), s.memory)
         .map_err(|e| Untestable::before_boot(format!("{e:#}")))?;

@@ -4,6 +4,7 @@
 use crate::scenario::Scenario;
 use anyhow::Result;
 use guest_images::kernel::{self as gk, BuildRequest, BuiltKernel, KernelSource, PlatformFix};
+use machine::Machine;
 use std::path::PathBuf;
 
 /// The kernel version booted when nothing else is asked for.
@@ -24,6 +25,9 @@ pub struct KernelChoice {
     pub patches: Vec<PathBuf>,
     /// Config fragments, applied after pinvm's, in order.
     pub configs: Vec<PathBuf>,
+    /// The machine boots a compressed bzImage (QEMU), so a built kernel must have one; the
+    /// loop on pinvm's VMM builds vmlinux only. Set by [`KernelChoice::for_machine`].
+    pub bzimage: bool,
 }
 
 impl KernelChoice {
@@ -44,6 +48,14 @@ impl KernelChoice {
             c.configs.extend(s.kernel_configs(&c.kernel_version));
         }
         c
+    }
+
+    /// This choice for booting on `machine`: with a bzImage when the machine boots one.
+    pub fn for_machine(&self, machine: &dyn Machine) -> KernelChoice {
+        KernelChoice {
+            bzimage: machine.boots_bzimage(),
+            ..self.clone()
+        }
     }
 
     /// The file names of the patches under test, in order (for reports).
@@ -102,6 +114,7 @@ pub fn default_kernel(choice: &KernelChoice) -> Result<BuiltKernel> {
         platform_fix: PlatformFix::Auto,
         jobs: None,
         without_driver: false,
+        bzimage: choice.bzimage,
     };
     build_with_progress(&req)
 }

@@ -98,10 +98,14 @@ pub fn cells<'a>(scenarios: &'a [Scenario], filter: &MatrixFilter, shard: Shard)
 /// scenario's patches), one at a time, so parallel cases do not race to build the same one.
 /// Returns the kernels that failed, described by version and patches (their cases will be
 /// untestable).
-pub fn build_kernels(cells: &[Cell], opts: &SuiteOptions) -> Vec<(String, anyhow::Error)> {
+pub fn build_kernels(
+    machine: &dyn Machine,
+    cells: &[Cell],
+    opts: &SuiteOptions,
+) -> Vec<(String, anyhow::Error)> {
     let mut kernels: Vec<KernelChoice> = Vec::new();
     for c in cells {
-        let k = opts.kernel_for(c);
+        let k = opts.kernel_for(c).for_machine(machine);
         let same = |o: &KernelChoice| {
             o.kernel_version == k.kernel_version && o.patches == k.patches && o.configs == k.configs
         };

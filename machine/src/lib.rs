@@ -42,6 +42,12 @@ pub trait Machine: Send + Sync {
     /// Short name recorded in every run record, e.g. `"kvm"`.
     fn name(&self) -> &'static str;
 
+    /// Whether this machine boots a compressed `bzImage` (QEMU's `-kernel`) rather than the
+    /// uncompressed vmlinux (pinvm's VMM): a kernel built for it must include one.
+    fn boots_bzimage(&self) -> bool {
+        false
+    }
+
     /// Boot `spec.kernel` with `spec`'s initramfs and devices, watch the guest until it ends,
     /// times out or crashes, stop it, collect the devices' records and return the run record.
     ///

@@ -81,6 +81,10 @@ impl Machine for QemuMachine {
         }
     }
 
+    fn boots_bzimage(&self) -> bool {
+        true
+    }
+
     fn run(&self, spec: &RunSpec) -> Result<RunReport, MachineError> {
         let started = Instant::now();
         let mut s = Session::prepare(self, spec, started)?;

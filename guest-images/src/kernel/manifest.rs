@@ -134,7 +134,10 @@ impl Manifest {
         let path = dir.join(MANIFEST_FILE);
         let mut text = serde_json::to_string_pretty(self)?;
         text.push('\n');
-        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))
+        // Written beside it and renamed: a reader never sees half a manifest.
+        let tmp = path.with_extension("json.tmp");
+        std::fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
+        std::fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))
     }
 }
 

@@ -13,6 +13,7 @@
 //!     platform_fix: "auto".parse::<PlatformFix>()?,            // --platform-fix
 //!     jobs: None,                                              // default: all CPUs
 //!     without_driver: false,                                   // --no-driver
+//!     bzimage: true,                                           // QEMU boots one
 //! };
 //! let cache = guest_images::cache::cache_dir()?;
 //! if let Some(k) = kernel::lookup(&req, &cache)? {              // never builds
@@ -50,11 +51,13 @@
 //!    `--config` fragments in order, `make olddefconfig`, then the **survival check**: every
 //!    requested option must hold in the final `.config` (see [`config`]). kbuild notices
 //!    which options changed and rebuilds only the objects that use them.
-//! 8. **Compile** `make -j<N> vmlinux bzImage` (log: `<slot>/out/build.log`), through ccache
+//! 8. **Compile** `make -j<N> vmlinux` (log: `<slot>/out/build.log`), plus `bzImage` only
+//!    when the request asks for it ([`BuildRequest::bzimage`]: QEMU boots a bzImage, pinvm's
+//!    VMM the vmlinux; a cached kernel without one gets it on demand), through ccache
 //!    when it is installed (`<cache>/ccache`, 5 GB; `PINVM_CCACHE=0` turns it off), with
 //!    `KBUILD_BUILD_TIMESTAMP/USER/HOST/VERSION` fixed so that the same inputs give the
 //!    same vmlinux, and with the caller's kbuild variables removed ([`make::kbuild_environment`]).
-//! 9. **Publish** `vmlinux`, `bzImage`, `System.map`, `config`, `build.log` and
+//! 9. **Publish** `vmlinux`, `bzImage` (when built), `System.map`, `config`, `build.log` and
 //!    `manifest.json` (with what the slot rebuilt: [`manifest::IncrementalRecord`]) into
 //!    `<cache>/kernels/<key>/` (temp dir + rename).
 //!
@@ -150,6 +153,10 @@ pub struct BuildRequest {
     /// Leave out pinvm's guest driver (patch group Driver and its config fragment), e.g. for
     /// a tree it does not apply to.
     pub without_driver: bool,
+    /// Also build the compressed boot image (`bzImage`), which QEMU boots. The kernel loop
+    /// needs only vmlinux (what pinvm's VMM boots); a cached kernel published without a
+    /// bzImage gets one on demand, from the same inputs in its build slot.
+    pub bzimage: bool,
 }
 
 /// A published kernel in the cache.
@@ -159,8 +166,8 @@ pub struct BuiltKernel {
     pub dir: PathBuf,
     /// Uncompressed ELF (what pinvm boots).
     pub vmlinux: PathBuf,
-    /// The compressed boot image (what QEMU boots).
-    pub bzimage: PathBuf,
+    /// The compressed boot image (what QEMU boots), when it was built.
+    pub bzimage: Option<PathBuf>,
     /// The kernel's symbol table, for naming where stopped vCPUs were.
     pub system_map: PathBuf,
     /// What it was built from (its `manifest.json`).
@@ -358,13 +365,13 @@ pub fn lookup_key(cache_root: &Path, key: &str) -> Result<Option<BuiltKernel>> {
     let manifest = Manifest::read(&dir)?;
     let k = BuiltKernel {
         vmlinux: dir.join("vmlinux"),
-        bzimage: dir.join("bzImage"),
+        bzimage: Some(dir.join("bzImage")).filter(|b| b.is_file()),
         system_map: dir.join("System.map"),
         manifest,
         dir,
         cached: true,
     };
-    for f in [&k.vmlinux, &k.bzimage, &k.system_map] {
+    for f in [&k.vmlinux, &k.system_map] {
         if !f.is_file() {
             bail!(
                 "cache entry {} is damaged ({} is missing): delete that directory",
@@ -394,17 +401,20 @@ pub fn build(
 ) -> Result<BuiltKernel> {
     progress(BuildProgress::Phase(Phase::Resolving));
     let plan = plan(req, cache_root)?;
-    build_plan(&plan, req.jobs, cache_root, progress)
+    build_plan(&plan, req.jobs, req.bzimage, cache_root, progress)
 }
 
-/// Builds a resolved [`Plan`] (or returns its cached result).
+/// Builds a resolved [`Plan`] (or returns its cached result); `bzimage` as in
+/// [`BuildRequest::bzimage`].
 pub fn build_plan(
     plan: &Plan,
     jobs: Option<usize>,
+    bzimage: bool,
     cache_root: &Path,
     progress: &mut dyn FnMut(BuildProgress),
 ) -> Result<BuiltKernel> {
-    if let Some(k) = lookup_key(cache_root, &plan.key)? {
+    let complete = |k: &BuiltKernel| !bzimage || k.bzimage.is_some();
+    if let Some(k) = lookup_key(cache_root, &plan.key)?.filter(complete) {
         return Ok(k);
     }
     let lock_path = cache_root
@@ -416,13 +426,19 @@ pub fn build_plan(
             lock_path.display()
         )))
     })?;
-    if let Some(k) = lookup_key(cache_root, &plan.key)? {
+    let published = lookup_key(cache_root, &plan.key)?;
+    if let Some(k) = published.clone().filter(complete) {
         return Ok(k);
     }
     progress(BuildProgress::Note(format!(
         "kernel cache key {}",
         plan.key
     )));
+    if published.is_some() {
+        progress(BuildProgress::Note(
+            "cached without a bzImage: building one from the same inputs in the build slot".into(),
+        ));
+    }
     let toolchain = format!("{}\n{}", plan.compiler, plan.make);
     let mut slot = slot::Slot::open(cache_root, &plan.source, &toolchain, || {
         progress(BuildProgress::Note(
@@ -467,11 +483,19 @@ pub fn build_plan(
 
     progress(BuildProgress::Phase(Phase::Compiling));
     let t2 = Instant::now();
-    let compiled = compile(&mk, jobs, progress)?;
+    let compiled = compile(&mk, jobs, bzimage, progress)?;
     let make_seconds = secs(t2);
     let kernelrelease = mk.capture(&["kernelrelease".into()])?;
 
     progress(BuildProgress::Phase(Phase::Publishing));
+    if let Some(k) = published {
+        add_bzimage(&k, &out, progress)?;
+        slot.built(&plan.key)?;
+        let mut k = lookup_key(cache_root, &plan.key)?
+            .ok_or_else(|| anyhow!("published kernel {} vanished", plan.key))?;
+        k.cached = false;
+        return Ok(k);
+    }
     let mut manifest = manifest_for(plan, kernelrelease, jobs, started, t0, &slot.dir);
     manifest.incremental = Some(IncrementalRecord {
         slot: slot
@@ -495,7 +519,7 @@ pub fn build_plan(
         config_seconds,
         make_seconds,
     });
-    publish(cache_root, &out, manifest)?;
+    publish(cache_root, &out, bzimage, manifest)?;
     slot.built(&plan.key)?;
     if !incremental {
         // A new slot is what grows the cache; incremental builds add one small kernel.
@@ -561,10 +585,11 @@ struct Compiled {
     files: Vec<String>,
 }
 
-/// `make -j<jobs> vmlinux bzImage` with progress.
+/// `make -j<jobs> vmlinux [bzImage]` with progress.
 fn compile(
     mk: &make::Make<'_>,
     jobs: usize,
+    bzimage: bool,
     progress: &mut dyn FnMut(BuildProgress),
 ) -> Result<Compiled> {
     let mut c = Compiled {
@@ -573,22 +598,23 @@ fn compile(
     };
     // Tools built by their own makefiles (objtool) print absolute paths under `out`.
     let out_prefix = format!("{}/", mk.out.display());
-    mk.run(
-        &[format!("-j{jobs}"), "vmlinux".into(), "bzImage".into()],
-        &mut |line| {
-            if let Some((verb, target)) = make::parse_kbuild_line(line) {
-                c.steps += 1;
-                let file = target.strip_prefix(&out_prefix).unwrap_or(target);
-                if verb == "CC" && c.files.len() < sync::LISTED_PATHS {
-                    c.files.push(file.to_string());
-                }
-                progress(BuildProgress::Compiled {
-                    count: c.steps,
-                    file: file.to_string(),
-                });
+    let mut args = vec![format!("-j{jobs}"), "vmlinux".to_string()];
+    if bzimage {
+        args.push("bzImage".into());
+    }
+    mk.run(&args, &mut |line| {
+        if let Some((verb, target)) = make::parse_kbuild_line(line) {
+            c.steps += 1;
+            let file = target.strip_prefix(&out_prefix).unwrap_or(target);
+            if verb == "CC" && c.files.len() < sync::LISTED_PATHS {
+                c.files.push(file.to_string());
             }
-        },
-    )?;
+            progress(BuildProgress::Compiled {
+                count: c.steps,
+                file: file.to_string(),
+            });
+        }
+    })?;
     Ok(c)
 }
 
@@ -759,7 +785,7 @@ fn configure(plan: &Plan, mk: &make::Make<'_>) -> Result<()> {
 }
 
 /// Copies the artefacts and the manifest into a temp dir, then renames it into place.
-fn publish(cache_root: &Path, out: &Path, mut manifest: Manifest) -> Result<()> {
+fn publish(cache_root: &Path, out: &Path, bzimage: bool, mut manifest: Manifest) -> Result<()> {
     let final_dir = kernel_dir(cache_root, &manifest.key);
     std::fs::create_dir_all(cache_root.join("kernels"))?;
     // We hold the key's build lock: temp dirs for this key are from dead processes.
@@ -767,7 +793,11 @@ fn publish(cache_root: &Path, out: &Path, mut manifest: Manifest) -> Result<()> 
     let tmp = cache::temp_sibling(&final_dir);
     std::fs::create_dir_all(&tmp)?;
     let result = (|| -> Result<()> {
-        let mut files: Vec<(&str, PathBuf)> = make::products(out).into_iter().collect();
+        // The slot's bzImage may be an older key's: only one built now is published.
+        let mut files: Vec<(&str, PathBuf)> = make::products(out)
+            .into_iter()
+            .filter(|(name, _)| bzimage || *name != "bzImage")
+            .collect();
         files.push(("build.log", out.join("build.log")));
         for (name, from) in files {
             let to = tmp.join(name);
@@ -786,6 +816,34 @@ fn publish(cache_root: &Path, out: &Path, mut manifest: Manifest) -> Result<()> 
         let _ = cache::remove_path(&tmp);
     }
     result
+}
+
+/// Adds the bzImage just built in `out` to the published kernel `k` (built earlier without
+/// one, from the same inputs): written beside it and renamed, then listed in its manifest.
+/// The builds are reproducible, so the rebuilt vmlinux should be the published one; a note
+/// says so when it is not.
+fn add_bzimage(k: &BuiltKernel, out: &Path, progress: &mut dyn FnMut(BuildProgress)) -> Result<()> {
+    if cache::sha256_file(&out.join("vmlinux"))? != cache::sha256_file(&k.vmlinux)? {
+        progress(BuildProgress::Note(format!(
+            "the rebuilt vmlinux differs from the one published in {} (the build is not \
+             reproducible here): the bzImage comes from the rebuild",
+            k.dir.display()
+        )));
+    }
+    let from = out.join("arch/x86/boot/bzImage");
+    let tmp = cache::temp_sibling(&k.dir.join("bzImage"));
+    std::fs::copy(&from, &tmp)
+        .with_context(|| format!("copying {} to {}", from.display(), tmp.display()))?;
+    let size = std::fs::metadata(&tmp)?.len();
+    std::fs::rename(&tmp, k.dir.join("bzImage"))
+        .with_context(|| format!("publishing {}", k.dir.join("bzImage").display()))?;
+    let mut manifest = k.manifest.clone();
+    manifest.artefacts.retain(|a| a.name != "bzImage");
+    manifest.artefacts.push(ArtefactRecord {
+        name: "bzImage".into(),
+        size,
+    });
+    manifest.write(&k.dir)
 }
 
 #[cfg(test)]

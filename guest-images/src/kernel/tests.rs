@@ -239,6 +239,7 @@ fn pipeline_builds_publishes_and_then_hits_the_cache() {
         platform_fix: PlatformFix::Never,
         jobs: Some(1),
         without_driver: true,
+        bzimage: true,
     };
     assert!(lookup(&req, &cache_root).unwrap().is_none());
 
@@ -246,7 +247,10 @@ fn pipeline_builds_publishes_and_then_hits_the_cache() {
     let k = build(&req, &cache_root, &mut |e| events.push(e)).unwrap();
     assert!(!k.cached);
     assert_eq!(fs::read_to_string(&k.vmlinux).unwrap(), "patched twice\n");
-    assert_eq!(fs::read_to_string(&k.bzimage).unwrap(), "bz\n");
+    assert_eq!(
+        fs::read_to_string(k.bzimage.as_ref().unwrap()).unwrap(),
+        "bz\n"
+    );
     assert_eq!(fs::read_to_string(&k.system_map).unwrap(), "map\n");
     assert_eq!(
         fs::read_to_string(tree.join("kernel/fork.c")).unwrap(),
@@ -363,6 +367,60 @@ fn pipeline_builds_publishes_and_then_hits_the_cache() {
     assert!(lookup(&req, &cache_root).unwrap().is_none());
 }
 
+/// The loop builds vmlinux only; a bzImage is built when a machine that boots one asks for
+/// it, from the same inputs in the build slot, and added to the published kernel.
+#[test]
+fn a_bzimage_is_built_on_demand_only() {
+    let t = TestDir::new("bzimage");
+    let tree = fake_kernel_tree(t.path());
+    let cache_root = t.path().join("cache");
+    let mut req = BuildRequest {
+        source: KernelSource::Tree(tree),
+        platform_fix: PlatformFix::Never,
+        jobs: Some(1),
+        without_driver: true,
+        ..Default::default()
+    };
+    let mut events: Vec<BuildProgress> = Vec::new();
+    let k = build(&req, &cache_root, &mut |e| events.push(e)).unwrap();
+    assert_eq!(k.bzimage, None);
+    assert!(!k.dir.join("bzImage").exists());
+    assert!(!events
+        .iter()
+        .any(|e| matches!(e, BuildProgress::Compiled { file, .. } if file.contains("bzImage"))));
+    let names: Vec<&str> = k
+        .manifest
+        .artefacts
+        .iter()
+        .map(|a| a.name.as_str())
+        .collect();
+    assert_eq!(names, ["vmlinux", "System.map", "config", "build.log"]);
+
+    // Asked for again without a bzImage: a cache hit.
+    assert!(build(&req, &cache_root, &mut |_| {}).unwrap().cached);
+
+    // Asked for with one: built in the slot and added to the same published kernel.
+    req.bzimage = true;
+    let mut events: Vec<BuildProgress> = Vec::new();
+    let k2 = build(&req, &cache_root, &mut |e| events.push(e)).unwrap();
+    assert_eq!(k2.dir, k.dir);
+    let bz = k2.bzimage.as_ref().expect("a bzImage now");
+    assert_eq!(fs::read_to_string(bz).unwrap(), "bz\n");
+    assert!(events
+        .iter()
+        .any(|e| matches!(e, BuildProgress::Compiled { file, .. } if file.contains("bzImage"))));
+    assert!(!events
+        .iter()
+        .any(|e| matches!(e, BuildProgress::Note(n) if n.contains("differs"))));
+    assert!(k2.manifest.artefacts.iter().any(|a| a.name == "bzImage"));
+    assert_eq!(k2.manifest.key, k.manifest.key);
+    // And from then on both requests are cache hits.
+    assert!(build(&req, &cache_root, &mut |_| {}).unwrap().cached);
+    req.bzimage = false;
+    let k3 = build(&req, &cache_root, &mut |_| {}).unwrap();
+    assert!(k3.cached && k3.bzimage.is_some());
+}
+
 #[test]
 fn concurrent_builds_of_one_key_build_once() {
     let t = TestDir::new("concurrent");
@@ -454,7 +512,7 @@ fn second_build_with_a_published_entry_never_runs_make() {
     assert!(!slot::slots_dir(&cache_root).exists(), "nothing was built");
 
     // A damaged entry is reported, not silently rebuilt over.
-    fs::remove_file(dir.join("bzImage")).unwrap();
+    fs::remove_file(dir.join("System.map")).unwrap();
     let err = lookup(&req, &cache_root).unwrap_err().to_string();
     assert!(err.contains("damaged"), "{err}");
 }

@@ -211,7 +211,11 @@ impl Prober<'_> {
 
     /// Builds the revision's kernel if that was not done (a failure is recorded).
     pub fn ensure_built(&self, rec: &mut RevRecord) -> Result<()> {
-        if rec.build.is_some() || rec.build_error.is_some() {
+        // A build recorded by a run on another machine may lack the bzImage this one boots.
+        let bootable = |b: &BuildRecord| {
+            !self.machine.boots_bzimage() || b.vmlinux.with_file_name("bzImage").is_file()
+        };
+        if rec.build.as_ref().is_some_and(bootable) || rec.build_error.is_some() {
             return Ok(());
         }
         let t0 = Instant::now();
@@ -220,7 +224,8 @@ impl Prober<'_> {
             patches: rec.patches.clone(),
             configs: self.configs.clone(),
             ..KernelChoice::default()
-        };
+        }
+        .for_machine(self.machine);
         match default_kernel(&choice) {
             Ok(k) => {
                 let inc = k.manifest.incremental.as_ref();

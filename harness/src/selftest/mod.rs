@@ -114,7 +114,8 @@ pub fn run(machine: &dyn Machine, r: &SelftestRun) -> Result<SelftestReport> {
     if r.kernel.kernel.is_some() {
         bail!("pinvm selftest builds the tests from the booted kernel's tree: use --kernel-version or --source, not --kernel");
     }
-    let built = default_kernel(&r.kernel)?;
+    let kernel = r.kernel.for_machine(machine);
+    let built = default_kernel(&kernel)?;
     let cache = guest_images::cache::cache_dir()?;
     let m = &built.manifest;
     let pristine = guest_images::kernel::source::debian_tree_dir(&cache, &m.source)
@@ -155,7 +156,7 @@ pub fn run(machine: &dyn Machine, r: &SelftestRun) -> Result<SelftestReport> {
             options: String::new(),
         }),
     }
-    let p = prepare_with(&r.kernel, job, user, &files)?;
+    let p = prepare_with(&kernel, job, user, &files)?;
     check_initrd_fits(p.initrd.len(), r.mem_mib)?;
     let spec = RunSpec {
         kernel: p.kernel.clone(),

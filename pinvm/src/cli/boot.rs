@@ -96,7 +96,7 @@ pub fn run(machine: &dyn Machine, a: BootArgs) -> Result<i32> {
             );
         }
     }
-    let p = prepare_with(&a.kernel.choice(), job, user, &files)?;
+    let p = prepare_with(&a.kernel.choice().for_machine(machine), job, user, &files)?;
     check_initrd_fits(p.initrd.len(), a.mem)?;
     let spec = RunSpec {
         kernel: p.kernel.clone(),

@@ -43,6 +43,8 @@ impl KernelArgs {
             source: self.source.clone(),
             patches: self.patches.clone(),
             configs: self.configs.clone(),
+            // Set from the machine (`for_machine`) where the kernel is booted.
+            bzimage: false,
         }
     }
 }
@@ -102,6 +104,10 @@ pub struct BuildArgs {
     /// Print only the path of the built vmlinux on stdout.
     #[arg(long)]
     pub print_path: bool,
+    /// Build vmlinux only, as the kernel loop on pinvm's VMM does (QEMU boots a bzImage,
+    /// which a later QEMU run then builds on demand).
+    #[arg(long)]
+    pub no_bzimage: bool,
 }
 
 pub fn run(cmd: KernelCommand) -> Result<i32> {
@@ -114,6 +120,7 @@ pub fn run(cmd: KernelCommand) -> Result<i32> {
                 platform_fix: a.platform_fix.into(),
                 jobs: a.jobs,
                 without_driver: a.no_driver,
+                bzimage: !a.no_bzimage,
             };
             let k = build_with_progress(&req)?;
             if a.print_path {
@@ -121,7 +128,10 @@ pub fn run(cmd: KernelCommand) -> Result<i32> {
             } else {
                 println!("kernel   {}", k.manifest.kernelrelease);
                 println!("vmlinux  {}", k.vmlinux.display());
-                println!("bzImage  {}", k.bzimage.display());
+                match &k.bzimage {
+                    Some(b) => println!("bzImage  {}", b.display()),
+                    None => println!("bzImage  none (--no-bzimage; QEMU builds it on demand)"),
+                }
                 println!("manifest {}", k.dir.join("manifest.json").display());
                 println!(
                     "cached   {}",

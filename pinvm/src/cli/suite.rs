@@ -141,7 +141,7 @@ pub fn run(machine: &dyn Machine, a: SuiteArgs) -> Result<i32> {
         patches: a.patches.clone(),
         configs: a.configs.clone(),
     };
-    for (k, e) in suite::build_kernels(&cells, &opts) {
+    for (k, e) in suite::build_kernels(machine, &cells, &opts) {
         eprintln!("pinvm suite: kernel {k}: {e:#} (its cases will be untestable)");
     }
     let progress = Progress {
