@@ -146,9 +146,7 @@ fn run_dir() -> Result<TempDir, MachineError> {
 
 impl Session {
     fn prepare(m: &QemuMachine, spec: &RunSpec, started: Instant) -> Result<Session, MachineError> {
-        if spec.cpus == 0 {
-            return Err(MachineError::Invalid("--cpus must be at least 1".into()));
-        }
+        spec.check_bounds()?;
         let cmdline = serial_channel::cmdline(&spec.append)
             .map_err(|e| MachineError::Invalid(e.to_string()))?;
         let kernel = bzimage_for(&spec.kernel).ok_or_else(|| {

@@ -48,11 +48,10 @@ pub struct Board {
     pub collector: Collector,
 }
 
-/// Refuse what this machine cannot run: no vCPU, or more virtio devices than it has slots.
+/// Refuse what this machine cannot run: vCPUs, memory or a timeout out of bounds
+/// ([`RunSpec::check_bounds`]), or more virtio devices than it has slots.
 pub fn check(spec: &RunSpec) -> Result<(), MachineError> {
-    if spec.cpus == 0 {
-        return Err(MachineError::Invalid("--cpus must be at least 1".into()));
-    }
+    spec.check_bounds()?;
     if spec.virtio_devices() > MAX_VIRTIO_DEVICES {
         return Err(MachineError::Invalid(format!(
             "at most {MAX_VIRTIO_DEVICES} virtio devices"
@@ -68,7 +67,14 @@ pub fn create_vm(spec: &RunSpec) -> Result<Vm, MachineError> {
         machine: NAME,
         why: e.to_string(),
     })?;
-    Ok(vm::create(kvm, spec.mem_mib << 20)?)
+    Ok(vm::create(kvm, mem_bytes(spec)?)?)
+}
+
+/// The guest's RAM in bytes (`check` bounds it; the multiplication is checked all the same).
+fn mem_bytes(spec: &RunSpec) -> Result<u64, MachineError> {
+    spec.mem_mib.checked_mul(1 << 20).ok_or_else(|| {
+        MachineError::Invalid(format!("{} MiB of guest memory: too much", spec.mem_mib))
+    })
 }
 
 /// Every device of the run on its bus: COM1 (the console) and the i8042 (its reset ends the
@@ -163,7 +169,7 @@ pub fn load(
             initrd: spec.initrd.as_deref(),
             cmdline: &cmdline,
             cpus: spec.cpus,
-            mem_size: spec.mem_mib << 20,
+            mem_size: mem_bytes(spec)?,
         },
     )?;
     for vcpu in vcpus {
@@ -227,6 +233,57 @@ mod tests {
     use proto::control::reg;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::time::Duration;
+
+    fn spec() -> RunSpec {
+        RunSpec {
+            kernel: "vmlinux".into(),
+            initrd: None,
+            append: vec![],
+            cpus: 2,
+            mem_mib: 128,
+            timeout: Duration::from_secs(300),
+            echo: false,
+            console_log: None,
+            disks: vec![],
+            dma: None,
+        }
+    }
+
+    /// `mem_mib << 20` used to wrap for a huge `mem_mib` (and 255 vCPUs went to KVM); the
+    /// check refuses both before any KVM call, saying what to pass.
+    #[test]
+    fn absurd_memory_and_vcpus_are_refused_before_kvm() {
+        check(&spec()).unwrap();
+        for (s, want) in [
+            (
+                RunSpec {
+                    mem_mib: 1 << 44,
+                    ..spec()
+                },
+                "--mem",
+            ),
+            (
+                RunSpec {
+                    mem_mib: u64::MAX,
+                    ..spec()
+                },
+                "--mem",
+            ),
+            (
+                RunSpec {
+                    cpus: 200,
+                    ..spec()
+                },
+                "--cpus",
+            ),
+            (RunSpec { cpus: 0, ..spec() }, "--cpus"),
+        ] {
+            match check(&s) {
+                Err(MachineError::Invalid(m)) => assert!(m.contains(want), "{m}"),
+                r => panic!("{} MiB, {} vCPUs: {r:?}", s.mem_mib, s.cpus),
+            }
+        }
+    }
 
     /// A guest writing EVENT in a loop used to grow the run's channel without bound; now its
     /// vCPU thread waits once [`EVENT_QUEUE`] events are queued, and every event still
