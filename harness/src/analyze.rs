@@ -448,6 +448,60 @@ mod tests {
         assert!(!wrote_into(&[], 0, u64::MAX));
     }
 
+    /// Step numbers are the guest's: `step 0` used to underflow `index - 1` (a panic in a
+    /// debug build, the wrong line in a release one); 0 and one past the job name no line.
+    #[test]
+    fn step_numbers_from_the_guest_that_name_no_line() {
+        let steps = vec!["sync".to_string(), "fsync /mnt/f".to_string()];
+        let done = |index| StepReport::Done {
+            index,
+            op: "sync".into(),
+            detail: String::new(),
+        };
+        let report = RunReport {
+            machine: "test".into(),
+            end: machine::VmEnd::Reset,
+            cmd_status: Some(0),
+            agent_started: true,
+            agent_errors: vec![],
+            console: String::new(),
+            console_line_ns: vec![],
+            console_at_cmd_done: None,
+            timings: machine::Timings::default(),
+            vcpu_rips: vec![],
+            notes: vec![],
+            quirks: String::new(),
+            cmdline: String::new(),
+            steps: vec![
+                done(0),
+                done(1),
+                extent(2, 0, 4096),
+                done(2),
+                done(3),
+                done(u32::MAX),
+            ],
+            step_times: vec![Duration::ZERO; 6],
+            step_ns: vec![10, 11, 12, 13, 14, 15],
+            records: machine::RecordPaths::default(),
+        };
+        let got: Vec<(u32, String, u64)> = timed_steps(&steps, &report)
+            .into_iter()
+            .map(|t| (t.report.index(), t.line, t.time_ns))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (0, String::new(), 10),
+                (1, "sync".into(), 11),
+                (2, "fsync /mnt/f".into(), 13),
+                (3, String::new(), 14),
+                (u32::MAX, String::new(), 15),
+            ]
+        );
+        let w = with_blocked_step("timeout".into(), &steps, &report.steps);
+        assert_eq!(w, "timeout", "the guest's step u32::MAX names no line");
+    }
+
     #[test]
     fn the_watchdog_names_the_step_that_never_finished() {
         let steps: Vec<String> = ["sync", "write /mnt/g 4M stamp:g", "fsync /mnt/f"]
