@@ -1,7 +1,8 @@
 //! Guest text on the user's terminal. The guest is untrusted: nothing it prints may drive the
 //! terminal (move the cursor, retitle the window, answer back, switch character sets). Every
 //! guest-derived byte or string that pinvm shows on a terminal goes through this one escape:
-//! C0 controls become `^X` (ESC is `^[`), DEL `^?`, and C1 controls (U+0080..=U+009F, e.g.
+//! C0 controls but the tab (and, in multi-line text, newline and carriage return) become `^X`
+//! (ESC is `^[`), DEL `^?`, and C1 controls (U+0080..=U+009F, e.g.
 //! U+009B, a one-character CSI), whether UTF-8 encoded or raw bytes, become `M-^X` as `cat -v`
 //! shows them. Other text, UTF-8 or not, is unchanged.
 
@@ -10,9 +11,9 @@
 pub enum Keep {
     /// Newline, carriage return and tab: multi-line text such as the console.
     Lines,
-    /// None: text that must stay on one line (a line break in it could forge a line of
-    /// pinvm's own).
-    Nothing,
+    /// Tab only: text that must stay on one line (a line break or a carriage return in it
+    /// could forge a line of pinvm's own).
+    Tab,
 }
 
 /// `text` with its controls made visible (see the module doc).
@@ -22,7 +23,8 @@ pub fn visible(text: &[u8], keep: Keep) -> Vec<u8> {
         for c in chunk.valid().chars() {
             let u = u32::from(c);
             match u {
-                0x09 | 0x0a | 0x0d if keep == Keep::Lines => out.push(u as u8),
+                0x09 => out.push(b'\t'),
+                0x0a | 0x0d if keep == Keep::Lines => out.push(u as u8),
                 0..=0x1f => out.extend_from_slice(&[b'^', u as u8 + 0x40]),
                 0x7f => out.extend_from_slice(b"^?"),
                 0x80..=0x9f => out.extend_from_slice(&[b'M', b'-', b'^', (u - 0x80) as u8 + 0x40]),
@@ -43,7 +45,7 @@ pub fn visible(text: &[u8], keep: Keep) -> Vec<u8> {
 /// step's error, a console line, a crash title, a note).
 pub fn visible_line(text: &str) -> String {
     // Valid UTF-8 in and whole characters replaced by ASCII: valid UTF-8 out.
-    String::from_utf8_lossy(&visible(text.as_bytes(), Keep::Nothing)).into_owned()
+    String::from_utf8_lossy(&visible(text.as_bytes(), Keep::Tab)).into_owned()
 }
 
 /// [`visible`] over a byte stream that arrives in pieces (the UART hands over one byte at a
@@ -113,7 +115,7 @@ mod tests {
         assert_eq!(visible(b"caf\xe9 \xff", Keep::Lines), b"caf\xe9 \xff");
         assert_eq!(
             visible_line("a\nfake\rline\t\u{1b}[1m"),
-            "a^Jfake^Mline^I^[[1m"
+            "a^Jfake^Mline\t^[[1m"
         );
     }
 
