@@ -11,7 +11,7 @@
 //! an EVENT, STATUS and LEN are reset to 0, so an event without an argument or message needs
 //! only the EVENT write. Nothing here panics, whatever the guest writes.
 
-use std::sync::mpsc::Sender;
+use std::sync::mpsc::SyncSender;
 use std::time::Instant;
 
 use proto::control::{mailbox_message, reg, ControlEventKind, MAGIC, PAGE_SIZE, VERSION};
@@ -42,8 +42,10 @@ pub struct ControlPage {
 }
 
 impl ControlPage {
-    /// Events are sent to `sink`; if its receiver is gone they are dropped silently.
-    pub fn new(sink: Sender<ControlEvent>) -> Self {
+    /// Events are sent to `sink`, a bounded channel: while it is full the EVENT write waits
+    /// (the guest is slowed down, host memory does not grow); if its receiver is gone events
+    /// are dropped silently.
+    pub fn new(sink: SyncSender<ControlEvent>) -> Self {
         Self::with_sink(move |event| {
             let _ = sink.send(event);
         })
@@ -141,10 +143,10 @@ impl crate::bus::BusDevice for ControlPage {
 mod tests {
     use super::*;
     use proto::control::DEFAULT_ADDR;
-    use std::sync::mpsc::{channel, Receiver};
+    use std::sync::mpsc::{sync_channel, Receiver};
 
     fn page() -> (ControlPage, Receiver<ControlEvent>) {
-        let (tx, rx) = channel();
+        let (tx, rx) = sync_channel(256);
         (ControlPage::new(tx), rx)
     }
 

@@ -17,4 +17,5 @@ pub mod control;
 pub mod dmapin;
 pub mod i8042;
 pub mod serial;
+pub mod terminal;
 pub mod virtio;

@@ -6,6 +6,7 @@
 //! byte to the terminal and/or a log file and keeps a bounded record for crash detection.
 
 use crate::bus::BusDevice;
+use crate::terminal::{Keep, VisibleStream};
 use std::fs::File;
 use std::io::{self, IsTerminal, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -116,6 +117,8 @@ impl ConsoleRecord {
 pub struct ConsoleSink {
     echo: Option<Arc<AtomicBool>>,
     pending_cr: bool,
+    /// The echo's escape on a terminal (it holds back a UTF-8 character split across writes).
+    visible: VisibleStream,
     log: Option<File>,
     /// Bytes written to the log so far.
     logged: u64,
@@ -136,6 +139,7 @@ impl ConsoleSink {
         Self {
             echo,
             pending_cr: false,
+            visible: VisibleStream::new(Keep::Lines),
             log,
             logged: 0,
             record,
@@ -159,21 +163,6 @@ impl ConsoleSink {
     }
 }
 
-/// `text` with every control character but newline, carriage return and tab shown as `^X`
-/// (ESC as `^[`), so it cannot drive a terminal.
-pub fn visible_controls(text: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(text.len());
-    for &b in text {
-        match b {
-            b'\n' | b'\r' | b'\t' => out.push(b),
-            0..=0x1f => out.extend_from_slice(&[b'^', b + 0x40]),
-            0x7f => out.extend_from_slice(b"^?"),
-            _ => out.push(b),
-        }
-    }
-    out
-}
-
 impl Write for ConsoleSink {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         self.record
@@ -190,7 +179,7 @@ impl Write for ConsoleSink {
             let mut out = io::stdout().lock();
             if out.is_terminal() {
                 // The guest is untrusted: no escape sequence of its reaches the user's terminal.
-                text = visible_controls(&text);
+                text = self.visible.push(&text);
             }
             let _ = out.write_all(&text).and_then(|_| out.flush());
         }
@@ -334,15 +323,6 @@ mod tests {
             14,
             "the record still counts everything"
         );
-    }
-
-    #[test]
-    fn terminal_escapes_are_shown_not_sent() {
-        assert_eq!(
-            visible_controls(b"ok\tdone\n\x1b[2J\x1b]0;title\x07\x7f\r"),
-            b"ok\tdone\n^[[2J^[]0;title^G^?\r"
-        );
-        assert_eq!(visible_controls("é".as_bytes()), "é".as_bytes());
     }
 
     #[test]

@@ -400,3 +400,58 @@ fn mmio_registers() {
 
 // The flags the chains above use, named for readers of the ring layouts.
 const _: (u16, u16) = (F_NEXT, F_WRITE);
+
+/// Guest text with the bytes that matter to a terminal: ESC, C1 controls as raw bytes and
+/// UTF-8 encoded (C2 80..9F), pieces of other multi-byte characters, plain text.
+fn terminal_text() -> impl Strategy<Value = Vec<u8>> {
+    let piece = prop_oneof![
+        bytes(8),
+        Just(b"\x1b[2J".to_vec()),
+        (0x80u8..=0x9f).prop_map(|b| vec![0xc2, b]),
+        (0x80u8..=0x9f).prop_map(|b| vec![b]),
+        Just("— ā é 𝄞".as_bytes().to_vec()),
+        Just(vec![0xe2, 0x80]),
+        Just(vec![0xf0, 0x9d]),
+    ];
+    proptest::collection::vec(piece, 0..24).prop_map(|v| v.concat())
+}
+
+/// `devices::terminal`: whatever the guest prints, nothing that drives a terminal comes out
+/// (no C0 but newline, CR and tab, no DEL, no C1 raw or encoded), and the console echo's
+/// stream, fed in any pieces, shows the same as the whole text at once.
+#[test]
+fn terminal_escape() {
+    use devices::terminal::{visible, Keep, VisibleStream};
+    let strategy = (terminal_text(), proptest::collection::vec(1usize..8, 0..64));
+    fuzz("terminal_escape", strategy, |(text, cuts)| {
+        let whole = visible(&text, Keep::Lines);
+        for chunk in whole.utf8_chunks() {
+            for c in chunk.valid().chars() {
+                prop_assert!(
+                    !c.is_control() || matches!(c, '\n' | '\r' | '\t'),
+                    "{c:?} in {whole:?}"
+                );
+            }
+            for b in chunk.invalid() {
+                prop_assert!(!(0x80..=0x9f).contains(b), "raw {b:#x} in {whole:?}");
+            }
+        }
+        let mut stream = VisibleStream::new(Keep::Lines);
+        let mut out = Vec::new();
+        let mut rest = &text[..];
+        for n in cuts.iter().cycle().take(text.len() + 1) {
+            let (piece, tail) = rest.split_at((*n).min(rest.len()));
+            out.extend(stream.push(piece));
+            rest = tail;
+        }
+        out.extend(stream.push(rest));
+        // What the stream still holds is an unfinished character at the very end.
+        let held = stream.push(b"\n");
+        let mut expected = whole.clone();
+        expected.extend(visible(b"\n", Keep::Lines));
+        let mut got = out;
+        got.extend(held);
+        prop_assert_eq!(got, expected);
+        Ok(())
+    });
+}

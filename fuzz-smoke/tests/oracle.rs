@@ -321,7 +321,10 @@ mod inputs {
                 let inputs = Inputs {
                     dma,
                     journal,
-                    file: extents.map(|extents| FileMap { extents }),
+                    file: extents.map(|extents| FileMap {
+                        extents,
+                        unmapped: vec![],
+                    }),
                     image: Some(&image),
                     console: "",
                     steps,

@@ -6,6 +6,13 @@ use devices::control::ControlEvent;
 use proto::control::ControlEventKind;
 use std::time::Instant;
 
+/// Agent events (and the other run messages) queued between the threads that receive them
+/// (a vCPU thread writing the control page, the serial reader under QEMU) and the run loop,
+/// on every machine. A guest that floods its channel is slowed down, never given more host
+/// memory: the sender blocks until the run loop takes an event. The run loop takes events on
+/// every pass and while it stops the guest, so a blocked sender never holds the teardown.
+pub const EVENT_QUEUE: usize = 256;
+
 /// One event from the guest agent, timestamped on arrival.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AgentEvent {

@@ -152,3 +152,82 @@ impl Collector {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::agent::{AgentEvent, AgentEventKind};
+    use crate::console::ConsoleCapture;
+    use crate::outcome;
+    use crate::watch::{RunEnd, RunWatch};
+    use crate::VmEnd;
+    use std::time::{Duration, Instant};
+
+    /// A disk the run was asked to keep but could not save (here: its path runs through a
+    /// regular file) used to turn the run into "could not boot"; now the collection notes it
+    /// and the run's verdict is still the command's.
+    #[test]
+    fn a_disk_that_cannot_be_saved_costs_a_note_not_the_verdict() {
+        let dir = std::env::temp_dir().join(format!("pinvm-collect-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let image = dir.join("base.img");
+        std::fs::write(&image, vec![0x5a; 64 << 10]).unwrap();
+        let blocker = dir.join("a-file");
+        std::fs::write(&blocker, b"not a directory").unwrap();
+        let keep = blocker.join("kept.img");
+        let spec = RunSpec {
+            kernel: "vmlinux".into(),
+            initrd: None,
+            append: vec![],
+            cpus: 1,
+            mem_mib: 128,
+            timeout: Duration::from_secs(10),
+            echo: false,
+            console_log: None,
+            disks: vec![DiskSpec {
+                image: image.clone(),
+                journal: None,
+                journal_data: false,
+                keep: Some(keep.clone()),
+                id: "pinvm0".into(),
+            }],
+            dma: None,
+        };
+        let (_devices, collector) = DeviceSet::build(&spec).unwrap().into_virtio();
+        let mut notes = Vec::new();
+        collector.collect(&mut notes);
+        assert_eq!(notes.len(), 1, "{notes:?}");
+        assert!(
+            notes[0].starts_with(&format!("saving the disk to {} failed", keep.display())),
+            "{notes:?}"
+        );
+        assert!(!keep.exists());
+        assert_eq!(std::fs::read(&image).unwrap(), vec![0x5a; 64 << 10]);
+
+        let (console, _sink) = ConsoleCapture::open(&spec).unwrap();
+        let mut w = RunWatch::new(console, Instant::now(), spec.timeout);
+        for kind in [
+            AgentEventKind::Started,
+            AgentEventKind::CmdDone { status: 3 },
+        ] {
+            w.agent(AgentEvent {
+                kind,
+                at: Instant::now(),
+                at_ns: 1,
+            });
+        }
+        let end = RunEnd {
+            end: VmEnd::Reset,
+            first_instruction: Some(Instant::now()),
+            vcpu_rips: vec![],
+            notes,
+            quirks: String::new(),
+            cmdline: String::new(),
+        };
+        let report = w.into_report("test", &spec, end);
+        let verdict = outcome::judge(&report, None);
+        assert_eq!(verdict.code, 3, "{:?}", verdict.reason);
+        assert!(report.notes[0].contains("it is not kept"));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -24,7 +24,7 @@ pub mod device_set;
 mod error;
 pub mod outcome;
 mod record;
-mod spec;
+pub mod spec;
 pub mod symbols;
 pub mod watch;
 

@@ -1,7 +1,18 @@
 //! The run description: what to boot, with which devices, for how long.
 
+use crate::MachineError;
 use std::path::PathBuf;
 use std::time::Duration;
+
+/// Least guest RAM a run may have, MiB (as `pinvm boot --mem`).
+pub const MIN_MEM_MIB: u64 = 32;
+/// Most guest RAM a run may have, MiB: 64 GiB. More is a typo, and `mem_mib << 20` must not
+/// wrap.
+pub const MAX_MEM_MIB: u64 = 65_536;
+/// Most vCPUs a run may have (as `pinvm boot --cpus`).
+pub const MAX_CPUS: u8 = 32;
+/// Longest run: a day. A longer one is a typo, and `Instant + timeout` must not overflow.
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(86_400);
 
 /// Everything a machine needs to run one guest: the kernel and initramfs, the command-line
 /// words added to the machine's own, the vCPUs and memory, the wall-clock limit, where the
@@ -54,8 +65,123 @@ pub struct DmaSpec {
 }
 
 impl RunSpec {
+    /// Refuse vCPUs, memory or a timeout outside what any machine runs (1..=[`MAX_CPUS`],
+    /// [`MIN_MEM_MIB`]..=[`MAX_MEM_MIB`] MiB, at most [`MAX_TIMEOUT`]), saying what to pass.
+    pub fn check_bounds(&self) -> Result<(), MachineError> {
+        if !(1..=MAX_CPUS).contains(&self.cpus) {
+            return Err(MachineError::Invalid(format!(
+                "{} vCPUs: a run has 1..={MAX_CPUS} (pass --cpus in that range)",
+                self.cpus
+            )));
+        }
+        if !(MIN_MEM_MIB..=MAX_MEM_MIB).contains(&self.mem_mib) {
+            return Err(MachineError::Invalid(format!(
+                "{} MiB of guest memory: a run has {MIN_MEM_MIB}..={MAX_MEM_MIB} MiB (pass \
+                 --mem in that range)",
+                self.mem_mib
+            )));
+        }
+        if self.timeout.is_zero() || self.timeout > MAX_TIMEOUT {
+            return Err(MachineError::Invalid(format!(
+                "a timeout of {:?}: a run lasts 1 s..={} s (pass --timeout in that range)",
+                self.timeout,
+                MAX_TIMEOUT.as_secs()
+            )));
+        }
+        Ok(())
+    }
+
     /// How many virtio devices the run attaches: the disks, then the DMA device if any.
     pub fn virtio_devices(&self) -> usize {
         self.disks.len() + usize::from(self.dma.is_some())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec() -> RunSpec {
+        RunSpec {
+            kernel: "vmlinux".into(),
+            initrd: None,
+            append: vec![],
+            cpus: 2,
+            mem_mib: 128,
+            timeout: Duration::from_secs(300),
+            echo: false,
+            console_log: None,
+            disks: vec![],
+            dma: None,
+        }
+    }
+
+    #[test]
+    fn absurd_resources_are_refused_with_what_to_pass() {
+        spec().check_bounds().unwrap();
+        let edges = [
+            (1, MIN_MEM_MIB, Duration::from_secs(1)),
+            (MAX_CPUS, MAX_MEM_MIB, MAX_TIMEOUT),
+        ];
+        for (cpus, mem_mib, timeout) in edges {
+            let s = RunSpec {
+                cpus,
+                mem_mib,
+                timeout,
+                ..spec()
+            };
+            s.check_bounds().unwrap();
+        }
+        let bad = [
+            (RunSpec { cpus: 0, ..spec() }, "--cpus"),
+            (
+                RunSpec {
+                    cpus: 255,
+                    ..spec()
+                },
+                "--cpus",
+            ),
+            (
+                RunSpec {
+                    mem_mib: 0,
+                    ..spec()
+                },
+                "--mem",
+            ),
+            (
+                RunSpec {
+                    mem_mib: u64::MAX,
+                    ..spec()
+                },
+                "--mem",
+            ),
+            (
+                RunSpec {
+                    mem_mib: 1 << 44,
+                    ..spec()
+                },
+                "--mem",
+            ),
+            (
+                RunSpec {
+                    timeout: Duration::ZERO,
+                    ..spec()
+                },
+                "--timeout",
+            ),
+            (
+                RunSpec {
+                    timeout: Duration::MAX,
+                    ..spec()
+                },
+                "--timeout",
+            ),
+        ];
+        for (s, want) in bad {
+            match s.check_bounds() {
+                Err(MachineError::Invalid(m)) => assert!(m.contains(want), "{m}"),
+                r => panic!("{} cpus {} MiB {:?}: {r:?}", s.cpus, s.mem_mib, s.timeout),
+            }
+        }
     }
 }

@@ -123,9 +123,11 @@ pub struct RunWatch {
 }
 
 impl RunWatch {
-    /// A run that started at `started` (set-up included) and may last `timeout`.
+    /// A run that started at `started` (set-up included) and may last `timeout` (machines
+    /// refuse more than [`crate::spec::MAX_TIMEOUT`]; a larger one here means the latest
+    /// deadline the clock can hold, never a panic).
     pub fn new(console: ConsoleCapture, started: Instant, timeout: Duration) -> RunWatch {
-        let deadline = started + timeout;
+        let deadline = saturating_add(started, timeout);
         RunWatch {
             console,
             agent: AgentLog::default(),
@@ -231,6 +233,17 @@ impl RunWatch {
             steps: a.steps,
             records: RecordPaths::of(spec),
         }
+    }
+}
+
+/// `t + d`, or the latest instant after `t` the clock can hold (`Instant + Duration` panics
+/// on overflow).
+fn saturating_add(t: Instant, mut d: Duration) -> Instant {
+    loop {
+        if let Some(later) = t.checked_add(d) {
+            return later;
+        }
+        d /= 2;
     }
 }
 
@@ -357,6 +370,18 @@ mod tests {
             );
         };
         assert_eq!(end, VmEnd::Timeout);
+    }
+
+    /// `started + timeout` used to panic for a timeout past what `Instant` holds.
+    #[test]
+    fn an_endless_timeout_saturates_instead_of_panicking() {
+        let (console, _sink) = ConsoleCapture::open(&spec()).unwrap();
+        let now = Instant::now();
+        let mut w = RunWatch::new(console, now, Duration::MAX);
+        assert!(w.deadline > now + Duration::from_secs(1 << 32));
+        assert_eq!(w.next_wait(), ControlFlow::Continue(CONSOLE_POLL));
+        w.agent(event(AgentEventKind::CmdDone { status: 0 }));
+        assert!(w.next_wait().is_continue());
     }
 
     #[test]

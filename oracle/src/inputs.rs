@@ -32,9 +32,19 @@ pub const FIEMAP_EXTENT_UNWRITTEN: u32 = 0x800;
 pub struct FileMap {
     /// The extents in the order the guest reported them.
     pub extents: Vec<FileExtent>,
+    /// File ranges (offset, length) the analysis did not place on the disk (it ran out of its
+    /// budget for that): the device's pages in them are not judged on disk, rather than taken
+    /// for holes.
+    pub unmapped: Vec<(u64, u64)>,
 }
 
 impl FileMap {
+    /// The [`FileMap::unmapped`] ranges, sorted and merged, to ask about many offsets
+    /// (O(log n) each, whatever ranges the analysis was given).
+    pub fn unmapped_ranges(&self) -> Ranges {
+        Ranges::new(&self.unmapped)
+    }
+
     /// Disk byte offset of the block holding file offset `off`, if the file has one there
     /// (None for a hole, an unwritten extent or past the end).
     pub fn device_of(&self, off: u64) -> Option<u64> {
@@ -44,6 +54,41 @@ impl FileMap {
             .find(|e| off.checked_sub(e.logical).is_some_and(|d| d < e.length))
             .filter(|e| e.flags & FIEMAP_EXTENT_UNWRITTEN == 0)
             .and_then(|e| e.device.checked_add(off - e.logical))
+    }
+}
+
+/// Sorted, disjoint half-open ranges [start, end) of file offsets.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Ranges(Vec<(u64, u64)>);
+
+impl Ranges {
+    /// The union of `ranges` (offset, length); ends past u64::MAX are cut there.
+    pub fn new(ranges: &[(u64, u64)]) -> Ranges {
+        let mut v: Vec<(u64, u64)> = ranges
+            .iter()
+            .filter(|r| r.1 > 0)
+            .map(|&(start, len)| (start, start.saturating_add(len)))
+            .collect();
+        v.sort_unstable();
+        let mut merged: Vec<(u64, u64)> = Vec::with_capacity(v.len());
+        for (start, end) in v {
+            match merged.last_mut() {
+                Some(last) if start <= last.1 => last.1 = last.1.max(end),
+                _ => merged.push((start, end)),
+            }
+        }
+        Ranges(merged)
+    }
+
+    /// Whether `off` lies in one of the ranges.
+    pub fn contains(&self, off: u64) -> bool {
+        let i = self.0.partition_point(|r| r.0 <= off);
+        i > 0 && off < self.0[i - 1].1
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
     }
 }
 

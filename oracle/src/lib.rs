@@ -11,7 +11,7 @@ pub mod console;
 pub mod inputs;
 pub mod verdict;
 
-pub use inputs::{DiskImage, FileExtent, FileMap, Inputs, TimedStep};
+pub use inputs::{DiskImage, FileExtent, FileMap, Inputs, Ranges, TimedStep};
 pub use verdict::{Analysis, Evidence, Verdict, VerdictKind};
 
 use proto::journal::RequestKind;

@@ -73,6 +73,7 @@ fn file() -> FileMap {
             length: 4 * PAGE,
             flags: 0,
         }],
+        unmapped: vec![],
     }
 }
 
@@ -230,6 +231,7 @@ fn lost_write_over_a_hole_and_expected_loss_after_a_punch() {
             length: PAGE,
             flags: 0,
         }],
+        unmapped: vec![],
     };
     let mut i = Inputs {
         dma: vec![dma(0, 1, 10), dma(3, 1, 10)],
@@ -430,6 +432,7 @@ fn hostile_extents_are_judged_quickly_and_without_overflow() {
                 flags: 0,
             },
         ],
+        unmapped: vec![],
     };
     let i = Inputs {
         dma: vec![dma(1, 3, 10), dma(1, 4, 20)],
@@ -452,6 +455,75 @@ fn hostile_extents_are_judged_quickly_and_without_overflow() {
         ..i
     };
     assert!(analyze(&i).has(VerdictKind::TornBlock));
+}
+
+/// Pages in extents the analysis could not place on the disk (over its budget) are neither
+/// lost writes (as holes would be) nor counted as checked: a note says how many.
+#[test]
+fn pages_in_unplaced_extents_are_noted_not_lost() {
+    let img = image_with(&[(0, page(0, 1))]);
+    let map = FileMap {
+        extents: vec![FileExtent {
+            logical: 0,
+            device: DEV,
+            length: PAGE,
+            flags: 0,
+        }],
+        // Overlapping and out of order, as a hostile extent list may leave them.
+        unmapped: vec![(3 * PAGE, PAGE), (PAGE, 2 * PAGE), (2 * PAGE, u64::MAX)],
+    };
+    let i = Inputs {
+        dma: vec![dma(0, 1, 10), dma(1, 1, 10), dma(2, 1, 10), dma(3, 1, 10)],
+        file: Some(map.clone()),
+        image: Some(&img),
+        ..Inputs::default()
+    };
+    let a = analyze(&i);
+    assert!(!a.has(VerdictKind::LostWrite), "{a:#?}");
+    assert_eq!(a.stats.pages_checked_on_disk, 1);
+    assert!(
+        a.notes
+            .iter()
+            .any(|n| n.contains("3 pages the device wrote are not judged")),
+        "{:?}",
+        a.notes
+    );
+    // Without the unplaced ranges the same pages are holes: lost.
+    let i = Inputs {
+        file: Some(FileMap {
+            unmapped: vec![],
+            ..map
+        }),
+        ..i
+    };
+    let a = analyze(&i);
+    assert_eq!(
+        a.verdicts
+            .iter()
+            .find(|v| v.kind == VerdictKind::LostWrite)
+            .map(|v| v.count),
+        Some(3)
+    );
+}
+
+#[test]
+fn ranges_merge_and_answer_by_binary_search() {
+    use crate::inputs::Ranges;
+    let r = Ranges::new(&[(10, 5), (0, 0), (12, 10), (100, 1), (u64::MAX - 1, 10)]);
+    for (off, want) in [
+        (9, false),
+        (10, true),
+        (21, true),
+        (22, false),
+        (100, true),
+        (101, false),
+        (u64::MAX - 1, true),
+        (u64::MAX, false),
+        (0, false),
+    ] {
+        assert_eq!(r.contains(off), want, "{off}");
+    }
+    assert!(Ranges::new(&[]).is_empty());
 }
 
 fn flush(seq: u64, submit_ns: u64, complete_ns: u64) -> JournalRecord {

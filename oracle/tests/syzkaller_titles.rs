@@ -12,7 +12,7 @@
 //! `SYZFAIL:`/`SYZFATAL:`/`go runtime error`/`trusty:` — the fuzzer's own or a trusted OS's
 //! failures) and whose text carries none of the other architectures' register or trace markers
 //! ([`OTHER_ARCH`]). Files with no `TITLE:` are consoles without a report: pinvm must find
-//! none there. `PINVM_SYZKALLER_FLOOR` (percent, default 90) is the exact-agreement floor the
+//! none there (the test fails on any). `PINVM_SYZKALLER_FLOOR` (percent, default 90) is the exact-agreement floor the
 //! test asserts; `PINVM_SYZKALLER_LIST=1` prints every disagreement.
 
 use std::collections::BTreeMap;
@@ -208,6 +208,12 @@ fn titles_agree_with_syzkaller() {
             println!("         {name}: want {want:?}, got {got:?}");
         }
     }
+    assert!(
+        false_reports.is_empty(),
+        "pinvm found a report in {} of the {empty} consoles that hold none (syzkaller's \
+         no-report files must stay report-free): {false_reports:#?}",
+        false_reports.len()
+    );
     assert!(
         agreement >= floor,
         "exact title agreement {agreement:.1} % is below the floor of {floor} %"

@@ -18,7 +18,9 @@ use std::time::{Duration, Instant};
 use devices::control::ControlEvent;
 use devices::serial::ConsoleSink;
 use devices::virtio::vhost_user::Server;
-use machine::agent::AgentEvent;
+// EVENT_QUEUE: a guest that floods its agent channel is slowed down (its UART blocks while
+// the queue is full), never given more host memory.
+use machine::agent::{AgentEvent, EVENT_QUEUE};
 use machine::console::ConsoleCapture;
 use machine::device_set::{Collector, DeviceSet};
 use machine::watch::{RunEnd, RunWatch};
@@ -34,9 +36,6 @@ use crate::{find, serial_channel};
 const QEMU_GRACE: Duration = Duration::from_secs(10);
 /// QEMU's standard error kept for error messages (the last bytes).
 const STDERR_CAP: usize = 16 << 10;
-/// Agent events queued between the reader thread and the run loop; a guest that floods its
-/// channel is slowed down (its UART blocks), never given more host memory.
-const EVENT_QUEUE: usize = 256;
 
 /// QEMU with pinvm's devices.
 #[derive(Debug, Clone)]
@@ -151,9 +150,7 @@ fn run_dir() -> Result<TempDir, MachineError> {
 
 impl Session {
     fn prepare(m: &QemuMachine, spec: &RunSpec, started: Instant) -> Result<Session, MachineError> {
-        if spec.cpus == 0 {
-            return Err(MachineError::Invalid("--cpus must be at least 1".into()));
-        }
+        spec.check_bounds()?;
         let cmdline = serial_channel::cmdline(&spec.append)
             .map_err(|e| MachineError::Invalid(e.to_string()))?;
         let kernel = bzimage_for(&spec.kernel).ok_or_else(|| {

@@ -31,7 +31,7 @@ use machine::device_set::{Collector, DeviceSet};
 use machine::{MachineError, RunSpec};
 use proto::control::PAGE_SIZE as CONTROL_PAGE_SIZE;
 use std::sync::atomic::AtomicBool;
-use std::sync::mpsc::Sender;
+use std::sync::mpsc::SyncSender;
 use std::sync::{Arc, Mutex, OnceLock};
 use vm_memory::GuestMemoryAtomic;
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
@@ -48,11 +48,10 @@ pub struct Board {
     pub collector: Collector,
 }
 
-/// Refuse what this machine cannot run: no vCPU, or more virtio devices than it has slots.
+/// Refuse what this machine cannot run: vCPUs, memory or a timeout out of bounds
+/// ([`RunSpec::check_bounds`]), or more virtio devices than it has slots.
 pub fn check(spec: &RunSpec) -> Result<(), MachineError> {
-    if spec.cpus == 0 {
-        return Err(MachineError::Invalid("--cpus must be at least 1".into()));
-    }
+    spec.check_bounds()?;
     if spec.virtio_devices() > MAX_VIRTIO_DEVICES {
         return Err(MachineError::Invalid(format!(
             "at most {MAX_VIRTIO_DEVICES} virtio devices"
@@ -68,24 +67,27 @@ pub fn create_vm(spec: &RunSpec) -> Result<Vm, MachineError> {
         machine: NAME,
         why: e.to_string(),
     })?;
-    Ok(vm::create(kvm, spec.mem_mib << 20)?)
+    Ok(vm::create(kvm, mem_bytes(spec)?)?)
+}
+
+/// The guest's RAM in bytes (`check` bounds it; the multiplication is checked all the same).
+fn mem_bytes(spec: &RunSpec) -> Result<u64, MachineError> {
+    spec.mem_mib.checked_mul(1 << 20).ok_or_else(|| {
+        MachineError::Invalid(format!("{} MiB of guest memory: too much", spec.mem_mib))
+    })
 }
 
 /// Every device of the run on its bus: COM1 (the console) and the i8042 (its reset ends the
 /// run) on port I/O; the control page (the agent's events) and the virtio devices on MMIO.
 /// Devices report into `tx` from the vCPU thread that touched them.
-pub fn build_devices(vm: &Vm, spec: &RunSpec, tx: &Sender<RunMsg>) -> Result<Board> {
+pub fn build_devices(vm: &Vm, spec: &RunSpec, tx: &SyncSender<RunMsg>) -> Result<Board> {
     let (console, sink) = ConsoleCapture::open(spec)?;
     let pio = legacy_devices(vm, sink, tx)?;
     let mut mmio = Bus::new();
-    let agent = tx.clone();
-    let control = ControlPage::with_sink(move |ev| {
-        let _ = agent.send(RunMsg::Agent(ev.into()));
-    });
     mmio.insert(
         layout::CONTROL_PAGE,
         CONTROL_PAGE_SIZE,
-        Arc::new(Mutex::new(control)),
+        Arc::new(Mutex::new(control_page(tx))),
     )?;
     let collector = virtio_devices(vm, &mut mmio, spec)?;
     Ok(Board {
@@ -96,9 +98,19 @@ pub fn build_devices(vm: &Vm, spec: &RunSpec, tx: &Sender<RunMsg>) -> Result<Boa
     })
 }
 
+/// The control page, sending each agent event into the run's bounded channel from the vCPU
+/// thread that wrote EVENT: while the queue is full that thread waits (the guest is slowed
+/// down); once the run is over and the receiver gone, events are dropped.
+pub(crate) fn control_page(tx: &SyncSender<RunMsg>) -> ControlPage {
+    let agent = tx.clone();
+    ControlPage::with_sink(move |ev| {
+        let _ = agent.send(RunMsg::Agent(ev.into()));
+    })
+}
+
 /// COM1 writing into `sink` and raising IRQ 4 through an irqfd, and the i8042 whose reset
 /// pulse is [`RunMsg::Reset`].
-fn legacy_devices(vm: &Vm, sink: ConsoleSink, tx: &Sender<RunMsg>) -> Result<Bus> {
+fn legacy_devices(vm: &Vm, sink: ConsoleSink, tx: &SyncSender<RunMsg>) -> Result<Bus> {
     let serial_irq = EventFd::new(EFD_NONBLOCK)?;
     vm.fd
         .register_irqfd(&serial_irq, COM1_IRQ)
@@ -157,7 +169,7 @@ pub fn load(
             initrd: spec.initrd.as_deref(),
             cmdline: &cmdline,
             cpus: spec.cpus,
-            mem_size: spec.mem_mib << 20,
+            mem_size: mem_bytes(spec)?,
         },
     )?;
     for vcpu in vcpus {
@@ -186,7 +198,7 @@ pub fn start(
     vcpus: Vec<VcpuFd>,
     pio: Bus,
     mmio: Bus,
-    tx: &Sender<RunMsg>,
+    tx: &SyncSender<RunMsg>,
 ) -> Result<Running> {
     let shared = VcpuShared {
         pio: Arc::new(pio),
@@ -211,4 +223,95 @@ pub fn start(
         );
     }
     Ok(Running { threads, shared })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::run_control;
+    use machine::agent::EVENT_QUEUE;
+    use proto::control::reg;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    fn spec() -> RunSpec {
+        RunSpec {
+            kernel: "vmlinux".into(),
+            initrd: None,
+            append: vec![],
+            cpus: 2,
+            mem_mib: 128,
+            timeout: Duration::from_secs(300),
+            echo: false,
+            console_log: None,
+            disks: vec![],
+            dma: None,
+        }
+    }
+
+    /// `mem_mib << 20` used to wrap for a huge `mem_mib` (and 255 vCPUs went to KVM); the
+    /// check refuses both before any KVM call, saying what to pass.
+    #[test]
+    fn absurd_memory_and_vcpus_are_refused_before_kvm() {
+        check(&spec()).unwrap();
+        for (s, want) in [
+            (
+                RunSpec {
+                    mem_mib: 1 << 44,
+                    ..spec()
+                },
+                "--mem",
+            ),
+            (
+                RunSpec {
+                    mem_mib: u64::MAX,
+                    ..spec()
+                },
+                "--mem",
+            ),
+            (
+                RunSpec {
+                    cpus: 200,
+                    ..spec()
+                },
+                "--cpus",
+            ),
+            (RunSpec { cpus: 0, ..spec() }, "--cpus"),
+        ] {
+            match check(&s) {
+                Err(MachineError::Invalid(m)) => assert!(m.contains(want), "{m}"),
+                r => panic!("{} MiB, {} vCPUs: {r:?}", s.mem_mib, s.cpus),
+            }
+        }
+    }
+
+    /// A guest writing EVENT in a loop used to grow the run's channel without bound; now its
+    /// vCPU thread waits once [`EVENT_QUEUE`] events are queued, and every event still
+    /// arrives once the controller takes them.
+    #[test]
+    fn a_flooding_control_page_waits_for_the_controller_and_loses_nothing() {
+        const N: usize = 10 * EVENT_QUEUE;
+        let (tx, rx) = run_control::channel();
+        let mut page = control_page(&tx);
+        drop(tx);
+        let sent = Arc::new(AtomicUsize::new(0));
+        let flood = std::thread::spawn({
+            let sent = sent.clone();
+            move || {
+                for _ in 0..N {
+                    page.write(reg::EVENT, &5u32.to_le_bytes()); // LOG
+                    sent.fetch_add(1, Ordering::SeqCst);
+                }
+            }
+        });
+        std::thread::sleep(Duration::from_millis(300));
+        assert_eq!(
+            sent.load(Ordering::SeqCst),
+            EVENT_QUEUE,
+            "the queue holds at most {EVENT_QUEUE} events; the writer waits for the rest"
+        );
+        let got = rx.iter().filter(|m| matches!(m, RunMsg::Agent(_))).count();
+        flood.join().unwrap();
+        assert_eq!(got, N);
+    }
 }

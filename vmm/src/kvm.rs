@@ -6,7 +6,6 @@ use crate::run_control;
 use anyhow::Context;
 use machine::watch::{RunEnd, RunWatch};
 use machine::{Machine, MachineError, RunReport, RunSpec};
-use std::sync::mpsc::channel;
 use std::time::Instant;
 
 /// The machine's name in run records.
@@ -27,7 +26,7 @@ impl Machine for KvmMachine {
         kick::install().context("installing the vCPU kick signal handler")?;
         let started = Instant::now();
         let vm = builder::create_vm(spec)?;
-        let (tx, rx) = channel();
+        let (tx, rx) = run_control::channel();
         let board = builder::build_devices(&vm, spec, &tx)?;
         let mut notes = Vec::new();
         let vcpus = builder::create_vcpus(&vm, spec.cpus, &mut notes)?;

@@ -1,8 +1,11 @@
 //! Run control: one channel carries everything the run controller waits for (the i8042
 //! reset, the agent's events from the control page, each vCPU's end), sent directly by the
-//! device or vCPU thread where it happens. The controller watches until the run ends, then
-//! stops every vCPU with a signal + `immediate_exit` (see `kick`), never with a vCPU ioctl from
-//! its own thread.
+//! device or vCPU thread where it happens. The channel is bounded ([`channel`]): a guest that
+//! floods the control page is slowed down (its vCPU thread waits in the EVENT write until the
+//! controller takes an event), never given more host memory. The controller watches until the
+//! run ends, then stops every vCPU with a signal + `immediate_exit` (see `kick`), never with a
+//! vCPU ioctl from its own thread, taking events all the while, so a vCPU thread waiting to
+//! send always gets through, sees the stop flag at its next exit and leaves.
 
 use crate::kick;
 use crate::vcpu::{VcpuEnd, VcpuShared};
@@ -11,7 +14,7 @@ use machine::watch::RunWatch;
 use machine::VmEnd;
 use std::ops::ControlFlow;
 use std::sync::atomic::Ordering;
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use vmm_sys_util::signal::Killable;
@@ -20,6 +23,12 @@ use vmm_sys_util::signal::Killable;
 const STOP_TIMEOUT: Duration = Duration::from_secs(5);
 /// How often a vCPU thread that has not stopped yet is kicked again.
 const KICK_INTERVAL: Duration = Duration::from_millis(20);
+
+/// The run's channel: at most [`machine::agent::EVENT_QUEUE`] messages wait in it, as under
+/// the QEMU machine.
+pub fn channel() -> (SyncSender<RunMsg>, Receiver<RunMsg>) {
+    sync_channel(machine::agent::EVENT_QUEUE)
+}
 
 /// What the run controller hears about.
 pub enum RunMsg {
@@ -124,5 +133,84 @@ fn late(msg: RunMsg, rips: &mut Vec<(u8, u64)>, w: &mut RunWatch) {
         RunMsg::Vcpu(id, VcpuEnd::Stopped { rip: Some(rip) }) => rips.push((id, rip)),
         RunMsg::Agent(ev) => w.agent(ev),
         _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::builder;
+    use crate::quirks::QuirkCounts;
+    use crate::vcpu::VcpuShared;
+    use devices::bus::Bus;
+    use devices::control::ControlPage;
+    use machine::console::ConsoleCapture;
+    use machine::RunSpec;
+    use proto::control::reg;
+    use std::sync::atomic::AtomicBool;
+    use std::sync::{Arc, Mutex, OnceLock};
+    use vm_memory::{GuestAddress, GuestMemoryMmap};
+
+    fn spec() -> RunSpec {
+        RunSpec {
+            kernel: "vmlinux".into(),
+            initrd: None,
+            append: vec![],
+            cpus: 4,
+            mem_mib: 128,
+            timeout: Duration::from_millis(200),
+            echo: false,
+            console_log: None,
+            disks: vec![],
+            dma: None,
+        }
+    }
+
+    /// Four threads that write the control page's EVENT as fast as they can, leaving only at
+    /// the stop flag, as a vCPU thread leaves `vcpu::run_loop` at its next exit: the run
+    /// still ends at its deadline, and stopping takes every queued event and every thread
+    /// (each waits in its EVENT write while the bounded queue is full) within a second.
+    #[test]
+    fn a_flooding_guest_neither_outlives_its_deadline_nor_holds_the_stop() {
+        kick::install().unwrap();
+        let (tx, rx) = channel();
+        let mut mmio = Bus::new();
+        let page: ControlPage = builder::control_page(&tx);
+        mmio.insert(0, 0x1000, Arc::new(Mutex::new(page))).unwrap();
+        let shared = VcpuShared {
+            pio: Arc::new(Bus::new()),
+            mmio: Arc::new(mmio),
+            mem: Arc::new(GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 0x1000)]).unwrap()),
+            stop: Arc::new(AtomicBool::new(false)),
+            quirks: Arc::new(QuirkCounts::default()),
+            first_run: Arc::new(OnceLock::new()),
+        };
+        let threads = (0..4u8)
+            .map(|id| {
+                let sh = shared.clone();
+                let done = tx.clone();
+                std::thread::spawn(move || {
+                    while !sh.stop.load(Ordering::Acquire) {
+                        sh.mmio.write(reg::EVENT, &5u32.to_le_bytes()); // LOG
+                    }
+                    let _ = done.send(RunMsg::Vcpu(id, VcpuEnd::Stopped { rip: Some(0) }));
+                })
+            })
+            .collect();
+        drop(tx);
+        let (console, _sink) = ConsoleCapture::open(&spec()).unwrap();
+        let t0 = Instant::now();
+        let mut w = RunWatch::new(console, t0, spec().timeout);
+        assert_eq!(watch(&rx, &mut w), VmEnd::Timeout);
+        let watched = t0.elapsed();
+        assert!(watched < Duration::from_secs(2), "watch took {watched:?}");
+        let mut notes = Vec::new();
+        let t1 = Instant::now();
+        let stopped = stop(Running { threads, shared }, &rx, &mut w, &mut notes);
+        let stopping = t1.elapsed();
+        assert!(notes.is_empty(), "{notes:?}");
+        assert_eq!(stopped.rips, vec![(0, 0), (1, 0), (2, 0), (3, 0)]);
+        assert!(stopping < Duration::from_secs(1), "stop took {stopping:?}");
+        eprintln!("flooded run: watch {watched:?}, stop {stopping:?}");
     }
 }

@@ -171,8 +171,8 @@ impl DmaPin {
         let _ = self.worker.stop();
         // A running burst (up to MAX_BURST generations of every posted page, minutes of work)
         // or rate schedule must not hold up a reset or the machine's teardown: cancel every
-        // schedule, so the engine stops at its next page write.
-        self.engine.lock().cancel_schedules();
+        // schedule, so the engine stops within PAGES_PER_LOCK page writes.
+        self.engine.cancel_schedules();
         if let Some(t) = self.engine_thread.take() {
             let _ = t.join();
         }

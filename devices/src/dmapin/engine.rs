@@ -16,6 +16,7 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::ops::Range;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -225,17 +226,22 @@ impl EngineState {
         true
     }
 
-    /// Write the next generation of every page of `region`. Returns false if the region is
+    /// Write the next generation of pages `from..` of `region`, at most [`PAGES_PER_LOCK`]
+    /// of them. Returns the position after the last page written, or None if the region is
     /// gone.
-    fn write_generation(&mut self, region: u32, trigger: Trigger) -> bool {
-        let Some(n) = self.regions.get(&region).map(|r| r.pages.len()) else {
-            return false;
-        };
-        for i in 0..n {
-            let g = self.regions[&region].pages[i].generation + 1;
+    fn write_generation_chunk(
+        &mut self,
+        region: u32,
+        from: usize,
+        trigger: Trigger,
+    ) -> Option<usize> {
+        let n = self.regions.get(&region)?.pages.len();
+        let end = n.min(from.saturating_add(PAGES_PER_LOCK));
+        for i in from..end {
+            let g = self.regions.get(&region)?.pages.get(i)?.generation + 1;
             self.write_page_range(region, i, g, 0..8, trigger);
         }
-        true
+        Some(end)
     }
 
     /// Is `(region, epoch)` still the running schedule?
@@ -271,10 +277,24 @@ impl EngineState {
     }
 }
 
+/// Page writes a schedule makes per hold of the engine lock. A region has up to 65,536 pages;
+/// between chunks the lock is released and cancellation checked, so a STOP, a device reset or
+/// the machine's teardown waits for at most this many page writes, never a whole generation.
+pub const PAGES_PER_LOCK: usize = 256;
+/// Longest a schedule waits between two chunks for the threads that want the lock.
+const YIELD_LIMIT: Duration = Duration::from_millis(10);
+
 /// The shared engine.
 #[derive(Default)]
 pub struct Engine {
     state: Mutex<EngineState>,
+    /// Bumped by [`Engine::cancel_schedules`] before it takes the lock: a schedule between
+    /// two chunks sees it without the lock and stops, rather than racing the canceller for
+    /// the lock.
+    cancels: AtomicU64,
+    /// Threads waiting in [`Engine::lock`]: a schedule lets them have the lock between its
+    /// chunks (a mutex lets the thread that just unlocked take it again first).
+    waiting: AtomicUsize,
 }
 
 impl Engine {
@@ -287,13 +307,60 @@ impl Engine {
                 log_limit,
                 ..Default::default()
             }),
+            cancels: AtomicU64::new(0),
+            waiting: AtomicUsize::new(0),
         }
     }
 
     /// Lock the engine state (a poisoned lock is taken over: the state stays consistent
     /// between statements). Never take the block device's lock while holding it.
     pub fn lock(&self) -> MutexGuard<'_, EngineState> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        self.waiting.fetch_add(1, Ordering::SeqCst);
+        let st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        self.waiting.fetch_sub(1, Ordering::SeqCst);
+        st
+    }
+
+    /// Between two chunks of a schedule: let the threads waiting for the lock take it (for
+    /// at most [`YIELD_LIMIT`], so a thread polling the lock cannot stall the schedule).
+    fn let_waiters_in(&self) {
+        let until = Instant::now() + YIELD_LIMIT;
+        while self.waiting.load(Ordering::SeqCst) > 0 && Instant::now() < until {
+            std::thread::yield_now();
+        }
+    }
+
+    /// End every running schedule (see [`EngineState::cancel_schedules`]); a schedule in the
+    /// middle of a generation stops within [`PAGES_PER_LOCK`] page writes.
+    pub fn cancel_schedules(&self) {
+        self.cancels.fetch_add(1, Ordering::SeqCst);
+        self.lock().cancel_schedules();
+    }
+
+    /// Write the next generation of every page of `region` while `(region, epoch)` is the
+    /// running schedule, [`PAGES_PER_LOCK`] pages per hold of the lock. Returns false if the
+    /// schedule was stopped or cancelled (or the region is gone) before the generation ended.
+    pub fn write_generation(&self, region: u32, epoch: u64, trigger: Trigger) -> bool {
+        let cancels = self.cancels.load(Ordering::SeqCst);
+        let mut next = 0;
+        loop {
+            let mut st = self.lock();
+            if !st.current(region, epoch) {
+                return false;
+            }
+            let Some(end) = st.write_generation_chunk(region, next, trigger) else {
+                return false;
+            };
+            if end >= st.regions.get(&region).map_or(0, |r| r.pages.len()) {
+                return true;
+            }
+            drop(st);
+            if self.cancels.load(Ordering::SeqCst) != cancels {
+                return false;
+            }
+            self.let_waiters_in();
+            next = end;
+        }
     }
 }
 
@@ -321,7 +388,8 @@ struct RateJob {
 }
 
 /// Body of the engine thread: runs until `jobs` is disconnected. Bursts run to completion
-/// (checking between pages that the region was not stopped); rate jobs are interleaved.
+/// (checking every [`PAGES_PER_LOCK`] pages that the region was not stopped and nothing was
+/// cancelled); rate jobs are interleaved.
 pub fn run_engine_thread(engine: Arc<Engine>, jobs: Receiver<Job>) {
     let mut rates: Vec<RateJob> = Vec::new();
     loop {
@@ -338,7 +406,10 @@ pub fn run_engine_thread(engine: Arc<Engine>, jobs: Receiver<Job>) {
                 return false;
             }
             if now >= r.next {
-                st.write_generation(r.region, Trigger::Rate);
+                drop(st);
+                if !engine.write_generation(r.region, r.epoch, Trigger::Rate) {
+                    return false;
+                }
                 r.next += r.period;
                 if r.next < now {
                     // Fell behind: skip missed ticks rather than bursting to catch up.
@@ -361,11 +432,9 @@ pub fn run_engine_thread(engine: Arc<Engine>, jobs: Receiver<Job>) {
             }) => match schedule {
                 Schedule::Burst { count } => {
                     for _ in 0..count {
-                        let mut st = engine.lock();
-                        if !st.current(region, epoch) {
+                        if !engine.write_generation(region, epoch, Trigger::Burst) {
                             break;
                         }
-                        st.write_generation(region, Trigger::Burst);
                     }
                     let mut st = engine.lock();
                     if st.current(region, epoch) {

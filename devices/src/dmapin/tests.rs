@@ -601,6 +601,96 @@ fn reset_is_not_held_up_by_a_giant_burst() {
     );
 }
 
+/// One generation of a region of 65,536 pages (the most a region takes) used to be written
+/// under one hold of the engine lock, so a STOP, a reset or the teardown (which cancel under
+/// that lock) waited for the rest of the generation. Now the engine writes
+/// `PAGES_PER_LOCK` pages per hold and checks for cancellation between holds.
+#[test]
+fn cancelling_a_65536_page_burst_waits_for_a_chunk_not_a_generation() {
+    use super::engine::{run_engine_thread, Job, Schedule, PAGES_PER_LOCK};
+    const N: usize = 65_536;
+    // Every page distinct in guest memory (256 MiB, touched as the DMA writes them), each
+    // write logged: the real cost of a generation.
+    let mem = guest_memory(PAGES as usize + N * PAGE);
+    let dir = TempDir::new().unwrap();
+    let log = proto::dma_log::DmaLogWriter::create(&dir.as_path().join("dma.log")).unwrap();
+    let engine = Arc::new(Engine::new(Some(log), 1 << 24));
+    {
+        let mut st = engine.lock();
+        st.mem = Some(GuestMemoryAtomic::new(mem.clone()));
+        let mut r = Region {
+            schedule: Some(super::engine::Schedule::Burst { count: MAX_BURST }),
+            epoch: 1,
+            ..Region::default()
+        };
+        for i in 0..N as u64 {
+            r.pages.push(PostedPage {
+                index: i as u32,
+                gpa: page_gpa(i),
+                file_offset: i * 4096,
+                generation: 0,
+                head: 0,
+                status_gpa: 0,
+                dma_writes: 0,
+            });
+        }
+        st.regions.insert(1, r);
+    }
+    // One whole generation, for comparison.
+    let t = Instant::now();
+    assert!(engine.write_generation(1, 1, Trigger::Burst));
+    let generation = t.elapsed();
+    assert_eq!(engine.lock().stats.writes, N as u64);
+
+    let (tx, rx) = std::sync::mpsc::channel();
+    let thread = std::thread::spawn({
+        let engine = engine.clone();
+        move || run_engine_thread(engine, rx)
+    });
+    tx.send(Job::Run {
+        region: 1,
+        epoch: 1,
+        schedule: Schedule::Burst { count: MAX_BURST },
+    })
+    .unwrap();
+    wait_for("the burst runs", || {
+        engine.lock().stats.writes > (N + N / 8) as u64
+    });
+    // Whoever takes the lock meanwhile (the device thread for a guest's STOP, the block
+    // observer) waits for a chunk at most: sampled over about two generations.
+    let mut longest = Duration::ZERO;
+    let sampled = Instant::now();
+    while sampled.elapsed() < 2 * generation {
+        std::thread::sleep(Duration::from_millis(7));
+        let t = Instant::now();
+        let st = engine.lock();
+        longest = longest.max(t.elapsed());
+        drop(st);
+    }
+    let t = Instant::now();
+    engine.cancel_schedules();
+    drop(tx);
+    thread.join().unwrap();
+    let stop = t.elapsed();
+    let writes = engine.lock().stats.writes;
+    eprintln!(
+        "65,536-page region: one generation {generation:?}; the lock waited for at most \
+         {longest:?} while the burst ran; cancel + join of the running burst {stop:?} \
+         ({writes} page writes in all)"
+    );
+    // A chunk is 1/256 of the generation; allow for a loaded machine.
+    assert!(
+        longest < generation / 8 + Duration::from_millis(20),
+        "the lock waited {longest:?}; a generation takes {generation:?}"
+    );
+    assert!(
+        stop < generation / 8 + Duration::from_millis(20),
+        "stopping took {stop:?}; a generation takes {generation:?}, a chunk of {PAGES_PER_LOCK} \
+         pages {:?}",
+        generation / (N / PAGES_PER_LOCK) as u32
+    );
+}
+
 #[test]
 fn reset_forgets_regions() {
     let mut e = env();

@@ -15,12 +15,14 @@ pub use expect::Expectation;
 /// The kernel versions pinvm builds by name.
 pub const KERNELS: [&str; 2] = ["6.1", "6.12"];
 /// Longest scenario timeout: a day (a longer one is a typo, and `Instant + Duration` must not
-/// overflow).
-pub const MAX_TIMEOUT_S: u64 = 86_400;
+/// overflow); what every machine accepts.
+pub const MAX_TIMEOUT_S: u64 = machine::spec::MAX_TIMEOUT.as_secs();
+/// Least guest RAM a scenario may ask for, MiB (as `pinvm boot --mem`).
+pub const MIN_MEMORY_MIB: u64 = machine::spec::MIN_MEM_MIB;
 /// Most guest RAM a scenario may ask for, MiB (as `pinvm boot --mem`).
-pub const MAX_MEMORY_MIB: u64 = 65_536;
+pub const MAX_MEMORY_MIB: u64 = machine::spec::MAX_MEM_MIB;
 /// Most vCPUs a scenario may ask for (as `pinvm boot --cpus`).
-pub const MAX_CPUS: u8 = 32;
+pub const MAX_CPUS: u8 = machine::spec::MAX_CPUS;
 /// The machines a scenario may tune its variables for (`machine::Machine::name`).
 pub const MACHINES: [&str; 3] = ["kvm", "qemu-tcg", "qemu-kvm"];
 /// The filesystems pinvm makes images of.
@@ -179,11 +181,11 @@ impl Scenario {
         guest_images::disk::parse_size(&self.file_size)
             .with_context(|| format!("file_size {:?}", self.file_size))?;
         if !(1..=MAX_TIMEOUT_S).contains(&self.timeout)
-            || !(32..=MAX_MEMORY_MIB).contains(&self.memory)
+            || !(MIN_MEMORY_MIB..=MAX_MEMORY_MIB).contains(&self.memory)
             || !(1..=MAX_CPUS).contains(&self.cpus)
         {
             bail!(
-                "timeout must be 1..={MAX_TIMEOUT_S} s, memory 32..={MAX_MEMORY_MIB} MiB, \
+                "timeout must be 1..={MAX_TIMEOUT_S} s, memory {MIN_MEMORY_MIB}..={MAX_MEMORY_MIB} MiB, \
                  cpus 1..={MAX_CPUS} (got {} s, {} MiB, {})",
                 self.timeout,
                 self.memory,
@@ -437,6 +439,21 @@ mod tests {
                 "pin = \"grab\"\n[expect.default]\nverdicts = []\n",
                 "pin \"grab\"",
             ),
+            // Resource bounds, checked at load (a day would overflow nothing, a year of
+            // timeout or 2^44 MiB would have panicked or wrapped at run time).
+            (
+                "timeout = 86401\n[expect.default]\nverdicts = []\n",
+                "timeout must be 1..=86400 s, memory 32..=65536 MiB, cpus 1..=32 (got 86401 s",
+            ),
+            ("timeout = 0\n[expect.default]\nverdicts = []\n", "(got 0 s"),
+            (
+                "memory = 17592186044416\n[expect.default]\nverdicts = []\n",
+                "17592186044416 MiB",
+            ),
+            ("memory = 16\n[expect.default]\nverdicts = []\n", "16 MiB"),
+            ("cpus = 33\n[expect.default]\nverdicts = []\n", "MiB, 33)"),
+            ("cpus = 0\n[expect.default]\nverdicts = []\n", "MiB, 0)"),
+            ("cpus = 300\n[expect.default]\nverdicts = []\n", "cpus"),
         ];
         for (i, (extra, want)) in cases.iter().enumerate() {
             let p = dir.join(format!("bad{i}.toml"));

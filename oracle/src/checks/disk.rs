@@ -200,6 +200,8 @@ pub fn lost(inputs: &Inputs, notes: &mut Vec<String>, checked: &mut usize) -> Op
     let discarded = discarded_ranges(inputs);
     let times = dma_times(&inputs.dma);
     let acked = acked_syncs(inputs, until);
+    let unmapped = file.unmapped_ranges();
+    let mut not_placed = 0u64;
     let mut cases = Vec::new();
     for (&off, want) in &last {
         if let Some((_, _, line)) = discarded.iter().find(|(a, b, _)| off >= *a && off < *b) {
@@ -208,6 +210,10 @@ pub fn lost(inputs: &Inputs, notes: &mut Vec<String>, checked: &mut usize) -> Op
                  expected on disk: the workload discarded that range ({line})",
                 want.generation, want.region, want.page
             ));
+            continue;
+        }
+        if unmapped.contains(off) {
+            not_placed += 1;
             continue;
         }
         *checked += 1;
@@ -289,6 +295,12 @@ pub fn lost(inputs: &Inputs, notes: &mut Vec<String>, checked: &mut usize) -> Op
             want.page
         );
         cases.push(ev);
+    }
+    if not_placed > 0 {
+        notes.push(format!(
+            "lost_write: {not_placed} pages the device wrote are not judged: their extents were \
+             not placed on the disk image (see the analysis note on the file's extents)"
+        ));
     }
     Verdict::from_cases(VerdictKind::LostWrite, "lost page", cases)
 }

@@ -74,9 +74,11 @@ pub struct BootBench {
     /// Boots per kernel.
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub runs: u32,
+    /// vCPUs per guest.
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(1..=32))]
     pub cpus: u8,
-    #[arg(long, default_value_t = 128)]
+    /// Guest RAM in MiB (as `pinvm boot --mem`).
+    #[arg(long, default_value_t = 128, value_parser = clap::value_parser!(u64).range(32..=65536))]
     pub mem: u64,
     /// Extra kernel command-line arguments.
     #[arg(long, value_name = "ARGS")]

@@ -49,8 +49,8 @@ pub struct BisectArgs {
     /// Results folder (kept for resuming). Default: pinvm-bisect/<what>-<good>-<bad>.
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
-    /// Seconds before a command run's watchdog stops the guest.
-    #[arg(long, default_value_t = 120)]
+    /// Seconds before a command run's watchdog stops the guest (at most a day).
+    #[arg(long, default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..=86_400))]
     timeout: u64,
     /// The command to run in the guest instead of a scenario, after `--`.
     #[arg(last = true, value_name = "CMD")]

@@ -4,6 +4,7 @@ use super::hostfiles::HostFileArgs;
 use super::kernel::KernelArgs;
 use anyhow::{Context, Result};
 use clap::Args;
+use devices::terminal::visible_line;
 use guest_images::initramfs::Job;
 use harness::prepare::{check_initrd_fits, prepare_with, UserDisk};
 use harness::record::{report_json, where_stopped};
@@ -120,29 +121,9 @@ pub fn run(machine: &dyn Machine, a: BootArgs) -> Result<i32> {
         }
     };
     let verdict = outcome::judge(&report, where_stopped(&report, p.system_map.as_deref()));
-    if a.verbose {
-        print_details(&report);
-    } else if a.keep_disk.as_deref().is_some_and(|k| !k.is_file()) {
-        // What the user asked for and did not get is never only in --verbose: the notes say
-        // why the disk was not kept.
-        for n in &report.notes {
-            eprintln!("pinvm: note: {n}");
-        }
-    }
-    for st in &report.steps {
-        if a.verbose || matches!(st, StepReport::Failed { .. }) {
-            eprintln!("pinvm: {st}");
-        }
-    }
-    if !report.agent_started && verdict.code != 0 {
-        // Stdout only carries the command's run; show how the boot ended.
-        eprintln!("pinvm: last console lines:");
-        for l in machine::crash::tail(&report.console, 25) {
-            eprintln!("  {l}");
-        }
-    }
-    if let Some(reason) = &verdict.reason {
-        eprintln!("pinvm: {reason}");
+    let missing_disk = a.keep_disk.as_deref().is_some_and(|k| !k.is_file());
+    for line in stderr_lines(&report, &verdict, a.verbose, missing_disk) {
+        eprintln!("{line}");
     }
     if let Some(path) = &a.report {
         let write = || -> std::io::Result<()> {
@@ -156,11 +137,52 @@ pub fn run(machine: &dyn Machine, a: BootArgs) -> Result<i32> {
     Ok(verdict.code)
 }
 
-fn print_details(r: &RunReport) {
+/// What `pinvm boot` prints on stderr after the run, one line each. Every guest-derived
+/// string (step results, console lines, the verdict's reason, notes) goes through
+/// `devices::terminal::visible_line`: the guest cannot send escape sequences or forge lines.
+fn stderr_lines(
+    report: &RunReport,
+    verdict: &outcome::Verdict,
+    verbose: bool,
+    missing_disk: bool,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    let notes = |out: &mut Vec<String>| {
+        for n in &report.notes {
+            out.push(format!("pinvm: note: {}", visible_line(n)));
+        }
+    };
+    if verbose {
+        details(report, &mut out);
+        notes(&mut out);
+    } else if missing_disk {
+        // What the user asked for and did not get is never only in --verbose: the notes say
+        // why the disk was not kept.
+        notes(&mut out);
+    }
+    for st in &report.steps {
+        if verbose || matches!(st, StepReport::Failed { .. }) {
+            out.push(format!("pinvm: {}", visible_line(&st.to_string())));
+        }
+    }
+    if !report.agent_started && verdict.code != 0 {
+        // Stdout only carries the command's run; show how the boot ended.
+        out.push("pinvm: last console lines:".into());
+        for l in machine::crash::tail(&report.console, 25) {
+            out.push(format!("  {}", visible_line(&l)));
+        }
+    }
+    if let Some(reason) = &verdict.reason {
+        out.push(format!("pinvm: {}", visible_line(reason)));
+    }
+    out
+}
+
+fn details(r: &RunReport, out: &mut Vec<String>) {
     let t = &r.timings;
     let ms = |d: Duration| format!("{:.0} ms", d.as_secs_f64() * 1e3);
-    eprintln!("pinvm: cmdline: {}", r.cmdline);
-    eprintln!(
+    out.push(format!("pinvm: cmdline: {}", visible_line(&r.cmdline)));
+    out.push(format!(
         "pinvm: machine {}: set-up to guest start {}, then to guest init {}, to command done {}, \
          total {}",
         r.machine,
@@ -168,9 +190,73 @@ fn print_details(r: &RunReport) {
         t.to_init.map(ms).unwrap_or_else(|| "-".into()),
         t.to_cmd_done.map(ms).unwrap_or_else(|| "-".into()),
         ms(t.total)
-    );
-    eprintln!("pinvm: VM end: {:?}; platform: {}", r.end, r.quirks);
-    for n in &r.notes {
-        eprintln!("pinvm: note: {n}");
+    ));
+    out.push(format!(
+        "pinvm: VM end: {}; platform: {}",
+        visible_line(&format!("{:?}", r.end)),
+        r.quirks
+    ));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The run record of a guest that puts terminal escapes (C0 and UTF-8 encoded C1) and line
+    /// breaks into everything it controls.
+    fn hostile_report() -> RunReport {
+        let evil = "\u{1b}]0;owned\u{7}\u{9b}2J\u{1b}[31m\rpinvm: PASS\nsecond";
+        RunReport {
+            machine: "kvm".into(),
+            end: machine::VmEnd::VcpuFailed(evil.into()),
+            cmd_status: None,
+            agent_started: false,
+            agent_errors: vec![evil.into()],
+            console: format!("booting\n{evil}\n\u{9b}?1049h tail\n"),
+            console_line_ns: vec![],
+            console_at_cmd_done: None,
+            timings: machine::Timings::default(),
+            vcpu_rips: vec![],
+            notes: vec![evil.into()],
+            quirks: String::new(),
+            cmdline: "console=ttyS0".into(),
+            steps: vec![StepReport::Failed {
+                index: 1,
+                op: "write".into(),
+                errno: 5,
+                message: evil.into(),
+            }],
+            step_times: vec![Duration::ZERO],
+            step_ns: vec![1],
+            records: machine::RecordPaths::default(),
+        }
+    }
+
+    /// `pinvm boot` printed the console tail, step errors and the crash reason raw: a guest
+    /// could retitle the terminal, clear it (U+009B is a one-character CSI) or forge a line.
+    #[test]
+    fn no_guest_control_reaches_the_terminal() {
+        let report = hostile_report();
+        let verdict = outcome::Verdict {
+            code: outcome::EXIT_FAIL,
+            reason: Some(format!("crash: {}", report.notes[0])),
+        };
+        for verbose in [false, true] {
+            let lines = stderr_lines(&report, &verdict, verbose, true);
+            assert!(lines.len() >= 5, "{lines:#?}");
+            for l in &lines {
+                assert!(
+                    !l.chars()
+                        .any(|c| c.is_control() || ('\u{80}'..='\u{9f}').contains(&c)),
+                    "{l:?}"
+                );
+            }
+            let all = lines.join("\n");
+            assert!(
+                all.contains("^[]0;owned^GM-^[2J^[[31m^Mpinvm: PASS^Jsecond"),
+                "{all}"
+            );
+            assert!(all.contains("  M-^[?1049h tail"), "{all}");
+        }
     }
 }

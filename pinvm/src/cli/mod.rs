@@ -113,3 +113,60 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Report(r) => report::run(r),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("pinvm").chain(args.iter().copied()))
+    }
+
+    /// Every number that becomes a run's timeout, memory or vCPUs is bounded on the command
+    /// line as `pinvm boot` bounds it: `bisect --timeout` used to take any u64 (an
+    /// `Instant + Duration` panic), `bench boot --mem` any u64 (`mem_mib << 20` wrapped).
+    #[test]
+    fn timeouts_memory_and_vcpus_are_bounded_on_every_command() {
+        let bisect = |t: &str| {
+            parse(&[
+                "bisect",
+                "--tree",
+                "t",
+                "--good",
+                "a",
+                "--bad",
+                "b",
+                "--timeout",
+                t,
+                "--",
+                "true",
+            ])
+        };
+        assert!(bisect("86400").is_ok());
+        assert!(bisect("1").is_ok());
+        for bad in ["0", "86401", "18446744073709551615"] {
+            let e = bisect(bad).unwrap_err();
+            assert!(e.to_string().contains("--timeout"), "{e}");
+        }
+        let bench = |m: &str| parse(&["bench", "boot", "--mem", m]);
+        assert!(bench("32").is_ok());
+        assert!(bench("65536").is_ok());
+        for bad in ["0", "31", "65537", "17592186044416"] {
+            let e = bench(bad).unwrap_err();
+            assert!(e.to_string().contains("--mem"), "{e}");
+        }
+        for (cmd, flag, bad) in [
+            (&["boot", "--kernel", "k"][..], "--timeout", "86401"),
+            (&["boot", "--kernel", "k"][..], "--mem", "65537"),
+            (&["boot", "--kernel", "k"][..], "--cpus", "33"),
+            (&["bench", "boot"][..], "--cpus", "33"),
+            (&["selftest", "mm:gup_longterm"][..], "--timeout", "86401"),
+            (&["selftest", "mm:gup_longterm"][..], "--mem", "65537"),
+        ] {
+            let mut args = cmd.to_vec();
+            args.extend([flag, bad]);
+            let e = parse(&args).unwrap_err();
+            assert!(e.to_string().contains(flag), "{args:?}: {e}");
+        }
+    }
+}

@@ -6,6 +6,7 @@ use super::hostfiles::HostFileArgs;
 use super::kernel::KernelArgs;
 use anyhow::Result;
 use clap::Args;
+use devices::terminal::visible_line;
 use harness::case::{fresh_dir, run_case_with, Case};
 use harness::scenario::{self, Scenario};
 use harness::{CaseResult, Outcome};
@@ -117,7 +118,7 @@ pub fn run(machine: &dyn Machine, a: RunArgs) -> Result<i32> {
     Ok(code)
 }
 
-/// The human summary of one run.
+/// The human summary of one run (guest-derived text made visible: `devices::terminal`).
 fn print_result(r: &CaseResult) {
     println!(
         "== {} on {} {}, run {}, seed {}: {:.1} s",
@@ -129,18 +130,21 @@ fn print_result(r: &CaseResult) {
         r.duration.as_secs_f64()
     );
     if r.outcome == Outcome::Untestable {
-        println!("could not test: {}", r.why.as_deref().unwrap_or("?"));
+        println!(
+            "could not test: {}",
+            visible_line(r.why.as_deref().unwrap_or("?"))
+        );
     } else if r.analysis.verdicts.is_empty() {
         println!("verdict: clean ({} DMA writes into {} pages, {} block writes, {} pages checked on disk)",
             r.analysis.stats.dma_writes, r.analysis.stats.pages_with_dma,
             r.analysis.stats.journal_writes, r.analysis.stats.pages_checked_on_disk);
     }
     for v in &r.analysis.verdicts {
-        println!("verdict: {}", v.summary);
+        println!("verdict: {}", visible_line(&v.summary));
         for e in v.evidence.iter().take(6) {
-            println!("  - {}", e.text);
+            println!("  - {}", visible_line(&e.text));
             for l in e.console.iter().take(8) {
-                println!("      | {l}");
+                println!("      | {}", visible_line(l));
             }
         }
         if v.evidence.len() > 6 {
@@ -148,7 +152,7 @@ fn print_result(r: &CaseResult) {
         }
     }
     for n in r.analysis.notes.iter().take(8) {
-        println!("note: {n}");
+        println!("note: {}", visible_line(n));
     }
     let exp = if r.expected.is_empty() {
         "a clean run".to_string()
@@ -160,12 +164,12 @@ fn print_result(r: &CaseResult) {
     } else {
         format!(
             "does NOT match: {}",
-            r.why.as_deref().unwrap_or("(no reason)")
+            visible_line(r.why.as_deref().unwrap_or("(no reason)"))
         )
     };
     println!("expected: {exp} → {} ({matched})", r.outcome.label());
     if let Some(f) = &r.finding {
-        println!("recorded finding: {f}");
+        println!("recorded finding: {}", visible_line(f));
     }
     if let Some(dir) = &r.results_dir {
         println!("results: {}", dir.display());

@@ -4,10 +4,12 @@
 use super::kernel::KernelArgs;
 use anyhow::Result;
 use clap::Args;
+use devices::terminal::{visible, visible_line, Keep};
 use guest_images::selftest::SelftestName;
 use harness::selftest::ktap::{config_hint, skip_reasons};
 use harness::selftest::{self, SelftestRun, WorkFs};
 use machine::Machine;
+use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -60,12 +62,13 @@ pub fn run(machine: &dyn Machine, a: SelftestArgs) -> Result<i32> {
         },
     )?;
     for n in &r.notes {
-        eprintln!("pinvm: note: {n}");
+        eprintln!("pinvm: note: {}", visible_line(n));
     }
     if !r.built.is_empty() {
         eprintln!("pinvm: built {} for {}", r.built.join(", "), r.release);
     }
-    print!("{}", r.ktap);
+    // The KTAP nests the guest's own output: its controls are made visible too.
+    std::io::stdout().write_all(&visible(r.ktap.as_bytes(), Keep::Lines))?;
     for t in &r.results {
         if let Some(totals) = t.totals() {
             eprintln!("pinvm: {}: {totals}", t.name);
@@ -74,11 +77,15 @@ pub fn run(machine: &dyn Machine, a: SelftestArgs) -> Result<i32> {
             let hint = config_hint(&reason)
                 .map(|h| format!(" (the guest kernel needs {h})"))
                 .unwrap_or_default();
-            eprintln!("pinvm: {}: {n} case(s) skipped: {reason}{hint}", t.name);
+            eprintln!(
+                "pinvm: {}: {n} case(s) skipped: {}{hint}",
+                t.name,
+                visible_line(&reason)
+            );
         }
     }
     if let Some(why) = &r.why {
-        eprintln!("pinvm: {why}");
+        eprintln!("pinvm: {}", visible_line(why));
     }
     Ok(r.code)
 }
