@@ -112,11 +112,15 @@ pub fn run(machine: &dyn Machine, a: BisectArgs) -> Result<i32> {
         confidence: a.confidence,
     };
     eprintln!("pinvm bisect: results in {}", out.display());
-    let r = bisect::bisect(&spec, &mut |line| eprintln!("pinvm bisect: {line}"))?;
+    // Progress and the report name what the guest printed (crash titles): shown through the
+    // one escape for guest text; report.txt keeps the text as it is.
+    let r = bisect::bisect(&spec, &mut |line| {
+        eprintln!("pinvm bisect: {}", devices::terminal::visible_line(line))
+    })?;
     report::write_json(&r, &out)?;
     let text = report::text(&r);
     std::fs::write(out.join("report.txt"), &text)?;
-    print!("{text}");
+    print!("{}", super::visible_lines(&text));
     println!("details: {}", out.join("bisect.json").display());
     Ok(r.exit_code())
 }

@@ -229,13 +229,16 @@ impl SuiteProgress for Progress {
 /// The table or KTAP on stdout; kcidb JSON, JUnit and findings files as asked; findings.md
 /// and suite.ktap in the results folder.
 fn write_reports(a: &SuiteArgs, out: &std::path::Path, suite: &report::SuiteResult) -> Result<()> {
+    // Summaries carry guest text (crash titles): shown on the terminal through the one escape.
+    let mut shown = Vec::new();
+    if a.ktap {
+        report::ktap::write(suite, &mut shown)?;
+    } else {
+        report::table::write_table(suite, &mut shown)?;
+    }
     let stdout = std::io::stdout();
     let mut w = stdout.lock();
-    if a.ktap {
-        report::ktap::write(suite, &mut w)?;
-    } else {
-        report::table::write_table(suite, &mut w)?;
-    }
+    w.write_all(super::visible_lines(&String::from_utf8_lossy(&shown)).as_bytes())?;
     w.flush()?;
     let write_file = |path: &PathBuf,
                       what: &str,
