@@ -176,14 +176,8 @@ mod tests {
         std::fs::write(&blocker, b"not a directory").unwrap();
         let keep = blocker.join("kept.img");
         let spec = RunSpec {
-            kernel: "vmlinux".into(),
-            initrd: None,
-            append: vec![],
             cpus: 1,
-            mem_mib: 128,
             timeout: Duration::from_secs(10),
-            echo: false,
-            console_log: None,
             disks: vec![DiskSpec {
                 image: image.clone(),
                 journal: None,
@@ -191,7 +185,7 @@ mod tests {
                 keep: Some(keep.clone()),
                 id: "pinvm0".into(),
             }],
-            dma: None,
+            ..RunSpec::new("vmlinux")
         };
         let (_devices, collector) = DeviceSet::build(&spec).unwrap().into_virtio();
         let mut notes = Vec::new();

@@ -65,6 +65,23 @@ pub struct DmaSpec {
 }
 
 impl RunSpec {
+    /// A run of `kernel` with nothing else: no initramfs, no devices, 2 vCPUs, 128 MiB, a
+    /// 300 s timeout, no console copy; set the rest with struct update syntax.
+    pub fn new(kernel: impl Into<PathBuf>) -> RunSpec {
+        RunSpec {
+            kernel: kernel.into(),
+            initrd: None,
+            append: vec![],
+            cpus: 2,
+            mem_mib: 128,
+            timeout: Duration::from_secs(300),
+            echo: false,
+            console_log: None,
+            disks: vec![],
+            dma: None,
+        }
+    }
+
     /// Refuse vCPUs, memory or a timeout outside what any machine runs (1..=[`MAX_CPUS`],
     /// [`MIN_MEM_MIB`]..=[`MAX_MEM_MIB`] MiB, at most [`MAX_TIMEOUT`]), saying what to pass.
     pub fn check_bounds(&self) -> Result<(), MachineError> {
@@ -102,18 +119,7 @@ mod tests {
     use super::*;
 
     fn spec() -> RunSpec {
-        RunSpec {
-            kernel: "vmlinux".into(),
-            initrd: None,
-            append: vec![],
-            cpus: 2,
-            mem_mib: 128,
-            timeout: Duration::from_secs(300),
-            echo: false,
-            console_log: None,
-            disks: vec![],
-            dma: None,
-        }
+        RunSpec::new("vmlinux")
     }
 
     #[test]

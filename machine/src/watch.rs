@@ -283,16 +283,9 @@ mod tests {
 
     fn spec() -> RunSpec {
         RunSpec {
-            kernel: "vmlinux".into(),
-            initrd: None,
-            append: vec![],
             cpus: 1,
-            mem_mib: 128,
             timeout: Duration::from_secs(1),
-            echo: false,
-            console_log: None,
-            disks: vec![],
-            dma: None,
+            ..RunSpec::new("vmlinux")
         }
     }
 

@@ -235,18 +235,7 @@ mod tests {
     use std::time::Duration;
 
     fn spec() -> RunSpec {
-        RunSpec {
-            kernel: "vmlinux".into(),
-            initrd: None,
-            append: vec![],
-            cpus: 2,
-            mem_mib: 128,
-            timeout: Duration::from_secs(300),
-            echo: false,
-            console_log: None,
-            disks: vec![],
-            dma: None,
-        }
+        RunSpec::new("vmlinux")
     }
 
     /// `mem_mib << 20` used to wrap for a huge `mem_mib` (and 255 vCPUs went to KVM); the

@@ -153,16 +153,9 @@ mod tests {
 
     fn spec() -> RunSpec {
         RunSpec {
-            kernel: "vmlinux".into(),
-            initrd: None,
-            append: vec![],
             cpus: 4,
-            mem_mib: 128,
             timeout: Duration::from_millis(200),
-            echo: false,
-            console_log: None,
-            disks: vec![],
-            dma: None,
+            ..RunSpec::new("vmlinux")
         }
     }
 
