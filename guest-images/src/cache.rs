@@ -105,6 +105,40 @@ pub enum Published {
     AlreadyPresent,
 }
 
+/// The file at `path` if it is there, else made now: `make` writes a temporary file beside
+/// it, which is then renamed into place (and removed if `make` fails), so a reader never sees
+/// a partial file and concurrent makers each publish a whole one.
+pub fn cached_file(path: &Path, make: impl FnOnce(&Path) -> Result<()>) -> Result<PathBuf> {
+    if path.is_file() {
+        return Ok(path.to_path_buf());
+    }
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("creating {}", parent.display()))?;
+    }
+    let tmp = temp_sibling(path);
+    if let Err(e) = make(&tmp) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
+    atomic_publish(&tmp, path)?;
+    Ok(path.to_path_buf())
+}
+
+/// Runs a tool that makes a file (mkfs and friends): an error names the tool (`what`), its
+/// exit status and what it printed on stderr.
+pub fn run_tool(cmd: &mut std::process::Command, what: &str) -> Result<()> {
+    let out = cmd.output().with_context(|| format!("running {what}"))?;
+    if !out.status.success() {
+        bail!(
+            "{what} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
 /// Moves a fully written file or directory `tmp` to `final_path` with one `rename(2)`.
 ///
 /// If `final_path` already exists as a directory (content-addressed entries are

@@ -4,7 +4,7 @@
 //! that shapes them (filesystem, size, options, the mkfs tool's version). Runs never modify
 //! an image: the VMM serves it copy-on-write.
 
-use crate::cache::{atomic_publish, temp_sibling, KeyBuilder};
+use crate::cache::{cached_file, run_tool, KeyBuilder};
 use anyhow::{bail, Context, Result};
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
@@ -137,34 +137,13 @@ pub fn create(cache: &Path, fs: Fs, size: u64) -> Result<PathBuf> {
     let path = cache
         .join("images")
         .join(format!("{}-{}.img", fs.name(), &key[..16]));
-    if path.is_file() {
-        return Ok(path);
-    }
-    std::fs::create_dir_all(path.parent().unwrap_or(cache))?;
-    let tmp = temp_sibling(&path);
-    let made = (|| -> Result<()> {
-        File::create(&tmp)?.set_len(size)?;
-        let out = Command::new(fs.mkfs())
-            .args(fs.args(size))
-            .arg(&tmp)
-            .output()
-            .with_context(|| format!("running {}", fs.mkfs()))?;
-        if !out.status.success() {
-            bail!(
-                "{} failed ({}): {}",
-                fs.mkfs(),
-                out.status,
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-        }
-        Ok(())
-    })();
-    if let Err(e) = made {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(e);
-    }
-    atomic_publish(&tmp, &path)?;
-    Ok(path)
+    cached_file(&path, |tmp| {
+        File::create(tmp)?.set_len(size)?;
+        run_tool(
+            Command::new(fs.mkfs()).args(fs.args(size)).arg(tmp),
+            fs.mkfs(),
+        )
+    })
 }
 
 /// The filesystem in an image, from its superblock magic (None: not one of ours).

@@ -6,7 +6,7 @@
 //! 2 MB plus 269 applet links added ~9 s to a boot). A disk costs nothing until read, and what
 //! is read arrives by (host-side) DMA, page by page, only for the code that runs.
 
-use crate::cache::{atomic_publish, temp_sibling, KeyBuilder};
+use crate::cache::{cached_file, run_tool, temp_sibling, KeyBuilder};
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -45,13 +45,8 @@ pub fn cached_tools_image(cache: &Path, busybox: &Path) -> Result<PathBuf> {
     let path = cache
         .join("images")
         .join(format!("tools-{}.img", &key[..16]));
-    if path.is_file() {
-        return Ok(path);
-    }
-    std::fs::create_dir_all(path.parent().unwrap_or(cache))?;
     let staging = temp_sibling(&path.with_extension("d"));
-    let tmp = temp_sibling(&path);
-    let made = (|| -> Result<()> {
+    let made = cached_file(&path, |tmp| {
         let bin = staging.join("bin");
         std::fs::create_dir_all(&bin)?;
         std::fs::copy(busybox, bin.join("busybox"))?;
@@ -60,30 +55,18 @@ pub fn cached_tools_image(cache: &Path, busybox: &Path) -> Result<PathBuf> {
         }
         // Room for busybox plus metadata; ext4 without a journal (the disk is read-only).
         let size = ((bytes.len() as u64 * 2 + (4 << 20)) + 4095) & !4095;
-        std::fs::File::create(&tmp)?.set_len(size)?;
-        let out = Command::new("mkfs.ext4")
-            .args(["-q", "-F", "-b", "4096", "-L", "pinvm-tools"])
-            .args(["-O", "^has_journal", "-E", "root_owner=0:0", "-d"])
-            .arg(&staging)
-            .arg(&tmp)
-            .output()
-            .context("running mkfs.ext4 (Debian package e2fsprogs)")?;
-        if !out.status.success() {
-            bail!(
-                "mkfs.ext4 -d failed ({}): {}",
-                out.status,
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-        }
-        Ok(())
-    })();
+        std::fs::File::create(tmp)?.set_len(size)?;
+        run_tool(
+            Command::new("mkfs.ext4")
+                .args(["-q", "-F", "-b", "4096", "-L", "pinvm-tools"])
+                .args(["-O", "^has_journal", "-E", "root_owner=0:0", "-d"])
+                .arg(&staging)
+                .arg(tmp),
+            "mkfs.ext4 -d (Debian package e2fsprogs)",
+        )
+    });
     let _ = std::fs::remove_dir_all(&staging);
-    if let Err(e) = made {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(e);
-    }
-    atomic_publish(&tmp, &path)?;
-    Ok(path)
+    made
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@
 //! image after one pass of hashing, and a changed byte makes a new image. Owners and times are
 //! not part of the key: the image keeps those of the tree it was first made from.
 
-use crate::cache::{atomic_publish, temp_sibling, KeyBuilder};
+use crate::cache::{cached_file, run_tool, KeyBuilder};
 use anyhow::{bail, Context, Result};
 use sha2::{Digest, Sha256};
 use std::io::Read;
@@ -131,48 +131,28 @@ pub fn cached_share_image(cache: &Path, dir: &Path) -> Result<PathBuf> {
     let path = cache
         .join("images")
         .join(format!("share-{}.img", &key[..16]));
-    if path.is_file() {
-        return Ok(path);
-    }
-    std::fs::create_dir_all(path.parent().unwrap_or(cache))?;
-    let tmp = temp_sibling(&path);
-    let made = (|| -> Result<()> {
+    cached_file(&path, |tmp| {
         let size = image_size(tree.bytes, tree.entries);
-        std::fs::File::create(&tmp)?.set_len(size)?;
+        std::fs::File::create(tmp)?.set_len(size)?;
         let inodes = (tree.entries + 64).to_string();
-        let out = Command::new("mkfs.ext4")
-            .args([
-                "-q", "-F", "-b", "4096", "-I", "256", "-N", &inodes, "-m", "0",
-            ])
-            .args([
-                "-L",
-                "pinvm-share",
-                "-O",
-                "^has_journal",
-                "-E",
-                "root_owner=0:0",
-                "-d",
-            ])
-            .arg(dir)
-            .arg(&tmp)
-            .output()
-            .context("running mkfs.ext4 (Debian package e2fsprogs)")?;
-        if !out.status.success() {
-            bail!(
-                "--share {}: mkfs.ext4 -d failed ({}): {}",
-                dir.display(),
-                out.status,
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-        }
-        Ok(())
-    })();
-    if let Err(e) = made {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(e);
-    }
-    atomic_publish(&tmp, &path)?;
-    Ok(path)
+        let mut mkfs = Command::new("mkfs.ext4");
+        mkfs.args([
+            "-q", "-F", "-b", "4096", "-I", "256", "-N", &inodes, "-m", "0",
+        ])
+        .args([
+            "-L",
+            "pinvm-share",
+            "-O",
+            "^has_journal",
+            "-E",
+            "root_owner=0:0",
+            "-d",
+        ])
+        .arg(dir)
+        .arg(tmp);
+        run_tool(&mut mkfs, "mkfs.ext4 -d (Debian package e2fsprogs)")
+            .with_context(|| format!("--share {}", dir.display()))
+    })
 }
 
 #[cfg(test)]
