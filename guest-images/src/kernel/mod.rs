@@ -174,6 +174,8 @@ pub struct BuiltKernel {
     pub manifest: Manifest,
     /// True when it was already in the cache (nothing was built).
     pub cached: bool,
+    /// True when only the bzImage was built now, for a kernel cached without one.
+    pub bzimage_added: bool,
 }
 
 /// The platform-fix decision for a build.
@@ -370,6 +372,7 @@ pub fn lookup_key(cache_root: &Path, key: &str) -> Result<Option<BuiltKernel>> {
         manifest,
         dir,
         cached: true,
+        bzimage_added: false,
     };
     for f in [&k.vmlinux, &k.system_map] {
         if !f.is_file() {
@@ -494,6 +497,7 @@ pub fn build_plan(
         let mut k = lookup_key(cache_root, &plan.key)?
             .ok_or_else(|| anyhow!("published kernel {} vanished", plan.key))?;
         k.cached = false;
+        k.bzimage_added = true;
         return Ok(k);
     }
     let mut manifest = manifest_for(plan, kernelrelease, jobs, started, t0, &slot.dir);

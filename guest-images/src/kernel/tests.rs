@@ -404,6 +404,8 @@ fn a_bzimage_is_built_on_demand_only() {
     let mut events: Vec<BuildProgress> = Vec::new();
     let k2 = build(&req, &cache_root, &mut |e| events.push(e)).unwrap();
     assert_eq!(k2.dir, k.dir);
+    assert!(!k2.cached && k2.bzimage_added);
+    assert!(!k.bzimage_added);
     let bz = k2.bzimage.as_ref().expect("a bzImage now");
     assert_eq!(fs::read_to_string(bz).unwrap(), "bz\n");
     assert!(events

@@ -137,7 +137,11 @@ pub fn run(cmd: KernelCommand) -> Result<i32> {
                     "cached   {}",
                     if k.cached { "yes" } else { "no (built now)" }
                 );
-                if let (false, Some(inc)) = (k.cached, &k.manifest.incremental) {
+                if k.bzimage_added {
+                    println!(
+                        "build    the bzImage only, now, in the build slot (vmlinux was cached)"
+                    );
+                } else if let (false, Some(inc)) = (k.cached, &k.manifest.incremental) {
                     println!(
                         "build    {:.1} s in slot {} ({}): tree {:.1} s ({} files written, {} \
                          removed), config {:.1} s, make {:.1} s ({} steps{})",
