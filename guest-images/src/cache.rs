@@ -261,34 +261,10 @@ impl FileLock {
     /// Takes the lock on `path` (created if missing), waiting for another holder.
     /// `on_wait` is called once if the lock is held by someone else, before blocking.
     pub fn acquire(path: &Path, on_wait: impl FnOnce()) -> Result<FileLock> {
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent)
-                .with_context(|| format!("creating {}", parent.display()))?;
-        }
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(path)
-            .with_context(|| format!("opening lock file {}", path.display()))?;
-        let fd = file.as_raw_fd();
-        // SAFETY: flock on a file descriptor we own.
-        if unsafe { libc::flock(fd, libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-            let err = std::io::Error::last_os_error();
-            if err.raw_os_error() != Some(libc::EWOULDBLOCK) {
-                return Err(err).with_context(|| format!("locking {}", path.display()));
-            }
+        let file = open_lock_file(path)?;
+        if !flock(&file, path, libc::LOCK_EX | libc::LOCK_NB)? {
             on_wait();
-            loop {
-                // SAFETY: as above.
-                if unsafe { libc::flock(fd, libc::LOCK_EX) } == 0 {
-                    break;
-                }
-                let err = std::io::Error::last_os_error();
-                if err.kind() != std::io::ErrorKind::Interrupted {
-                    return Err(err).with_context(|| format!("locking {}", path.display()));
-                }
-            }
+            flock(&file, path, libc::LOCK_EX)?;
         }
         Ok(FileLock {
             file,
@@ -298,33 +274,49 @@ impl FileLock {
 
     /// Takes the lock on `path` if no one holds it (`None` when someone does).
     pub fn try_acquire(path: &Path) -> Result<Option<FileLock>> {
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent)
-                .with_context(|| format!("creating {}", parent.display()))?;
-        }
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(path)
-            .with_context(|| format!("opening lock file {}", path.display()))?;
-        // SAFETY: flock on a file descriptor we own.
-        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-            let err = std::io::Error::last_os_error();
-            if err.raw_os_error() == Some(libc::EWOULDBLOCK) {
-                return Ok(None);
-            }
-            return Err(err).with_context(|| format!("locking {}", path.display()));
-        }
-        Ok(Some(FileLock {
-            file,
-            path: path.to_path_buf(),
-        }))
+        let file = open_lock_file(path)?;
+        Ok(
+            flock(&file, path, libc::LOCK_EX | libc::LOCK_NB)?.then(|| FileLock {
+                file,
+                path: path.to_path_buf(),
+            }),
+        )
     }
 
     /// The lock file's path.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+}
+
+/// The lock file at `path`, created (with its directory) if missing.
+fn open_lock_file(path: &Path) -> Result<File> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("creating {}", parent.display()))?;
+    }
+    std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .with_context(|| format!("opening lock file {}", path.display()))
+}
+
+/// `flock(file, op)`, retried when a signal interrupts it: false when `op` has `LOCK_NB` and
+/// another holder has the lock.
+fn flock(file: &File, path: &Path, op: libc::c_int) -> Result<bool> {
+    loop {
+        // SAFETY: flock on a file descriptor `file` owns for the whole call.
+        if unsafe { libc::flock(file.as_raw_fd(), op) } == 0 {
+            return Ok(true);
+        }
+        let err = std::io::Error::last_os_error();
+        match err.raw_os_error() {
+            Some(libc::EWOULDBLOCK) if op & libc::LOCK_NB != 0 => return Ok(false),
+            Some(libc::EINTR) => continue,
+            _ => return Err(err).with_context(|| format!("locking {}", path.display())),
+        }
     }
 }
 
