@@ -137,4 +137,18 @@ mod tests {
         assert_eq!(s.push(b"A"), b"\xe2M-^@A");
         assert_eq!(s.push(b"\x80\x80\x80\x80"), b"M-^@M-^@M-^@M-^@");
     }
+
+    /// A crash title with an escape sequence in a suite table or a bisect report (multi-line
+    /// text pinvm prints) reaches the terminal escaped, with the lines and their ends kept.
+    #[test]
+    fn guest_text_in_reports_is_escaped_line_by_line() {
+        let t = "S03  kernel_warning: WARNING in \x1b[2Jfoo\u{9b}31m\ttab\nnext line\nlast";
+        let v = String::from_utf8(visible(t.as_bytes(), Keep::Lines)).unwrap();
+        assert!(!v.contains('\x1b') && !v.contains('\u{9b}'), "{v:?}");
+        assert_eq!(v.lines().count(), 3, "{v:?}");
+        assert!(v.contains("\ttab\nnext line\nlast"), "{v:?}");
+        assert!(v.contains("^[[2Jfoo"), "{v:?}");
+        assert_eq!(visible(b"a\n", Keep::Lines), b"a\n");
+        assert_eq!(visible(b"", Keep::Lines), b"");
+    }
 }

@@ -2,11 +2,13 @@
 
 use anyhow::{bail, Result};
 use clap::Args;
+use devices::terminal::{visible, visible_line, Keep};
 use guest_images::kernel::source::{git_dir, rev_parse};
 use harness::bisect::probe::{Prober, Reproducer};
 use harness::bisect::{self, report, Spec};
 use harness::scenario::{self, Scenario};
 use machine::Machine;
+use std::io::Write;
 use std::path::PathBuf;
 
 #[derive(Args, Debug)]
@@ -115,12 +117,12 @@ pub fn run(machine: &dyn Machine, a: BisectArgs) -> Result<i32> {
     // Progress and the report name what the guest printed (crash titles): shown through the
     // one escape for guest text; report.txt keeps the text as it is.
     let r = bisect::bisect(&spec, &mut |line| {
-        eprintln!("pinvm bisect: {}", devices::terminal::visible_line(line))
+        eprintln!("pinvm bisect: {}", visible_line(line))
     })?;
     report::write_json(&r, &out)?;
     let text = report::text(&r);
     std::fs::write(out.join("report.txt"), &text)?;
-    print!("{}", super::visible_lines(&text));
+    std::io::stdout().write_all(&visible(text.as_bytes(), Keep::Lines))?;
     println!("details: {}", out.join("bisect.json").display());
     Ok(r.exit_code())
 }

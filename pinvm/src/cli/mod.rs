@@ -114,37 +114,9 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
     }
 }
 
-/// Multi-line text that names what the guest printed (tables, KTAP, reports), each line
-/// through `devices::terminal::visible_line` for the terminal; the line structure is kept.
-fn visible_lines(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for line in text.split_inclusive('\n') {
-        let body = line.strip_suffix('\n');
-        out.push_str(&devices::terminal::visible_line(body.unwrap_or(line)));
-        if body.is_some() {
-            out.push('\n');
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// A crash title with an escape sequence in a suite table or a bisect report reaches the
-    /// terminal escaped, line by line, with the lines and their ends kept.
-    #[test]
-    fn guest_text_in_reports_is_escaped_line_by_line() {
-        let t = "S03  kernel_warning: WARNING in \x1b[2Jfoo\u{9b}31m\ttab\nnext line\nlast";
-        let v = visible_lines(t);
-        assert!(!v.contains('\x1b') && !v.contains('\u{9b}'), "{v:?}");
-        assert_eq!(v.lines().count(), 3, "{v:?}");
-        assert!(v.contains("\ttab\nnext line\nlast"), "{v:?}");
-        assert!(v.contains("^[[2Jfoo"), "{v:?}");
-        assert_eq!(visible_lines("a\n"), "a\n");
-        assert_eq!(visible_lines(""), "");
-    }
 
     fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
         Cli::try_parse_from(std::iter::once("pinvm").chain(args.iter().copied()))

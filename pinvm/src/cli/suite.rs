@@ -5,6 +5,7 @@
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
+use devices::terminal::{visible, Keep};
 use harness::case::fresh_dir;
 use harness::report::{self, CaseResult};
 use harness::scenario::{self, Scenario};
@@ -238,7 +239,7 @@ fn write_reports(a: &SuiteArgs, out: &std::path::Path, suite: &report::SuiteResu
     }
     let stdout = std::io::stdout();
     let mut w = stdout.lock();
-    w.write_all(super::visible_lines(&String::from_utf8_lossy(&shown)).as_bytes())?;
+    w.write_all(&visible(&shown, Keep::Lines))?;
     w.flush()?;
     let write_file = |path: &PathBuf,
                       what: &str,
